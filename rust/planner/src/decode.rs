@@ -1,0 +1,882 @@
+//! Decoding input bytes (JSON, NDJSON, CSV) into Arrow record batches typed by a contract.
+//!
+//! Decoding never stops at the first bad record: a record that is not valid JSON (or a CSV row
+//! with the wrong number of fields) becomes one `syntax` violation with its position and is
+//! left out of the batch; a value of the wrong type becomes a `type` violation and a NULL cell;
+//! an unknown field becomes an `additionalProperties` violation. Everything else is checked
+//! later, column by column, by [`crate::validate`].
+//!
+//! Each record is decoded in one pass: field values are staged per record (borrowing from the
+//! input where no unescaping is needed) and appended to the column builders only when the
+//! whole record parsed, so a syntax error half-way through a record cannot misalign columns.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    UInt64Builder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::contract::{Contract, FieldKind};
+use crate::error::{ProcessorError, Result};
+use crate::violation::{clip_value, Violation};
+
+/// Name of the column that carries each record's position in its input through the pipeline.
+pub const RECORD_INDEX_COLUMN: &str = "_record_index";
+
+/// The input formats the processor reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// One object, an array of objects, or newline-delimited objects.
+    Json,
+    /// Newline-delimited JSON: one object per line.
+    Ndjson,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+}
+
+/// Names accepted for [`InputFormat::parse`], as listed in errors.
+pub const SUPPORTED_INPUT_FORMATS: &[&str] = &["json", "ndjson", "csv"];
+
+impl InputFormat {
+    /// Parses a format name (`json`, `ndjson`/`jsonl`, `csv`; any case).
+    pub fn parse(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "ndjson" | "jsonl" | "json-lines" => Ok(Self::Ndjson),
+            "csv" => Ok(Self::Csv),
+            _ => Err(unsupported(name, "the processor has no decoder for it".into())),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Ndjson => "ndjson",
+            Self::Csv => "csv",
+        }
+    }
+}
+
+fn unsupported(format: &str, detail: String) -> ProcessorError {
+    ProcessorError::UnsupportedFormat {
+        format: format.to_string(),
+        detail,
+        supported: SUPPORTED_INPUT_FORMATS.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Recognises bytes of formats the processor does not read, by their magic numbers, so that
+/// Parquet labelled as JSON is reported as Parquet rather than as a JSON syntax error.
+fn sniff_foreign_format(data: &[u8]) -> Option<&'static str> {
+    const MAGICS: &[(&[u8], &str)] = &[
+        (b"PAR1", "parquet"),
+        (b"ARROW1", "arrow"),
+        (b"ORC", "orc"),
+        (b"Obj\x01", "avro"),
+        (b"\x1f\x8b", "gzip"),
+        (b"PK\x03\x04", "zip"),
+        (b"\x28\xb5\x2f\xfd", "zstd"),
+        (b"BZh", "bzip2"),
+    ];
+    if let Some((_, name)) = MAGICS.iter().find(|(magic, _)| data.starts_with(magic)) {
+        return Some(name);
+    }
+    let first = data.iter().position(|b| !b.is_ascii_whitespace()).map(|i| data[i]);
+    (first == Some(b'<')).then_some("xml")
+}
+
+/// The decoded records of one input.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Contract columns plus [`RECORD_INDEX_COLUMN`], one row per record that could be decoded.
+    pub batch: RecordBatch,
+    /// `syntax`, `type` and `additionalProperties` violations, in record order.
+    pub violations: Vec<Violation>,
+    /// `(row in batch, field index)` of every cell nulled by a `type` violation, so later rules
+    /// do not report the same cell again.
+    pub type_errors: Vec<(usize, usize)>,
+    /// Byte range of every record in the input, by record index (for quarantining raw text).
+    pub spans: Vec<Range<usize>>,
+}
+
+impl Decoded {
+    /// Number of records in the input, decodable or not.
+    pub fn record_count(&self) -> usize {
+        self.spans.len()
+    }
+}
+
+/// Decodes `data` as `format` against `contract`.
+pub fn decode(contract: &Contract, data: &[u8], format: InputFormat) -> Result<Decoded> {
+    if let Some(foreign) = sniff_foreign_format(data) {
+        return Err(unsupported(
+            foreign,
+            format!("the input looks like {foreign} but was labelled {}", format.name()),
+        ));
+    }
+    let mut decoder = RecordDecoder::new(contract);
+    match format {
+        InputFormat::Csv => decoder.decode_csv(data)?,
+        InputFormat::Ndjson => decoder.decode_lines(data),
+        InputFormat::Json => decoder.decode_json(data),
+    }
+    decoder.finish()
+}
+
+/// One value staged for the current record.
+enum Cell<'a> {
+    Absent,
+    Str(Cow<'a, str>),
+    F64(f64),
+    I64(i64),
+    Bool(bool),
+}
+
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    F64(Float64Builder),
+    I64(Int64Builder),
+    Bool(BooleanBuilder),
+}
+
+impl ColumnBuilder {
+    fn for_type(data_type: &DataType) -> Self {
+        match data_type {
+            DataType::Float64 => Self::F64(Float64Builder::new()),
+            DataType::Int64 => Self::I64(Int64Builder::new()),
+            DataType::Boolean => Self::Bool(BooleanBuilder::new()),
+            _ => Self::Utf8(StringBuilder::new()),
+        }
+    }
+
+    fn append(&mut self, cell: &Cell<'_>) {
+        match (self, cell) {
+            (Self::Utf8(b), Cell::Str(s)) => b.append_value(s),
+            (Self::F64(b), Cell::F64(v)) => b.append_value(*v),
+            (Self::I64(b), Cell::I64(v)) => b.append_value(*v),
+            (Self::Bool(b), Cell::Bool(v)) => b.append_value(*v),
+            (Self::Utf8(b), _) => b.append_null(),
+            (Self::F64(b), _) => b.append_null(),
+            (Self::I64(b), _) => b.append_null(),
+            (Self::Bool(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Self::Utf8(mut b) => Arc::new(b.finish()),
+            Self::F64(mut b) => Arc::new(b.finish()),
+            Self::I64(mut b) => Arc::new(b.finish()),
+            Self::Bool(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Why a value cannot be stored in its field.
+struct TypeMismatch(String);
+
+/// Interprets the JSON text of one value for a field of `kind`.
+fn json_cell(kind: FieldKind, raw: &str) -> std::result::Result<Cell<'_>, TypeMismatch> {
+    let first = raw.as_bytes()[0];
+    let got = match first {
+        b'"' => "string",
+        b'{' => "object",
+        b'[' => "array",
+        b't' | b'f' => "boolean",
+        b'n' => return Ok(Cell::Absent),
+        _ => "number",
+    };
+    match (kind, got) {
+        (FieldKind::String, "string") => Ok(Cell::Str(json_string(raw))),
+        (FieldKind::Number | FieldKind::Integer, "number") => number_cell(kind, raw),
+        (FieldKind::Boolean, "boolean") => Ok(Cell::Bool(first == b't')),
+        (FieldKind::Object, "object") | (FieldKind::Array, "array") => Ok(Cell::Str(Cow::Borrowed(raw))),
+        _ => Err(TypeMismatch(format!("expected {}, got {got}", kind.json_name()))),
+    }
+}
+
+/// The content of a JSON string literal, borrowed unless it has escapes.
+fn json_string(raw: &str) -> Cow<'_, str> {
+    let inner = &raw[1..raw.len() - 1];
+    if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+        Cow::Borrowed(inner)
+    } else {
+        Cow::Owned(serde_json::from_str::<String>(raw).expect("serde_json already validated this string"))
+    }
+}
+
+/// A number (from JSON or CSV text) for a `number` or `integer` field.
+fn number_cell(kind: FieldKind, text: &str) -> std::result::Result<Cell<'static>, TypeMismatch> {
+    if kind == FieldKind::Integer {
+        if let Ok(v) = text.parse::<i64>() {
+            return Ok(Cell::I64(v));
+        }
+    }
+    let Ok(v) = text.parse::<f64>() else {
+        return Err(TypeMismatch(format!("expected {}, got text that is not a number", kind.json_name())));
+    };
+    if !v.is_finite() || text.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+        return Err(TypeMismatch(format!("{text} is not a finite {}", kind.json_name())));
+    }
+    match kind {
+        FieldKind::Number => Ok(Cell::F64(v)),
+        _ if v.fract() != 0.0 => Err(TypeMismatch(format!("expected integer, got {text}"))),
+        // 2^63 is exactly representable; anything at or beyond it does not fit an i64.
+        _ if v >= 9_223_372_036_854_775_808.0 || v < -9_223_372_036_854_775_808.0 => {
+            Err(TypeMismatch(format!("integer {text} does not fit in 64 bits")))
+        }
+        _ => Ok(Cell::I64(v as i64)),
+    }
+}
+
+/// Interprets CSV text for a field of `kind`; empty text is absent.
+fn csv_cell(kind: FieldKind, text: &str) -> std::result::Result<Cell<'_>, TypeMismatch> {
+    if text.is_empty() {
+        return Ok(Cell::Absent);
+    }
+    match kind {
+        FieldKind::String => Ok(Cell::Str(Cow::Borrowed(text))),
+        FieldKind::Number | FieldKind::Integer => number_cell(kind, text),
+        FieldKind::Boolean => match text.to_ascii_lowercase().as_str() {
+            "true" => Ok(Cell::Bool(true)),
+            "false" => Ok(Cell::Bool(false)),
+            _ => Err(TypeMismatch("expected boolean (true or false)".into())),
+        },
+        FieldKind::Object | FieldKind::Array => {
+            let opener = if kind == FieldKind::Object { b'{' } else { b'[' };
+            match serde_json::from_str::<&RawValue>(text) {
+                Ok(raw) if raw.get().as_bytes()[0] == opener => Ok(Cell::Str(Cow::Borrowed(text))),
+                _ => Err(TypeMismatch(format!("expected {} as JSON text", kind.json_name()))),
+            }
+        }
+    }
+}
+
+/// Builds the columns of one input, record by record.
+struct RecordDecoder<'c> {
+    contract: &'c Contract,
+    schema: SchemaRef,
+    builders: Vec<ColumnBuilder>,
+    record_index: UInt64Builder,
+    rows: usize,
+    violations: Vec<Violation>,
+    type_errors: Vec<(usize, usize)>,
+    spans: Vec<Range<usize>>,
+}
+
+impl<'c> RecordDecoder<'c> {
+    fn new(contract: &'c Contract) -> Self {
+        let contract_schema = contract.arrow_schema();
+        let builders = contract_schema
+            .fields()
+            .iter()
+            .map(|f| ColumnBuilder::for_type(f.data_type()))
+            .collect();
+        let mut fields: Vec<Field> = contract_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(RECORD_INDEX_COLUMN, DataType::UInt64, false));
+        Self {
+            contract,
+            schema: Arc::new(Schema::new(fields)),
+            builders,
+            record_index: UInt64Builder::new(),
+            rows: 0,
+            violations: Vec::new(),
+            type_errors: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> Result<Decoded> {
+        let mut columns: Vec<ArrayRef> = self.builders.into_iter().map(ColumnBuilder::finish).collect();
+        columns.push(Arc::new(self.record_index.finish()));
+        let batch = RecordBatch::try_new(self.schema, columns)?;
+        self.violations.sort_by_key(|v| v.record_index);
+        Ok(Decoded { batch, violations: self.violations, type_errors: self.type_errors, spans: self.spans })
+    }
+
+    fn next_record(&mut self, span: Range<usize>) -> u64 {
+        self.spans.push(span);
+        (self.spans.len() - 1) as u64
+    }
+
+    fn syntax(&mut self, record_index: u64, message: String) {
+        self.violations.push(Violation {
+            record_index,
+            field: None,
+            rule: "syntax".into(),
+            value: None,
+            message,
+        });
+    }
+
+    /// Appends a fully decoded record's cells as one row.
+    fn commit(&mut self, record_index: u64, cells: &[Cell<'_>], mismatched: &[usize]) {
+        for (builder, cell) in self.builders.iter_mut().zip(cells) {
+            builder.append(cell);
+        }
+        self.type_errors.extend(mismatched.iter().map(|&field| (self.rows, field)));
+        self.record_index.append_value(record_index);
+        self.rows += 1;
+    }
+
+    /// `json` input: an array of objects, one object, or newline-delimited objects.
+    fn decode_json(&mut self, data: &[u8]) {
+        let Some(start) = data.iter().position(|b| !b.is_ascii_whitespace()) else {
+            return;
+        };
+        if data[start] == b'[' {
+            return self.decode_array(data);
+        }
+        // NDJSON when the first line is a complete value by itself; otherwise one document
+        // (a pretty-printed object spans several lines).
+        let first_line_end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+        let first_line = std::str::from_utf8(&data[start..first_line_end]).ok();
+        let first_line_complete = first_line.is_some_and(|l| serde_json::from_str::<&RawValue>(l).is_ok());
+        if first_line_complete {
+            self.decode_lines(data)
+        } else {
+            self.decode_document(data)
+        }
+    }
+
+    /// A whole input that must be a single JSON value (one record).
+    fn decode_document(&mut self, data: &[u8]) {
+        let record_index = self.next_record(0..data.len());
+        match std::str::from_utf8(data) {
+            Ok(text) => self.decode_json_record(&mut RecordState::new(self.contract), record_index, text, None),
+            Err(e) => self.syntax(record_index, format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+        }
+    }
+
+    fn decode_array(&mut self, data: &[u8]) {
+        let text = match std::str::from_utf8(data) {
+            Ok(text) => text,
+            Err(e) => {
+                let record_index = self.next_record(0..data.len());
+                return self.syntax(record_index, format!("invalid UTF-8 at byte {}", e.valid_up_to()));
+            }
+        };
+        match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(elements) => {
+                let mut state = RecordState::new(self.contract);
+                for element in elements {
+                    let raw = element.get();
+                    let offset = raw.as_ptr() as usize - text.as_ptr() as usize;
+                    let record_index = self.next_record(offset..offset + raw.len());
+                    self.decode_json_record(&mut state, record_index, raw, None);
+                }
+            }
+            Err(e) => {
+                // A broken array cannot be split into records reliably: quarantine it whole.
+                let record_index = self.next_record(0..data.len());
+                self.syntax(record_index, format!("invalid JSON array: {}", describe_json_error(&e, None)));
+            }
+        }
+    }
+
+    /// Newline-delimited records; blank lines are skipped, a bad line is one violation.
+    fn decode_lines(&mut self, data: &[u8]) {
+        let mut state = RecordState::new(self.contract);
+        let mut line_start = 0;
+        let mut line_number = 0;
+        let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
+        for line_end in ends {
+            if line_start > data.len() {
+                break;
+            }
+            line_number += 1;
+            let mut line = &data[line_start..line_end];
+            let span = line_start..line_end;
+            line_start = line_end + 1;
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let record_index = self.next_record(span);
+            match std::str::from_utf8(line) {
+                Ok(text) => self.decode_json_record(&mut state, record_index, text, Some(line_number)),
+                Err(e) => self.syntax(
+                    record_index,
+                    format!("line {line_number}: invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+                ),
+            }
+        }
+    }
+
+    /// Decodes one record's JSON text; `line` (1-based) positions syntax errors in NDJSON.
+    fn decode_json_record<'a>(
+        &mut self,
+        state: &mut RecordState<'c, 'a>,
+        record_index: u64,
+        text: &'a str,
+        line: Option<usize>,
+    ) {
+        state.reset(record_index);
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let parsed = de::Deserializer::deserialize_any(&mut deserializer, RecordVisitor { state: &mut *state })
+            .and_then(|()| deserializer.end());
+        match parsed {
+            Ok(()) => {
+                self.violations.append(&mut state.violations);
+                self.commit(record_index, &state.cells, &state.mismatched);
+            }
+            Err(e) => {
+                self.syntax(record_index, format!("invalid JSON: {}", describe_json_error(&e, line)));
+            }
+        }
+    }
+
+    fn decode_csv(&mut self, data: &[u8]) -> Result<()> {
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(data);
+        let mut record = csv::ByteRecord::new();
+        let header_ok = reader
+            .read_byte_record(&mut record)
+            .map_err(|e| parse_error(format!("CSV header: {e}")))?;
+        if !header_ok {
+            return Ok(()); // empty input: no records
+        }
+        let header: Vec<String> = record
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                std::str::from_utf8(name)
+                    .map(|s| s.trim_start_matches('\u{feff}').to_string())
+                    .map_err(|_| parse_error(format!("CSV header: column {} is not UTF-8", i + 1)))
+            })
+            .collect::<Result<_>>()?;
+        let mut columns = Vec::with_capacity(header.len());
+        for (i, name) in header.iter().enumerate() {
+            if header[..i].contains(name) {
+                return Err(parse_error(format!("CSV header: column {name:?} appears twice")));
+            }
+            columns.push(self.contract.field_index(name));
+        }
+        let mut mismatched = Vec::new();
+        loop {
+            let start = reader.position().byte() as usize;
+            let line = reader.position().line();
+            match reader.read_byte_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    let record_index = self.next_record(start..data.len());
+                    self.syntax(record_index, format!("line {line}: {e}"));
+                    break;
+                }
+            }
+            let end = (reader.position().byte() as usize).min(data.len());
+            let record_index = self.next_record(start..end);
+            if record.len() != header.len() {
+                self.syntax(
+                    record_index,
+                    format!("line {line}: the row has {} fields, the header has {}", record.len(), header.len()),
+                );
+                continue;
+            }
+            // Cells borrow from `record`, which the next read overwrites: one small Vec per row.
+            let mut cells: Vec<Cell<'_>> = Vec::with_capacity(self.contract.fields.len());
+            cells.resize_with(self.contract.fields.len(), || Cell::Absent);
+            mismatched.clear();
+            let mut utf8_error = None;
+            for (position, bytes) in record.iter().enumerate() {
+                let Ok(text) = std::str::from_utf8(bytes) else {
+                    utf8_error = Some(position);
+                    break;
+                };
+                match columns[position] {
+                    Some(field) => {
+                        let spec = &self.contract.fields[field];
+                        match csv_cell(spec.kind, text) {
+                            Ok(cell) => cells[field] = cell,
+                            Err(TypeMismatch(message)) => {
+                                mismatched.push(field);
+                                self.violations.push(type_violation(record_index, &spec.name, text, message));
+                            }
+                        }
+                    }
+                    None if !self.contract.additional_properties && !text.is_empty() => {
+                        self.violations.push(unknown_field_violation(record_index, &header[position], text));
+                    }
+                    None => {}
+                }
+            }
+            if let Some(position) = utf8_error {
+                self.violations.retain(|v| v.record_index != record_index);
+                self.syntax(record_index, format!("line {line}: field {:?} is not valid UTF-8", header[position]));
+                continue;
+            }
+            self.commit(record_index, &cells, &mismatched);
+        }
+        Ok(())
+    }
+}
+
+fn parse_error(message: String) -> ProcessorError {
+    ProcessorError::Parse { message, errors: Vec::new() }
+}
+
+fn type_violation(record_index: u64, field: &str, value: &str, message: String) -> Violation {
+    Violation {
+        record_index,
+        field: Some(field.to_string()),
+        rule: "type".into(),
+        value: Some(clip_value(value)),
+        message,
+    }
+}
+
+fn unknown_field_violation(record_index: u64, field: &str, value: &str) -> Violation {
+    Violation {
+        record_index,
+        field: Some(field.to_string()),
+        rule: "additionalProperties".into(),
+        value: Some(clip_value(value)),
+        message: format!("unknown field {field:?}: the contract does not allow additional properties"),
+    }
+}
+
+/// serde_json's message with its position, as a line and column of the input.
+fn describe_json_error(e: &serde_json::Error, line: Option<usize>) -> String {
+    let text = e.to_string();
+    let message = text.rsplit_once(" at line ").map_or(text.as_str(), |(m, _)| m);
+    match line {
+        Some(line) => format!("{message} at line {line}, column {}", e.column()),
+        None => format!("{message} at line {}, column {}", e.line(), e.column()),
+    }
+}
+
+/// The cells and violations of the record being decoded.
+struct RecordState<'c, 'de> {
+    contract: &'c Contract,
+    record_index: u64,
+    cells: Vec<Cell<'de>>,
+    seen: Vec<bool>,
+    mismatched: Vec<usize>,
+    violations: Vec<Violation>,
+}
+
+impl<'c, 'de> RecordState<'c, 'de> {
+    fn new(contract: &'c Contract) -> Self {
+        let n = contract.fields.len();
+        Self {
+            contract,
+            record_index: 0,
+            cells: (0..n).map(|_| Cell::Absent).collect(),
+            seen: vec![false; n],
+            mismatched: Vec::new(),
+            violations: Vec::new(),
+        }
+    }
+
+    /// Makes the state ready for the next record, keeping its allocations.
+    fn reset(&mut self, record_index: u64) {
+        self.record_index = record_index;
+        self.cells.iter_mut().for_each(|c| *c = Cell::Absent);
+        self.seen.iter_mut().for_each(|s| *s = false);
+        self.mismatched.clear();
+        self.violations.clear();
+    }
+
+    fn field(&mut self, key: &str, raw: &'de str) {
+        let Some(field) = self.contract.field_index(key) else {
+            if !self.contract.additional_properties && raw != "null" {
+                self.violations.push(unknown_field_violation(self.record_index, key, raw));
+            }
+            return;
+        };
+        if std::mem::replace(&mut self.seen[field], true) {
+            self.violations.push(Violation {
+                record_index: self.record_index,
+                field: Some(key.to_string()),
+                rule: "syntax".into(),
+                value: Some(clip_value(raw)),
+                message: format!("field {key:?} appears more than once in the record"),
+            });
+            return;
+        }
+        let spec = &self.contract.fields[field];
+        match json_cell(spec.kind, raw) {
+            Ok(cell) => self.cells[field] = cell,
+            Err(TypeMismatch(message)) => {
+                self.mismatched.push(field);
+                self.violations.push(type_violation(self.record_index, key, raw, message));
+            }
+        }
+    }
+
+    fn not_an_object(&mut self, got: &str) {
+        self.violations.push(Violation {
+            record_index: self.record_index,
+            field: None,
+            rule: "type".into(),
+            value: None,
+            message: format!("a record must be a JSON object, got {got}"),
+        });
+        // No field can be trusted: every cell stays NULL and is marked as already reported.
+        self.mismatched = (0..self.contract.fields.len()).collect();
+    }
+}
+
+struct RecordVisitor<'s, 'c, 'de> {
+    state: &'s mut RecordState<'c, 'de>,
+}
+
+/// A map key, borrowed from the input unless it had escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordVisitor<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let raw: &'de RawValue = map.next_value()?;
+            self.state.field(&key, raw.get());
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.state.not_an_object("an array");
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<(), E> {
+        self.state.not_an_object("a string");
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<(), E> {
+        self.state.not_an_object("a number");
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<(), E> {
+        self.state.not_an_object("a number");
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<(), E> {
+        self.state.not_an_object("a number");
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<(), E> {
+        self.state.not_an_object("a boolean");
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<(), E> {
+        self.state.not_an_object("null");
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for RecordVisitor<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
+
+    use super::*;
+
+    fn contract() -> Contract {
+        Contract::from_json_str(
+            r#"{"type":"object","additionalProperties":false,"required":["id"],
+                "properties":{"id":{"type":"string"},"n":{"type":"integer"},"x":{"type":"number"},
+                              "ok":{"type":"boolean"},"p":{"type":"object"}}}"#,
+            "t",
+            "t.json",
+        )
+        .unwrap()
+    }
+
+    fn rules(d: &Decoded) -> Vec<(u64, Option<&str>, &str)> {
+        d.violations.iter().map(|v| (v.record_index, v.field.as_deref(), v.rule.as_str())).collect()
+    }
+
+    fn decode_str(data: &str, format: InputFormat) -> Decoded {
+        decode(&contract(), data.as_bytes(), format).unwrap()
+    }
+
+    #[test]
+    fn ndjson_types_and_borrowed_and_escaped_strings() {
+        let d = decode_str(
+            "{\"id\":\"a\",\"n\":3,\"x\":1.5,\"ok\":true,\"p\":{\"k\": [1, 2]}}\n\n{\"id\":\"b\\u00e9\\\"\",\"n\":4.0,\"x\":2}\r\n",
+            InputFormat::Ndjson,
+        );
+        assert!(d.violations.is_empty(), "{:?}", d.violations);
+        assert_eq!(d.record_count(), 2);
+        let b = &d.batch;
+        assert_eq!(b.num_rows(), 2);
+        let ids = b.column(0).as_string::<i32>();
+        assert_eq!((ids.value(0), ids.value(1)), ("a", "bé\""));
+        assert_eq!(b.column(1).as_primitive::<Int64Type>().values(), &[3, 4]);
+        assert_eq!(b.column(2).as_primitive::<Float64Type>().values(), &[1.5, 2.0]);
+        assert!(b.column(3).as_boolean().value(0) && b.column(3).is_null(1));
+        assert_eq!(b.column(4).as_string::<i32>().value(0), "{\"k\": [1, 2]}");
+        assert_eq!(b.column(5).as_primitive::<UInt64Type>().values(), &[0, 1]);
+    }
+
+    #[test]
+    fn a_malformed_line_in_the_middle_is_one_syntax_violation_and_the_rest_decode() {
+        let d = decode_str("{\"id\":\"a\"}\n{\"id\": \"b\", \"n\": }\n{\"id\":\"c\"}\n", InputFormat::Ndjson);
+        assert_eq!(rules(&d), [(1, None, "syntax")]);
+        assert!(d.violations[0].message.contains("at line 2, column"), "{}", d.violations[0].message);
+        assert_eq!(d.batch.column(5).as_primitive::<UInt64Type>().values(), &[0, 2]);
+        assert_eq!(d.spans[1], 11..29);
+    }
+
+    #[test]
+    fn type_mismatches_unknown_fields_duplicates_and_non_objects() {
+        let d = decode_str(
+            "{\"id\":1,\"n\":\"3\",\"x\":true,\"zz\":5,\"yy\":null}\n{\"id\":\"a\",\"id\":\"b\",\"n\":2.5}\n[1,2]\n{\"id\":\"q\",\"n\":99999999999999999999}",
+            InputFormat::Ndjson,
+        );
+        assert_eq!(
+            rules(&d),
+            [
+                (0, Some("id"), "type"),
+                (0, Some("n"), "type"),
+                (0, Some("x"), "type"),
+                (0, Some("zz"), "additionalProperties"),
+                (1, Some("id"), "syntax"),
+                (1, Some("n"), "type"),
+                (2, None, "type"),
+                (3, Some("n"), "type"),
+            ]
+        );
+        assert_eq!(d.violations[1].message, "expected integer, got string");
+        assert_eq!(d.violations[5].message, "expected integer, got 2.5");
+        assert_eq!(d.violations[7].message, "integer 99999999999999999999 does not fit in 64 bits");
+        assert_eq!(d.batch.num_rows(), 4, "records with type errors stay, with NULL cells");
+        assert!(d.batch.column(0).is_null(0));
+        assert!(d.type_errors.contains(&(0, 0)) && d.type_errors.contains(&(2, 4)));
+    }
+
+    #[test]
+    fn json_array_single_object_and_pretty_printed_object() {
+        let d = decode_str(" [ {\"id\":\"a\"}, {\"id\":\"b\",\"n\":1} ] ", InputFormat::Json);
+        assert_eq!(d.batch.num_rows(), 2);
+        assert_eq!(d.spans[1], 15..31);
+        let d = decode_str("{\n  \"id\": \"a\",\n  \"n\": 1\n}\n", InputFormat::Json);
+        assert_eq!((d.batch.num_rows(), d.violations.len()), (1, 0));
+        let d = decode_str("{\"id\":\"a\"}\n{\"id\":\"b\"}", InputFormat::Json);
+        assert_eq!(d.batch.num_rows(), 2, "json with one object per line is NDJSON");
+    }
+
+    #[test]
+    fn a_broken_array_is_quarantined_whole() {
+        let d = decode_str("[{\"id\":\"a\"}, {\"id\":", InputFormat::Json);
+        assert_eq!(rules(&d), [(0, None, "syntax")]);
+        assert_eq!(d.batch.num_rows(), 0);
+        assert_eq!(d.spans, [0..19]);
+    }
+
+    #[test]
+    fn non_utf8_line_is_a_syntax_violation() {
+        let mut data = b"{\"id\":\"a\"}\n{\"id\":\"".to_vec();
+        data.extend_from_slice(&[0xff, 0xfe]);
+        data.extend_from_slice(b"\"}\n{\"id\":\"c\"}");
+        let d = decode(&contract(), &data, InputFormat::Ndjson).unwrap();
+        assert_eq!(rules(&d), [(1, None, "syntax")]);
+        assert_eq!(d.violations[0].message, "line 2: invalid UTF-8 at byte 7 of the line");
+        assert_eq!(d.batch.num_rows(), 2);
+    }
+
+    #[test]
+    fn empty_input_gives_an_empty_batch() {
+        for format in [InputFormat::Json, InputFormat::Ndjson, InputFormat::Csv] {
+            let d = decode_str("", format);
+            assert_eq!((d.batch.num_rows(), d.record_count()), (0, 0));
+            assert_eq!(d.batch.num_columns(), 6);
+        }
+        assert_eq!(decode_str(" \n\n ", InputFormat::Ndjson).record_count(), 0);
+    }
+
+    #[test]
+    fn huge_numbers() {
+        let d = decode_str("{\"id\":\"a\",\"x\":1e308,\"n\":-9223372036854775808}\n{\"id\":\"b\",\"x\":1e999}", InputFormat::Ndjson);
+        assert_eq!(d.batch.column(1).as_primitive::<Int64Type>().value(0), i64::MIN);
+        assert_eq!(d.batch.column(2).as_primitive::<Float64Type>().value(0), 1e308);
+        assert_eq!(rules(&d), [(1, Some("x"), "type")]);
+        assert_eq!(d.violations[0].message, "1e999 is not a finite number");
+    }
+
+    #[test]
+    fn csv_quoting_embedded_commas_quotes_and_newlines() {
+        let data = "id,n,x,ok,p\n\"a,1\",3,1.5,true,\"{\"\"k\"\": 1}\"\n\"multi\nline \"\"quoted\"\"\",,,,\nb,x,1e400,maybe,[1]\nc,1,2\n";
+        let d = decode_str(data, InputFormat::Csv);
+        let ids = d.batch.column(0).as_string::<i32>();
+        assert_eq!(ids.value(0), "a,1");
+        assert_eq!(ids.value(1), "multi\nline \"quoted\"");
+        assert_eq!(d.batch.column(4).as_string::<i32>().value(0), "{\"k\": 1}");
+        assert!(d.batch.column(1).is_null(1), "empty CSV fields are absent");
+        assert_eq!(
+            rules(&d),
+            [(2, Some("n"), "type"), (2, Some("x"), "type"), (2, Some("ok"), "type"), (2, Some("p"), "type"), (3, None, "syntax")]
+        );
+        assert_eq!(d.violations[4].message, "line 6: the row has 3 fields, the header has 5");
+        assert_eq!(&data[d.spans[1].clone()], "\"multi\nline \"\"quoted\"\"\",,,,\n");
+    }
+
+    #[test]
+    fn csv_unknown_columns_and_bad_headers() {
+        let d = decode_str("id,extra\na,\nb,zz\n", InputFormat::Csv);
+        assert_eq!(rules(&d), [(1, Some("extra"), "additionalProperties")]);
+        let err = decode(&contract(), b"id,id\na,b\n", InputFormat::Csv).unwrap_err();
+        assert_eq!(err.to_string(), "CSV header: column \"id\" appears twice");
+    }
+
+    #[test]
+    fn unsupported_formats_are_named() {
+        assert_eq!(
+            InputFormat::parse("xml").unwrap_err().to_string(),
+            "unsupported format \"xml\": the processor has no decoder for it; supported formats: json, ndjson, csv"
+        );
+        let err = decode(&contract(), b"PAR1\x15\x04", InputFormat::Json).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported format \"parquet\": the input looks like parquet but was labelled json; supported formats: json, ndjson, csv"
+        );
+        let err = decode(&contract(), b"  <?xml version=\"1.0\"?><a/>", InputFormat::Ndjson).unwrap_err();
+        assert!(err.to_string().starts_with("unsupported format \"xml\""));
+    }
+}
