@@ -1,0 +1,55 @@
+# Weir's developer entry points. Each target does its own set-up and is safe to re-run.
+#   make demo    process generated sample events and show the results (embedded defaults)
+#   make test    every test: Rust unit tests, then pytest
+#   make bench   the benchmarks in bench/ (results: BENCHMARKS.md)
+#   make setup   virtual environment (.venv, uv) + the Rust extension (maturin), nothing else
+#
+# The Cargo target directory lives outside the checkout so fresh clones reuse a warm build.
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(HOME)/.local/bin:$(PATH)
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/weir/target
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+# pyo3 builds against the project's interpreter, for `cargo test` and maturin alike.
+export PYO3_PYTHON := $(PY)
+DEMO_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: setup demo test test-rust test-python bench lint clean
+
+setup: $(VENV)/.deps-installed
+	@echo "== building the Rust extension (weir._native) =="
+	VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --release --uv --quiet
+	@$(PY) -c "import weir; print('weir', weir.__version__, 'ready in', '$(VENV)')"
+
+# Python dependencies, re-synced whenever the lock file changes.
+$(VENV)/.deps-installed: requirements.lock
+	@command -v uv >/dev/null || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+	@test -x $(PY) || uv venv --quiet --python 3.11 $(VENV)
+	uv pip sync --quiet --python $(PY) requirements.lock
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/weir demo $(DEMO_ARGS)
+
+test: setup test-rust test-python
+
+test-rust:
+	@echo "== cargo test (release profile: one profile for tests, extension and benchmarks) =="
+	cargo test --release --workspace --locked
+
+test-python:
+	@echo "== pytest =="
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/processor/run.py $(BENCH_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check python tests bench
+	cargo clippy --release --workspace --locked -- -D warnings
+
+clean:
+	rm -rf $(VENV) python/weir/_native*.so .pytest_cache

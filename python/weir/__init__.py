@@ -1,0 +1,56 @@
+"""Weir: a SQL-first streaming data pipeline on Apache DataFusion.
+
+The processor (Rust, through ``weir._native``) parses, validates and transforms records::
+
+    import weir
+    result = weir.process(open("events.ndjson", "rb").read(), "ndjson")
+    result.output      # pyarrow.Table of transformed valid events
+    result.rejected    # one row per rejected record, with every violation
+
+See the README for the command line (``weir``) and the SQL functions.
+"""
+
+from weir import _native
+from weir.exceptions import (
+    ContractError,
+    ParseError,
+    PipelineError,
+    UnsupportedFormatError,
+    ValidationError,
+    WeirError,
+)
+from weir.processor import (
+    ProcessResult,
+    ValidationResult,
+    parse,
+    process,
+    processor,
+    transform,
+    validate,
+)
+from weir.udfs import register_udfs, udf_names
+
+__version__ = _native.__version__
+SUPPORTED_FORMATS: tuple[str, ...] = tuple(_native.SUPPORTED_FORMATS)
+
+# Rust-side structured logs (JSON on stderr); level from $WEIR_LOG, default "warn".
+_native.init_logging()
+
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "ContractError",
+    "ParseError",
+    "PipelineError",
+    "ProcessResult",
+    "UnsupportedFormatError",
+    "ValidationError",
+    "ValidationResult",
+    "WeirError",
+    "parse",
+    "process",
+    "processor",
+    "register_udfs",
+    "transform",
+    "udf_names",
+    "validate",
+]

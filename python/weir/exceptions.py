@@ -1,0 +1,76 @@
+"""Weir's exception classes.
+
+Every error Weir raises on purpose is a ``WeirError``; each subclass also derives from the
+builtin it resembles, so ``except ValueError`` keeps working in generic code. The Rust
+extension raises these classes directly and attaches structured fields, so callers never
+have to parse messages::
+
+    try:
+        weir.parse(data, "ndjson")
+    except weir.ParseError as e:
+        for error in e.errors:          # one dict per bad record
+            print(error["record_index"], error["message"])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WeirError(Exception):
+    """Base class of every error Weir raises on purpose."""
+
+
+class ContractError(WeirError, ValueError):
+    """A data contract that cannot be compiled.
+
+    Attributes: ``contract`` (file), ``path`` (JSON pointer into it), ``keyword``.
+    """
+
+    contract: str = ""
+    path: str = ""
+    keyword: str = ""
+
+
+class UnsupportedFormatError(WeirError, ValueError):
+    """Input in a format Weir does not read. Attributes: ``format``, ``supported``."""
+
+    format: str = ""
+    supported: list[str] = []  # noqa: RUF012 - class-level default, replaced per instance
+
+
+class ParseError(WeirError, ValueError):
+    """Input that could not be decoded.
+
+    ``errors`` holds one dict per problem: ``record_index``, ``field``, ``rule`` (``syntax``
+    or ``type``), ``value`` and ``message``.
+    """
+
+    errors: list[dict[str, Any]] = []  # noqa: RUF012
+
+
+class ValidationError(WeirError, ValueError):
+    """Records that break their contract, raised when the caller asked for strict handling.
+
+    ``violations`` holds one dict per broken rule (as in :class:`ParseError`), and
+    ``rejected_records`` the number of records concerned.
+    """
+
+    violations: list[dict[str, Any]] = []  # noqa: RUF012
+    rejected_records: int = 0
+
+
+class PipelineError(WeirError):
+    """Pipeline SQL that is malformed or fails. Attribute: ``origin`` (file or description)."""
+
+    origin: str = ""
+
+
+__all__ = [
+    "ContractError",
+    "ParseError",
+    "PipelineError",
+    "UnsupportedFormatError",
+    "ValidationError",
+    "WeirError",
+]

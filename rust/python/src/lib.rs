@@ -1,0 +1,27 @@
+//! `weir._native`: the PyO3 extension module behind the `weir` Python package.
+//!
+//! Thin by design: Arrow tables cross the boundary zero-copy through the Arrow C stream
+//! interface, Rust errors become the exception classes of `weir.exceptions`, and Weir's UDFs
+//! are exported as datafusion-ffi capsules. All behaviour lives in `weir-planner` and
+//! `weir-udfs`. Built by `make setup` (maturin); import `weir`, not this module.
+
+mod arrow_stream;
+mod errors;
+mod logging;
+mod processor;
+mod runtime;
+mod udf;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<arrow_stream::ArrowTable>()?;
+    m.add_class::<processor::Processor>()?;
+    m.add_class::<udf::WeirScalarUdf>()?;
+    m.add_function(wrap_pyfunction!(udf::udfs, m)?)?;
+    m.add_function(wrap_pyfunction!(logging::init_logging, m)?)?;
+    m.add("SUPPORTED_FORMATS", weir_planner::SUPPORTED_INPUT_FORMATS.to_vec())?;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! Structured logs from Rust: JSON lines on stderr (timestamp, level, component, event and
+//! fields), filtered by the `WEIR_LOG` environment variable (default `warn`: a library should be quiet; services set `info`).
+
+use pyo3::prelude::*;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the JSON log subscriber once; later calls do nothing. Returns whether it was
+/// installed by this call. `level` overrides `WEIR_LOG` (e.g. "warn", "weir_planner=debug").
+#[pyfunction]
+#[pyo3(signature = (level=None))]
+pub fn init_logging(level: Option<&str>) -> bool {
+    let filter = match level {
+        Some(level) => EnvFilter::new(level),
+        None => EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(true)
+        .flatten_event(true)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .is_ok()
+}

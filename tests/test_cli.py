@@ -1,0 +1,46 @@
+"""The `weir` command line: `weir process` summarises a file and writes its outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+
+from weir import cli, samples
+
+
+def test_process_writes_outputs_and_prints_a_summary(tmp_path, capsys):
+    events = samples.generate_shop_events(500, invalid_fraction=0.1, seed=5)
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(samples.to_ndjson(events))
+    out, bad = tmp_path / "out.parquet", tmp_path / "bad.ndjson"
+    assert cli.main(["process", str(source), "--output", str(out), "--rejected", str(bad)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["records"] == 500
+    assert summary["valid"] + summary["rejected"] == 500 and summary["rejected"] > 0
+    assert pq.read_table(out).num_rows == summary["valid"]
+    assert pq.ParquetFile(out).metadata.row_group(0).column(0).compression == "ZSTD"
+    rejected = [json.loads(line) for line in bad.read_text().splitlines()]
+    assert len(rejected) == summary["rejected"] and rejected[0]["violations"]
+
+
+def test_unknown_suffix_and_missing_file_are_clear_errors(tmp_path):
+    odd = tmp_path / "events.xml"
+    odd.write_text("<a/>")
+    for argv, message in (
+        (["process", str(odd)], "cannot tell the format"),
+        (["process", str(tmp_path / "missing.csv")], "does not exist"),
+    ):
+        try:
+            cli.main(argv)
+        except SystemExit as e:
+            assert message in str(e.code)
+        else:
+            raise AssertionError(argv)
+
+
+def test_weir_errors_exit_2_with_the_message(tmp_path, capsys):
+    source = tmp_path / "events.json"
+    source.write_bytes(b"PAR1....")
+    assert cli.main(["process", str(source)]) == 2
+    assert "UnsupportedFormatError" in capsys.readouterr().err
