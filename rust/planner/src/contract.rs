@@ -47,6 +47,11 @@ impl FieldKind {
         })
     }
 
+    /// Whether values of this kind are JSON scalars (not objects or arrays).
+    pub fn is_scalar(self) -> bool {
+        !matches!(self, Self::Object | Self::Array)
+    }
+
     /// The JSON Schema name of the type, used in messages.
     pub fn json_name(self) -> &'static str {
         match self {

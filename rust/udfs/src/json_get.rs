@@ -1,10 +1,12 @@
 //! `weir_json_get(json_text, path) -> text`: the value at a dotted `path` ('device.os') of a
 //! JSON object held as text, such as an event's `properties`. Strings come back unquoted,
-//! other values as compact JSON text; a missing key or a NULL input gives NULL. Text that is
+//! other values as their JSON text; a missing key or a NULL input gives NULL. Text that is
 //! not JSON is an execution error naming the row, since it means the column is not what the
 //! query assumes.
 
 use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, StringBuilder};
@@ -13,7 +15,8 @@ use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use serde_json::Value;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::kernels::{args_as_arrays, into_columnar, to_utf8};
 
@@ -34,9 +37,95 @@ impl Default for JsonGet {
     }
 }
 
-/// Looks up a dotted path in `document`; `None` when any step is missing or not an object.
-fn lookup<'a>(document: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(document, |node, key| node.as_object()?.get(key))
+/// The raw JSON text of `key` in the object `text`, without building a document: other
+/// values are skipped. `None` when the key is missing or `text` is not an object.
+fn member<'a>(text: &'a str, key: &str) -> Result<Option<&'a RawValue>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let found = de::Deserializer::deserialize_any(&mut deserializer, FindMember { key })?;
+    deserializer.end()?;
+    Ok(found)
+}
+
+/// The raw JSON text at a dotted `path`.
+fn lookup<'a>(text: &'a str, path: &str) -> Result<Option<&'a str>, serde_json::Error> {
+    let mut current = text;
+    for key in path.split('.') {
+        match member(current, key)? {
+            Some(raw) => current = raw.get(),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(current))
+}
+
+struct FindMember<'k> {
+    key: &'k str,
+}
+
+/// A map key, borrowed unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for FindMember<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if found.is_none() && key == self.key {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 impl ScalarUDFImpl for JsonGet {
@@ -65,14 +154,19 @@ impl ScalarUDFImpl for JsonGet {
                 continue;
             }
             let text = documents.value(row);
-            let document: Value = match serde_json::from_str(text) {
-                Ok(document) => document,
+            match lookup(text, paths.value(row)) {
                 Err(e) => return exec_err!("weir_json_get: row {row} is not JSON ({e}): {text:?}"),
-            };
-            match lookup(&document, paths.value(row)) {
-                None | Some(Value::Null) => out.append_null(),
-                Some(Value::String(s)) => out.append_value(s),
-                Some(other) => out.append_value(other.to_string()),
+                Ok(None) | Ok(Some("null")) => out.append_null(),
+                Ok(Some(raw)) if raw.starts_with('"') => {
+                    let inner = &raw[1..raw.len() - 1];
+                    if inner.contains('\\') {
+                        let unescaped: String = serde_json::from_str(raw).expect("validated while scanning");
+                        out.append_value(unescaped);
+                    } else {
+                        out.append_value(inner);
+                    }
+                }
+                Ok(Some(raw)) => out.append_value(raw),
             }
         }
         into_columnar(Arc::new(out.finish()), all_scalar)
@@ -97,6 +191,12 @@ mod tests {
             .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
             .collect();
         assert_eq!(rows, vec![vec!["ad", "ios", "3"], vec!["", "", ""], vec!["", "", ""]], "{table}");
+    }
+
+    #[tokio::test]
+    async fn escaped_keys_and_values() {
+        let table = sql_table(r#"select weir_json_get('{"a\u0062":"x\"y","n":[1, 2]}', 'ab') as v, weir_json_get('{"n":[1, 2]}', 'n') as n"#).await;
+        assert!(table.contains(r#"| x"y | [1, 2] |"#), "{table}");
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
@@ -47,16 +47,45 @@ pub fn into_columnar(result: ArrayRef, all_scalar: bool) -> Result<ColumnarValue
 }
 
 /// Applies `f` to each non-null value of a one-argument string function; nulls stay null.
+/// `f` writes its result into a buffer that is reused across rows (no allocation per row).
 pub fn map_strings(
     name: &str,
     args: &ScalarFunctionArgs,
-    f: impl Fn(&str) -> String,
+    f: impl Fn(&str, &mut String),
 ) -> Result<ColumnarValue> {
     let (arrays, all_scalar) = args_as_arrays(args)?;
     let [input] = arrays.as_slice() else {
         return exec_err!("{name} takes exactly one argument, got {}", arrays.len());
     };
     let strings = to_utf8(input)?;
-    let result: StringArray = strings.iter().map(|v| v.map(&f)).collect();
-    into_columnar(Arc::new(result), all_scalar)
+    let mut out = StringBuilder::with_capacity(strings.len(), strings.value_data().len());
+    let mut buffer = String::new();
+    for value in strings.iter() {
+        match value {
+            None => out.append_null(),
+            Some(value) => {
+                buffer.clear();
+                f(value, &mut buffer);
+                out.append_value(&buffer);
+            }
+        }
+    }
+    into_columnar(Arc::new(out.finish()), all_scalar)
+}
+
+/// Trims `value` and appends it to `out` in lower or upper case (ASCII fast path).
+pub fn push_trimmed_case(value: &str, out: &mut String, upper: bool) {
+    let trimmed = value.trim();
+    if trimmed.is_ascii() {
+        out.push_str(trimmed);
+        if upper {
+            out.make_ascii_uppercase();
+        } else {
+            out.make_ascii_lowercase();
+        }
+    } else if upper {
+        out.push_str(&trimmed.to_uppercase());
+    } else {
+        out.push_str(&trimmed.to_lowercase());
+    }
 }

@@ -9,7 +9,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::kernels::map_strings;
+use crate::kernels::{map_strings, push_trimmed_case};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct NormalizeEmail {
@@ -42,7 +42,7 @@ impl ScalarUDFImpl for NormalizeEmail {
         Ok(DataType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        map_strings(self.name(), &args, |v| v.trim().to_lowercase())
+        map_strings(self.name(), &args, |v, out| push_trimmed_case(v, out, false))
     }
 }
 

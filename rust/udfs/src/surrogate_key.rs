@@ -4,7 +4,7 @@
 //! therefore match keys the dbt models make for the same values.
 
 use std::any::Any;
-use std::fmt::Write;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, StringBuilder};
@@ -16,6 +16,25 @@ use datafusion::logical_expr::{
 use md5::{Digest, Md5};
 
 use crate::kernels::{args_as_arrays, into_columnar, to_utf8};
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex md5 of `parts` joined with '-'.
+fn md5_hex(parts: &[&str]) -> [u8; 32] {
+    let mut md5 = Md5::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            md5.update(b"-");
+        }
+        md5.update(part.as_bytes());
+    }
+    let mut hex = [0u8; 32];
+    for (i, byte) in md5.finalize().iter().enumerate() {
+        hex[2 * i] = HEX_DIGITS[usize::from(byte >> 4)];
+        hex[2 * i + 1] = HEX_DIGITS[usize::from(byte & 0x0f)];
+    }
+    hex
+}
 
 /// What dbt_utils hashes in place of a NULL.
 pub const SURROGATE_KEY_NULL: &str = "_dbt_utils_surrogate_key_null_";
@@ -58,21 +77,18 @@ impl ScalarUDFImpl for SurrogateKey {
         let columns = arrays.iter().map(to_utf8).collect::<Result<Vec<_>>>()?;
         let rows = columns[0].len();
         let mut keys = StringBuilder::with_capacity(rows, rows * 32);
-        let mut hex = String::with_capacity(32);
+        // Keys repeat within a batch (the same user, the same product): with one column, hash
+        // each distinct value once.
+        let mut cache: HashMap<&str, [u8; 32]> = HashMap::new();
+        let mut parts: Vec<&str> = Vec::with_capacity(columns.len());
         for row in 0..rows {
-            let mut md5 = Md5::new();
-            for (i, column) in columns.iter().enumerate() {
-                if i > 0 {
-                    md5.update(b"-");
-                }
-                let value = if column.is_null(row) { SURROGATE_KEY_NULL } else { column.value(row) };
-                md5.update(value.as_bytes());
-            }
-            hex.clear();
-            for byte in md5.finalize() {
-                write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
-            }
-            keys.append_value(&hex);
+            parts.clear();
+            parts.extend(columns.iter().map(|c| if c.is_null(row) { SURROGATE_KEY_NULL } else { c.value(row) }));
+            let hex = match parts.as_slice() {
+                [single] => *cache.entry(single).or_insert_with(|| md5_hex(&parts)),
+                _ => md5_hex(&parts),
+            };
+            keys.append_value(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
         }
         into_columnar(Arc::new(keys.finish()), all_scalar)
     }

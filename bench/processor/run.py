@@ -1,0 +1,488 @@
+"""Processor benchmark: weir vs three Python baselines on ``shop_events``.
+
+Run (from the repository root, with ``weir`` built into the environment, plus
+``orjson`` and ``pyarrow``)::
+
+    python bench/processor/run.py [--records 100000] [--repeat 5] \\
+        [--json-out bench/results/processor.json]
+
+What it does:
+
+* generates ``--records`` events once with ``weir.samples.generate_shop_events``
+  (``invalid_fraction=0.01, seed=42``) and serialises them as NDJSON and CSV;
+* times each candidate on each format: one warm-up call, then ``--repeat``
+  calls (best and median wall time; ``gc.collect()`` before each call, GC on):
+
+  - ``weir``: ``weir.process(data, fmt, "shop_events")``
+    (``.output`` and ``.rejected`` are pyarrow Tables),
+  - ``(a) pure_python``, ``(b) orjson_python``, ``(c) pyarrow_compute``
+    from ``bench/processor/baselines.py``;
+
+* checks that every candidate agrees with weir on output rows and rejected
+  records (with weir missing, with (a));
+* measures each candidate's peak memory in a fresh subprocess
+  (``run.py --memory-of CANDIDATE --format FMT [--input FILE]``; without
+  ``--input`` it makes the ``--records`` events in another process first): ``ru_maxrss``
+  after the call minus ``ru_maxrss`` after loading the input, reported as a
+  multiple of the input size (the measuring process is started from a small relay
+  process, because on Linux ``ru_maxrss`` is inherited from the forking parent);
+* pins itself (and so the subprocesses) to one core with
+  ``os.sched_setaffinity(0, {0})`` before importing any candidate, so
+  records/s are single-core figures;
+* prints a markdown table and the ratios weir vs (a) and vs (c), and writes all
+  numbers to ``--json-out``.
+
+If ``import weir`` fails the baselines are still run (the weir rows are left out).
+Timings are only meaningful on an otherwise idle machine: the load average at the
+start is printed and stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Rejected-record warnings from the Rust side would flood the output; the benchmark reports counts.
+os.environ.setdefault("WEIR_LOG", "error")
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+FORMATS: tuple[str, ...] = ("ndjson", "csv")
+CANDIDATE_NAMES: tuple[str, ...] = ("weir", "pure_python", "orjson_python", "pyarrow_compute")
+LABELS: dict[str, str] = {
+    "weir": "weir",
+    "pure_python": "(a) pure_python",
+    "orjson_python": "(b) orjson_python",
+    "pyarrow_compute": "(c) pyarrow_compute",
+}
+INVALID_FRACTION = 0.01
+SEED = 42
+
+Runner = Callable[[bytes, str], Any]
+
+
+@dataclass
+class Timing:
+    candidate: str
+    format: str
+    best_s: float
+    median_s: float
+    runs_s: list[float]
+    output_rows: int
+    rejected_records: int
+    records_per_s: float = 0.0
+    mb_per_s: float = 0.0
+    speedup_vs_a: float | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_x_input: float | None = None
+    agrees: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _pin_to_one_core() -> bool:
+    if not hasattr(os, "sched_setaffinity"):
+        return False
+    try:
+        os.sched_setaffinity(0, {0})
+    except OSError:
+        return False
+    return True
+
+
+def _maxrss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
+
+
+def _import_weir() -> tuple[Any | None, str | None]:
+    try:
+        import weir
+    except Exception as exc:  # an ImportError, or any failure while loading the extension
+        return None, f"{type(exc).__name__}: {exc}"
+    if not hasattr(weir, "process"):
+        return None, "the weir module has no process() function"
+    return weir, None
+
+
+def _runners(weir: Any | None) -> dict[str, Runner]:
+    sys.path.insert(0, str(HERE))
+    import baselines
+
+    runners: dict[str, Runner] = {
+        "pure_python": baselines.pure_python,
+        "orjson_python": baselines.orjson_python,
+        "pyarrow_compute": baselines.pyarrow_compute,
+    }
+    if weir is not None:
+
+        def run_weir(data: bytes, fmt: str) -> Any:
+            return weir.process(data, fmt, "shop_events")
+
+        runners = {"weir": run_weir, **runners}
+    return runners
+
+
+def _counts(candidate: str, result: Any) -> tuple[int, int]:
+    if candidate == "weir":
+        return int(result.output.num_rows), int(result.rejected.num_rows)
+    return int(result.output_rows), int(result.rejected_records)
+
+
+def _time(candidate: str, run: Runner, data: bytes, fmt: str, repeat: int) -> Timing:
+    gc.collect()
+    result = run(data, fmt)  # warm-up
+    rows, rejected = _counts(candidate, result)
+    del result
+    runs: list[float] = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        result = run(data, fmt)
+        runs.append(time.perf_counter() - start)
+        del result
+    return Timing(candidate, fmt, min(runs), statistics.median(runs), runs, rows, rejected)
+
+
+def _memory_of(candidate: str, fmt: str, input_path: Path) -> int:
+    """Subprocess mode: peak RSS growth (bytes) of one call, after imports and loading the input."""
+    _pin_to_one_core()
+    weir, _ = _import_weir() if candidate == "weir" else (None, None)
+    runners = _runners(weir)
+    if candidate not in runners:
+        raise SystemExit(f"candidate {candidate!r} is not available")
+    run = runners[candidate]
+    data = input_path.read_bytes()
+    gc.collect()
+    before = _maxrss_bytes()
+    result = run(data, fmt)
+    after = _maxrss_bytes()
+    del result
+    return after - before
+
+
+def _generate_to(path: Path, fmt: str, records: int) -> None:
+    sys.path.insert(0, str(HERE))
+    import baselines
+
+    samples = baselines.load_samples()
+    events = samples.generate_shop_events(records, invalid_fraction=INVALID_FRACTION, seed=SEED)
+    path.write_bytes(samples.to_ndjson(events) if fmt == "ndjson" else samples.to_csv(events))
+
+
+def _print_memory(candidate: str, fmt: str, input_path: Path) -> int:
+    peak = _memory_of(candidate, fmt, input_path)
+    size = input_path.stat().st_size
+    report = {
+        "candidate": candidate,
+        "format": fmt,
+        "input_bytes": size,
+        "peak_bytes": peak,
+        "x_input": peak / size,
+    }
+    print(json.dumps(report))
+    return 0
+
+
+def _measure_memory(candidate: str, fmt: str, input_path: Path) -> tuple[int | None, str | None]:
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--memory-of",
+        candidate,
+        "--format",
+        fmt,
+        "--input",
+        str(input_path),
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return None, f"memory subprocess failed: {tail[0]}"
+    try:
+        return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_bytes"]), None
+    except (ValueError, KeyError, IndexError) as exc:
+        return None, f"memory subprocess gave no result ({exc})"
+
+
+def _fmt_float(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}{suffix}"
+
+
+def _ratio_text(ratio: float, label: str) -> str:
+    if ratio >= 1:
+        return f"{ratio:.1f}x faster than {label}"
+    return f"{1 / ratio:.1f}x slower than {label}"
+
+
+def _table(timings: list[Timing]) -> str:
+    header = (
+        "| candidate | format | best s | median s | records/s | MB/s | speed-up vs (a)"
+        " | peak memory / input |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|"
+    )
+    rows = [header]
+    for t in timings:
+        speedup = _fmt_float(t.speedup_vs_a, 1, "x")
+        memory = _fmt_float(t.peak_memory_x_input, 2, "x")
+        rows.append(
+            f"| {LABELS[t.candidate]} | {t.format} | {t.best_s:.3f} | {t.median_s:.3f}"
+            f" | {t.records_per_s:,.0f}"
+            f" | {t.mb_per_s:,.1f} | {speedup} | {memory} |"
+        )
+        if t.agrees is False:
+            rows.append(
+                f"| **WARNING** | {t.format} | counts disagree: {t.output_rows:,} rows /"
+                f" {t.rejected_records:,} rejected (see below) | | | | | |"
+            )
+    return "\n".join(rows)
+
+
+def _main_benchmark(args: argparse.Namespace) -> int:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    pinned = _pin_to_one_core()  # before pyarrow/weir start their thread pools
+    weir, weir_error = _import_weir()
+    runners = _runners(weir)
+    if weir is None:
+        print(
+            f"WARNING: `import weir` failed ({weir_error}); running the baselines only.\n",
+            flush=True,
+        )
+    selected = [
+        c for c in CANDIDATE_NAMES if c in runners and (not args.candidates or c in args.candidates)
+    ]
+
+    import baselines
+    import pyarrow
+
+    samples = baselines.load_samples()
+    started = time.perf_counter()
+    events = samples.generate_shop_events(
+        args.records, invalid_fraction=INVALID_FRACTION, seed=SEED
+    )
+    inputs = {"ndjson": samples.to_ndjson(events), "csv": samples.to_csv(events)}
+    del events
+    gc.collect()
+    print(
+        f"{args.records:,} shop_events (invalid_fraction={INVALID_FRACTION}, seed={SEED})"
+        " generated in"
+        f" {time.perf_counter() - started:.1f} s: NDJSON {len(inputs['ndjson']) / 1e6:.1f} MB,"
+        f" CSV {len(inputs['csv']) / 1e6:.1f} MB",
+        flush=True,
+    )
+    print(
+        f"pinned to one core: {'yes' if pinned else 'NO (sched_setaffinity unavailable)'};"
+        f" load average at start: {_fmt_float(load)} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    if load is not None and load > 0.5:
+        print(
+            "WARNING: the machine is busy; timings will be noisy and slower than when idle.",
+            flush=True,
+        )
+    print(flush=True)
+
+    timings: list[Timing] = []
+    for fmt in FORMATS:
+        data = inputs[fmt]
+        for candidate in selected:
+            print(f"timing {LABELS[candidate]} on {fmt} ...", end=" ", flush=True)
+            t = _time(candidate, runners[candidate], data, fmt, args.repeat)
+            t.records_per_s = args.records / t.best_s
+            t.mb_per_s = len(data) / t.best_s / 1e6
+            timings.append(t)
+            print(f"best {t.best_s:.3f} s, median {t.median_s:.3f} s", flush=True)
+
+    # Agreement with weir (or with (a) when weir is missing).
+    reference_name = "weir" if "weir" in selected else "pure_python"
+    warnings: list[str] = []
+    for fmt in FORMATS:
+        by_name = {t.candidate: t for t in timings if t.format == fmt}
+        reference = by_name.get(reference_name)
+        base = by_name.get("pure_python")
+        for t in by_name.values():
+            if base is not None:
+                t.speedup_vs_a = base.best_s / t.best_s
+            if reference is None:
+                continue
+            t.agrees = (t.output_rows, t.rejected_records) == (
+                reference.output_rows,
+                reference.rejected_records,
+            )
+            if not t.agrees:
+                message = (
+                    f"{LABELS[t.candidate]} on {fmt}: {t.output_rows} output rows /"
+                    f" {t.rejected_records} rejected, but {LABELS[reference_name]} has"
+                    f" {reference.output_rows} / {reference.rejected_records}"
+                )
+                t.notes.append(message)
+                warnings.append(message)
+
+    if not args.skip_memory:
+        with tempfile.TemporaryDirectory(prefix="weir-bench-") as tmp:
+            paths = {}
+            for fmt in FORMATS:
+                paths[fmt] = Path(tmp) / f"shop_events.{fmt}"
+                paths[fmt].write_bytes(inputs[fmt])
+            for t in timings:
+                print(
+                    f"peak memory of {LABELS[t.candidate]} on {t.format} ...", end=" ", flush=True
+                )
+                peak, error = _measure_memory(t.candidate, t.format, paths[t.format])
+                if error is not None:
+                    t.notes.append(error)
+                    print(error, flush=True)
+                    continue
+                t.peak_memory_bytes = peak
+                t.peak_memory_x_input = None if peak is None else peak / len(inputs[t.format])
+                print(f"{_fmt_float(t.peak_memory_x_input)}x input", flush=True)
+
+    print()
+    print(_table(timings))
+    print()
+    for message in warnings:
+        print(f"**WARNING: counts disagree: {message}**")
+    if not warnings and reference_name in selected:
+        print(
+            f"All candidates agree with {LABELS[reference_name]} on output rows"
+            " and rejected records."
+        )
+    for t in timings:
+        if t.format == "ndjson" and t.candidate == reference_name:
+            print(
+                f"({t.output_rows:,} output rows, {t.rejected_records:,} rejected records"
+                " on NDJSON)"
+            )
+    ratios: dict[str, dict[str, float]] = {}
+    if "weir" in selected:
+        print()
+        for fmt in FORMATS:
+            by_name = {t.candidate: t for t in timings if t.format == fmt}
+            weir_t = by_name["weir"]
+            ratios[fmt] = {
+                f"weir_vs_{name}": by_name[name].best_s / weir_t.best_s
+                for name in by_name
+                if name != "weir"
+            }
+            parts = [
+                _ratio_text(by_name[name].best_s / weir_t.best_s, LABELS[name])
+                for name in ("pure_python", "pyarrow_compute")
+                if name in by_name
+            ]
+            if parts:
+                print(f"weir on {fmt}: " + ", ".join(parts) + " (best times, one core)")
+    else:
+        print("\n(weir not available: no weir ratios)")
+
+    report = {
+        "benchmark": "processor",
+        "contract": "shop_events",
+        "records": args.records,
+        "invalid_fraction": INVALID_FRACTION,
+        "seed": SEED,
+        "repeat": args.repeat,
+        "input_bytes": {fmt: len(data) for fmt, data in inputs.items()},
+        "pinned_to_one_core": pinned,
+        "load_average_at_start": load,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "pyarrow": pyarrow.__version__,
+        "weir": getattr(weir, "__version__", "unknown") if weir is not None else None,
+        "weir_error": weir_error,
+        "reference_for_counts": reference_name,
+        "results": [asdict(t) for t in timings],
+        "ratios_best_time": ratios,
+        "warnings": warnings,
+    }
+    out = args.json_out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--records", type=int, default=100_000, help="number of events (default 100000)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="timed calls per candidate and format (default 5)"
+    )
+    parser.add_argument(
+        "--json-out",
+        type=Path,
+        default=REPO / "bench" / "results" / "processor.json",
+        help="where to write the results (default bench/results/processor.json)",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        default=None,
+        help=f"comma-separated subset of {','.join(CANDIDATE_NAMES)}",
+    )
+    parser.add_argument("--skip-memory", action="store_true", help="do not measure peak memory")
+    parser.add_argument("--memory-of", choices=CANDIDATE_NAMES, help=argparse.SUPPRESS)
+    parser.add_argument("--format", choices=FORMATS, default="ndjson", help=argparse.SUPPRESS)
+    parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--generate-to", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.records < 1:
+        parser.error("--records and --repeat must be at least 1")
+    if args.candidates:
+        unknown = sorted(set(args.candidates) - set(CANDIDATE_NAMES))
+        if unknown:
+            parser.error(f"unknown candidates: {', '.join(unknown)}")
+
+    if args.generate_to:
+        _generate_to(args.generate_to, args.format, args.records)
+        return 0
+    if args.memory_of:
+        if not args.fresh:
+            # On Linux a process inherits ru_maxrss from the process it was forked from (the
+            # benchmark parent holds all the events and timings), so measure in a grandchild
+            # started from this still-small process.
+            command = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--fresh",
+                "--memory-of",
+                args.memory_of,
+                "--format",
+                args.format,
+                "--records",
+                str(args.records),
+            ]
+            if args.input is not None:
+                command += ["--input", str(args.input)]
+            return subprocess.run(command, check=False).returncode
+        if args.input is not None:
+            return _print_memory(args.memory_of, args.format, args.input)
+        # Standalone use: make the input in another process, so that generating it
+        # does not raise this process's ru_maxrss high-water mark.
+        with tempfile.TemporaryDirectory(prefix="weir-bench-") as tmp:
+            path = Path(tmp) / f"shop_events.{args.format}"
+            command = [sys.executable, str(Path(__file__).resolve()), "--generate-to", str(path)]
+            subprocess.run(
+                [*command, "--format", args.format, "--records", str(args.records)], check=True
+            )
+            return _print_memory(args.memory_of, args.format, path)
+    return _main_benchmark(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
