@@ -17,7 +17,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use regex::Regex;
 use serde_json::{Map, Value};
-use weir_udfs::formats::SUPPORTED_FORMATS;
+use weir_udfs::formats::{StringFormat, SUPPORTED_FORMATS};
 
 use crate::error::{ProcessorError, Result};
 
@@ -83,7 +83,7 @@ pub struct FieldSpec {
     pub required: bool,
     pub enum_values: Option<Vec<Value>>,
     pub pattern: Option<Regex>,
-    pub format: Option<String>,
+    pub format: Option<StringFormat>,
     pub minimum: Option<f64>,
     pub maximum: Option<f64>,
     pub max_length: Option<usize>,
@@ -238,15 +238,10 @@ fn compile_field(
                 );
             }
             "format" if kind == FieldKind::String => {
-                let format = value.as_str().unwrap_or_default();
-                if !SUPPORTED_FORMATS.contains(&format) {
-                    return Err(err(
-                        &path,
-                        keyword,
-                        format!("unsupported format {value}; supported: {}", SUPPORTED_FORMATS.join(", ")),
-                    ));
-                }
-                spec.format = Some(format.to_string());
+                let format = StringFormat::parse(value.as_str().unwrap_or_default()).ok_or_else(|| {
+                    err(&path, keyword, format!("unsupported format {value}; supported: {}", SUPPORTED_FORMATS.join(", ")))
+                })?;
+                spec.format = Some(format);
             }
             "minimum" | "maximum" if numeric => {
                 let bound = value.as_f64().ok_or_else(|| err(&path, keyword, "expected a number".into()))?;

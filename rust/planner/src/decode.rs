@@ -120,7 +120,9 @@ pub fn decode(contract: &Contract, data: &[u8], format: InputFormat) -> Result<D
             format!("the input looks like {foreign} but was labelled {}", format.name()),
         ));
     }
-    let mut decoder = RecordDecoder::new(contract);
+    // One record per line is the common case; counting lines is cheap next to decoding.
+    let rows_estimate = memchr::memchr_iter(b'\n', data).count() + 1;
+    let mut decoder = RecordDecoder::new(contract, rows_estimate);
     match format {
         InputFormat::Csv => decoder.decode_csv(data)?,
         InputFormat::Ndjson => decoder.decode_lines(data),
@@ -146,12 +148,13 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn for_type(data_type: &DataType) -> Self {
+    /// A builder with room for `rows` values (string bytes grow as needed).
+    fn for_type(data_type: &DataType, rows: usize) -> Self {
         match data_type {
-            DataType::Float64 => Self::F64(Float64Builder::new()),
-            DataType::Int64 => Self::I64(Int64Builder::new()),
-            DataType::Boolean => Self::Bool(BooleanBuilder::new()),
-            _ => Self::Utf8(StringBuilder::new()),
+            DataType::Float64 => Self::F64(Float64Builder::with_capacity(rows)),
+            DataType::Int64 => Self::I64(Int64Builder::with_capacity(rows)),
+            DataType::Boolean => Self::Bool(BooleanBuilder::with_capacity(rows)),
+            _ => Self::Utf8(StringBuilder::with_capacity(rows, rows * 16)),
         }
     }
 
@@ -271,12 +274,13 @@ struct RecordDecoder<'c> {
 }
 
 impl<'c> RecordDecoder<'c> {
-    fn new(contract: &'c Contract) -> Self {
+    /// A decoder expecting about `rows` records (sizes the builders up front).
+    fn new(contract: &'c Contract, rows: usize) -> Self {
         let contract_schema = contract.arrow_schema();
         let builders = contract_schema
             .fields()
             .iter()
-            .map(|f| ColumnBuilder::for_type(f.data_type()))
+            .map(|f| ColumnBuilder::for_type(f.data_type(), rows))
             .collect();
         let mut fields: Vec<Field> = contract_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(RECORD_INDEX_COLUMN, DataType::UInt64, false));
@@ -284,7 +288,7 @@ impl<'c> RecordDecoder<'c> {
             contract,
             schema: Arc::new(Schema::new(fields)),
             builders,
-            record_index: UInt64Builder::new(),
+            record_index: UInt64Builder::with_capacity(rows),
             rows: 0,
             violations: Vec::new(),
             type_errors: Vec::new(),
@@ -693,7 +697,8 @@ impl<'de> Visitor<'de> for RecordVisitor<'_, '_, 'de> {
             state.seen[field] = true;
             match map.next_value_seed(ScalarSeed { kind: state.contract.fields[field].kind })? {
                 Ok(cell) => state.cells[field] = cell,
-                Err((message, value)) => {
+                Err(mismatch) => {
+                    let (message, value) = *mismatch;
                     state.mismatched.push(field);
                     state.violations.push(type_violation(state.record_index, &key, &value, message));
                 }
@@ -745,11 +750,12 @@ struct ScalarSeed {
     kind: FieldKind,
 }
 
-type ScalarResult<'de> = std::result::Result<Cell<'de>, (String, String)>;
+/// Boxed error: the common `Ok` path then moves a small value.
+type ScalarResult<'de> = std::result::Result<Cell<'de>, Box<(String, String)>>;
 
 impl ScalarSeed {
     fn mismatch<'de>(&self, got: &str, value: String) -> ScalarResult<'de> {
-        Err((format!("expected {}, got {got}", self.kind.json_name()), value))
+        Err(Box::new((format!("expected {}, got {got}", self.kind.json_name()), value)))
     }
 
     fn string<'de>(&self, value: Cow<'de, str>) -> ScalarResult<'de> {
@@ -763,11 +769,11 @@ impl ScalarSeed {
         match self.kind {
             FieldKind::Number => Ok(Cell::F64(value)),
             FieldKind::Integer if value.fract() != 0.0 => {
-                Err((format!("expected integer, got {value}"), value.to_string()))
+                Err(Box::new((format!("expected integer, got {value}"), value.to_string())))
             }
             // 2^63 is exactly representable; anything at or beyond it does not fit an i64.
             FieldKind::Integer if value >= 9_223_372_036_854_775_808.0 || value < -9_223_372_036_854_775_808.0 => {
-                Err((format!("integer {value} does not fit in 64 bits"), value.to_string()))
+                Err(Box::new((format!("integer {value} does not fit in 64 bits"), value.to_string())))
             }
             FieldKind::Integer => Ok(Cell::I64(value as i64)),
             _ => self.mismatch("number", value.to_string()),
@@ -806,7 +812,7 @@ impl<'de> Visitor<'de> for ScalarSeed {
     fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
         Ok(match (self.kind, i64::try_from(v)) {
             (FieldKind::Integer, Ok(v)) => Ok(Cell::I64(v)),
-            (FieldKind::Integer, Err(_)) => Err((format!("integer {v} does not fit in 64 bits"), v.to_string())),
+            (FieldKind::Integer, Err(_)) => Err(Box::new((format!("integer {v} does not fit in 64 bits"), v.to_string()))),
             _ => self.float(v as f64),
         })
     }

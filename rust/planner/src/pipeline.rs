@@ -12,11 +12,12 @@
 //! behaviour here without recompiling anything.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -29,9 +30,8 @@ pub const EVENTS_TABLE: &str = "events";
 
 const QUERY_NAMES: &[&str] = &["violations", "transformed"];
 
-/// A parsed pipeline file. Each run gets a fresh DataFusion session (about a tenth of a
-/// millisecond), because sessions cloned from one state share its catalog and concurrent
-/// batches would see each other's `events` table.
+/// A parsed pipeline file. Each run gets its own DataFusion session ([`session_state`]), so
+/// concurrent batches never see each other's `events` table.
 #[derive(Clone)]
 pub struct PipelineSql {
     origin: String,
@@ -45,14 +45,29 @@ impl std::fmt::Debug for PipelineSql {
     }
 }
 
-/// A DataFusion session state with Weir's UDFs and settings that keep rows in input order.
+/// A DataFusion session state with Weir's UDFs and settings that keep rows in input order,
+/// and a catalog of its own (tables registered in it are seen by no other session).
 pub fn session_state() -> SessionState {
-    // One partition: batches are already in memory and output order must follow input order.
-    let config = SessionConfig::new().with_target_partitions(1).with_information_schema(true);
-    let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
-    let ctx = SessionContext::new_with_state(state);
-    weir_udfs::register_all(&ctx);
-    ctx.state()
+    static BASE: OnceLock<SessionState> = OnceLock::new();
+    let base = BASE.get_or_init(|| {
+        // One partition: batches are already in memory and output order must follow input order.
+        let config = SessionConfig::new().with_target_partitions(1).with_information_schema(true);
+        let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+        let ctx = SessionContext::new_with_state(state);
+        weir_udfs::register_all(&ctx);
+        ctx.state()
+    });
+    // Building the function registry once and cloning it is much cheaper than rebuilding it;
+    // only the catalog must be new, because clones share their catalog list.
+    let options = base.config().options();
+    let schema = Arc::new(MemorySchemaProvider::new());
+    let catalog = Arc::new(MemoryCatalogProvider::new());
+    catalog
+        .register_schema(&options.catalog.default_schema, schema)
+        .expect("a new in-memory catalog accepts a schema");
+    let catalogs = Arc::new(MemoryCatalogProviderList::new());
+    catalogs.register_catalog(options.catalog.default_catalog.clone(), catalog);
+    SessionStateBuilder::new_from_existing(base.clone()).with_catalog_list(catalogs).build()
 }
 
 impl PipelineSql {
@@ -226,6 +241,14 @@ mod tests {
         let e = PipelineSql::parse("-- name: violations\nselect 1", "x.sql").unwrap_err();
         assert_eq!(e.to_string(), "pipeline SQL x.sql: no `-- name: transformed` query");
         assert!(PipelineSql::parse("select * from events", "x.sql").is_ok(), "a bare query is the transformation");
+    }
+
+    #[tokio::test]
+    async fn concurrent_runs_do_not_share_tables() {
+        let p = PipelineSql::parse("select count(*) as n from events", "x.sql").unwrap();
+        let (a, b) = tokio::join!(p.transform(events()), p.transform(events().slice(0, 1)));
+        let count = |batches: &[RecordBatch]| batches[0].column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0);
+        assert_eq!((count(&a.unwrap().1), count(&b.unwrap().1)), (3, 1));
     }
 
     #[tokio::test]

@@ -10,7 +10,6 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Arra
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use serde_json::Value;
-use weir_udfs::formats::check_format;
 
 use crate::contract::{Contract, FieldKind, FieldSpec};
 use crate::decode::{Decoded, RECORD_INDEX_COLUMN};
@@ -82,9 +81,9 @@ fn check_strings(spec: &FieldSpec, column: &ArrayRef, report: &mut Report<'_>) {
                 report(row, "pattern", Some(clip_value(value)), format!("does not match {}", pattern.as_str()));
             }
         }
-        if let Some(format) = &spec.format {
-            if check_format(format, value) == Some(false) {
-                report(row, "format", Some(clip_value(value)), format!("not a valid {format}"));
+        if let Some(format) = spec.format {
+            if !format.is_valid(value) {
+                report(row, "format", Some(clip_value(value)), format!("not a valid {}", format.name()));
             }
         }
         if let Some(max) = spec.max_length {

@@ -7,14 +7,46 @@
 /// The formats a contract's `format` keyword may name.
 pub const SUPPORTED_FORMATS: &[&str] = &["uuid", "email", "date-time"];
 
+/// A contract string format, resolved once so checks do not compare names per value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringFormat {
+    Uuid,
+    Email,
+    DateTime,
+}
+
+impl StringFormat {
+    /// The format named `name` (as in [`SUPPORTED_FORMATS`]), if supported.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "uuid" => Some(Self::Uuid),
+            "email" => Some(Self::Email),
+            "date-time" => Some(Self::DateTime),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Uuid => "uuid",
+            Self::Email => "email",
+            Self::DateTime => "date-time",
+        }
+    }
+
+    /// Whether `value` is valid in this format.
+    pub fn is_valid(self, value: &str) -> bool {
+        match self {
+            Self::Uuid => is_uuid(value),
+            Self::Email => is_email(value),
+            Self::DateTime => parse_rfc3339_micros(value).is_some(),
+        }
+    }
+}
+
 /// Whether `value` is valid for the named format; `None` when the format is unknown.
 pub fn check_format(format: &str, value: &str) -> Option<bool> {
-    match format {
-        "uuid" => Some(is_uuid(value)),
-        "email" => Some(is_email(value)),
-        "date-time" => Some(parse_rfc3339_micros(value).is_some()),
-        _ => None,
-    }
+    StringFormat::parse(format).map(|f| f.is_valid(value))
 }
 
 /// `8-4-4-4-12` hexadecimal digits, either case (RFC 9562 textual form).
