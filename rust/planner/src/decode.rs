@@ -15,10 +15,11 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
-    UInt64Builder,
+    ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    UInt64Array, UInt64Builder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -120,15 +121,103 @@ pub fn decode(contract: &Contract, data: &[u8], format: InputFormat) -> Result<D
             format!("the input looks like {foreign} but was labelled {}", format.name()),
         ));
     }
-    // One record per line is the common case; counting lines is cheap next to decoding.
-    let rows_estimate = memchr::memchr_iter(b'\n', data).count() + 1;
-    let mut decoder = RecordDecoder::new(contract, rows_estimate);
+    let line_delimited = match format {
+        InputFormat::Ndjson => true,
+        InputFormat::Json => json_is_line_delimited(data),
+        InputFormat::Csv => false,
+    };
+    if line_delimited {
+        return decode_lines_in_parallel(contract, data);
+    }
+    let mut decoder = RecordDecoder::new(contract, estimate_rows(data));
     match format {
         InputFormat::Csv => decoder.decode_csv(data)?,
-        InputFormat::Ndjson => decoder.decode_lines(data),
-        InputFormat::Json => decoder.decode_json(data),
+        _ => decoder.decode_json(data),
     }
     decoder.finish()
+}
+
+/// One record per line is the common case; counting lines is cheap next to decoding.
+fn estimate_rows(data: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', data).count() + 1
+}
+
+/// Whether `json` input holds one object per line, rather than an array or one document
+/// (a pretty-printed object spans several lines, so its first line alone is not complete).
+fn json_is_line_delimited(data: &[u8]) -> bool {
+    let Some(start) = data.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return false;
+    };
+    if data[start] == b'[' {
+        return false;
+    }
+    let first_line_end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+    std::str::from_utf8(&data[start..first_line_end])
+        .is_ok_and(|line| serde_json::from_str::<&RawValue>(line).is_ok())
+}
+
+/// Inputs smaller than this are decoded on one thread (threads cost more than they save).
+const PARALLEL_MIN_BYTES: usize = 4 << 20;
+
+/// Decodes line-delimited records on every core: the input is cut at line ends into one
+/// chunk per core, each decoded on its own, and the parts are joined with record indexes,
+/// rows and line numbers renumbered as if one decoder had read the whole input.
+fn decode_lines_in_parallel(contract: &Contract, data: &[u8]) -> Result<Decoded> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if workers < 2 || data.len() < PARALLEL_MIN_BYTES {
+        let mut decoder = RecordDecoder::new(contract, estimate_rows(data));
+        decoder.decode_lines(data, 0..data.len(), 0);
+        return decoder.finish();
+    }
+    let mut bounds = vec![0];
+    for i in 1..workers {
+        let target = data.len() * i / workers;
+        let cut = memchr::memchr(b'\n', &data[target..]).map_or(data.len(), |p| target + p + 1);
+        if cut > *bounds.last().expect("starts with 0") && cut < data.len() {
+            bounds.push(cut);
+        }
+    }
+    bounds.push(data.len());
+    let parts: Vec<Result<Decoded>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds
+            .windows(2)
+            .map(|w| {
+                let chunk = w[0]..w[1];
+                scope.spawn(move || {
+                    let lines_before = memchr::memchr_iter(b'\n', &data[..chunk.start]).count();
+                    let mut decoder = RecordDecoder::new(contract, estimate_rows(&data[chunk.clone()]));
+                    decoder.decode_lines(data, chunk, lines_before);
+                    decoder.finish()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a decoder thread panicked")).collect()
+    });
+    join_parts(parts)
+}
+
+/// Joins decoded chunks of one input, in order.
+fn join_parts(parts: Vec<Result<Decoded>>) -> Result<Decoded> {
+    let mut batches = Vec::with_capacity(parts.len());
+    let (mut violations, mut type_errors, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut records_before, mut rows_before) = (0u64, 0usize);
+    for part in parts {
+        let part = part?;
+        let mut columns = part.batch.columns().to_vec();
+        let index = columns.pop().expect("the record index is the last column");
+        let shifted: UInt64Array =
+            index.as_primitive::<UInt64Type>().values().iter().map(|&i| i + records_before).collect();
+        columns.push(Arc::new(shifted));
+        batches.push(RecordBatch::try_new(part.batch.schema(), columns)?);
+        violations.extend(part.violations.into_iter().map(|v| Violation { record_index: v.record_index + records_before, ..v }));
+        type_errors.extend(part.type_errors.iter().map(|&(row, field)| (row + rows_before, field)));
+        rows_before += part.batch.num_rows();
+        records_before += part.spans.len() as u64;
+        spans.extend(part.spans);
+    }
+    let schema = batches[0].schema();
+    let batch = concat_batches(&schema, &batches)?;
+    Ok(Decoded { batch, violations, type_errors, spans })
 }
 
 /// One value staged for the current record.
@@ -337,13 +426,8 @@ impl<'c> RecordDecoder<'c> {
         if data[start] == b'[' {
             return self.decode_array(data);
         }
-        // NDJSON when the first line is a complete value by itself; otherwise one document
-        // (a pretty-printed object spans several lines).
-        let first_line_end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-        let first_line = std::str::from_utf8(&data[start..first_line_end]).ok();
-        let first_line_complete = first_line.is_some_and(|l| serde_json::from_str::<&RawValue>(l).is_ok());
-        if first_line_complete {
-            self.decode_lines(data)
+        if json_is_line_delimited(data) {
+            self.decode_lines(data, 0..data.len(), 0)
         } else {
             self.decode_document(data)
         }
@@ -384,14 +468,17 @@ impl<'c> RecordDecoder<'c> {
         }
     }
 
-    /// Newline-delimited records; blank lines are skipped, a bad line is one violation.
-    fn decode_lines(&mut self, data: &[u8]) {
+    /// Newline-delimited records in `data[range]` (which starts at a line start, after
+    /// `lines_before` lines); blank lines are skipped, a bad line is one violation.
+    fn decode_lines(&mut self, data: &[u8], range: Range<usize>, lines_before: usize) {
         let mut state = RecordState::new(self.contract);
-        let mut line_start = 0;
-        let mut line_number = 0;
-        let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
+        let mut line_start = range.start;
+        let mut line_number = lines_before;
+        let ends = memchr::memchr_iter(b'\n', &data[range.clone()])
+            .map(|i| range.start + i)
+            .chain(std::iter::once(range.end));
         for line_end in ends {
-            if line_start > data.len() {
+            if line_start > range.end {
                 break;
             }
             line_number += 1;
@@ -935,6 +1022,33 @@ mod tests {
         assert_eq!((d.batch.num_rows(), d.violations.len()), (1, 0));
         let d = decode_str("{\"id\":\"a\"}\n{\"id\":\"b\"}", InputFormat::Json);
         assert_eq!(d.batch.num_rows(), 2, "json with one object per line is NDJSON");
+    }
+
+    #[test]
+    fn parallel_decoding_matches_one_decoder() {
+        let lines = [
+            r#"{"id":"a","n":3,"x":1.5,"ok":true,"p":{"k":[1]}}"#,
+            r#"{"id":1,"n":"3","zz":5}"#,
+            "{broken",
+            "",
+            r#"{"id":"b","n":2.5}"#,
+        ];
+        let mut data = String::new();
+        while data.len() < PARALLEL_MIN_BYTES + 1000 {
+            data.push_str(&lines.join("\n"));
+            data.push('\n');
+        }
+        let c = contract();
+        let parallel = decode(&c, data.as_bytes(), InputFormat::Ndjson).unwrap();
+        let mut one = RecordDecoder::new(&c, 10);
+        one.decode_lines(data.as_bytes(), 0..data.len(), 0);
+        let one = one.finish().unwrap();
+        assert_eq!(parallel.batch, one.batch);
+        assert_eq!(parallel.violations, one.violations);
+        assert_eq!(parallel.type_errors, one.type_errors);
+        assert_eq!(parallel.spans, one.spans);
+        let last_broken_line = format!("at line {}", data.lines().count() - 2);
+        assert!(one.violations.iter().any(|v| v.message.contains(&last_broken_line)));
     }
 
     #[test]
