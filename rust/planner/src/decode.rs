@@ -23,6 +23,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Typ
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use weir_udfs::JsonKey;
+
 use crate::contract::{Contract, FieldKind};
 use crate::error::{ProcessorError, Result};
 use crate::violation::{clip_value, Violation};
@@ -740,27 +742,6 @@ struct RecordVisitor<'s, 'c, 'de> {
     state: &'s mut RecordState<'c, 'de>,
 }
 
-/// A map key, borrowed from the input unless it had escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
 
 impl<'de> Visitor<'de> for RecordVisitor<'_, '_, 'de> {
     type Value = ();
@@ -771,7 +752,7 @@ impl<'de> Visitor<'de> for RecordVisitor<'_, '_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
         let state = self.state;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        while let Some(JsonKey(key)) = map.next_key::<JsonKey<'de>>()? {
             let field = state.lookup(&key);
             // Scalars are decoded straight from the parser's tokens (one scan of the text);
             // objects, arrays, unknown and repeated fields are kept as their raw JSON text.

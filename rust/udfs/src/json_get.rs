@@ -5,7 +5,6 @@
 //! query assumes.
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -18,6 +17,7 @@ use datafusion::logical_expr::{
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::json_key::JsonKey;
 use crate::kernels::{args_as_arrays, into_columnar, to_utf8};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -62,27 +62,6 @@ struct FindMember<'k> {
     key: &'k str,
 }
 
-/// A map key, borrowed unless it has escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
 
 impl<'de> Visitor<'de> for FindMember<'_> {
     type Value = Option<&'de RawValue>;
@@ -93,7 +72,7 @@ impl<'de> Visitor<'de> for FindMember<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
         let mut found = None;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        while let Some(JsonKey(key)) = map.next_key::<JsonKey<'de>>()? {
             if found.is_none() && key == self.key {
                 found = Some(map.next_value::<&'de RawValue>()?);
             } else {

@@ -15,6 +15,7 @@
 pub mod formats;
 mod is_valid_format;
 mod json_get;
+mod json_key;
 mod kernels;
 mod normalize_country;
 mod normalize_email;
@@ -28,6 +29,7 @@ use datafusion::prelude::SessionContext;
 
 pub use is_valid_format::IsValidFormat;
 pub use json_get::JsonGet;
+pub use json_key::JsonKey;
 pub use normalize_country::NormalizeCountry;
 pub use normalize_email::NormalizeEmail;
 pub use surrogate_key::{SurrogateKey, SURROGATE_KEY_NULL};
