@@ -41,7 +41,8 @@ test-rust:
 	cargo test --release --workspace --locked
 
 test-python:
-	@echo "== pytest =="
+	@echo "== ruff, pytest =="
+	$(VENV)/bin/ruff check python tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

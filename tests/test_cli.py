@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from weir import cli, samples
 
@@ -31,12 +32,8 @@ def test_unknown_suffix_and_missing_file_are_clear_errors(tmp_path):
         (["process", str(odd)], "cannot tell the format"),
         (["process", str(tmp_path / "missing.csv")], "does not exist"),
     ):
-        try:
+        with pytest.raises(SystemExit, match=message):
             cli.main(argv)
-        except SystemExit as e:
-            assert message in str(e.code)
-        else:
-            raise AssertionError(argv)
 
 
 def test_weir_errors_exit_2_with_the_message(tmp_path, capsys):

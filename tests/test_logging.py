@@ -22,7 +22,11 @@ print(result.stats["rejected"])
 def run(n: int) -> tuple[int, list[dict]]:
     env = {**os.environ, "WEIR_LOG": "info"}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(n=n)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", SCRIPT.format(n=n)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     return int(done.stdout.strip()), lines

@@ -39,7 +39,9 @@ def test_every_format_gives_the_same_rows(fmt):
     table = weir.parse(data, fmt)
     reference = weir.parse(samples.to_ndjson(valid_events), "ndjson")
     assert table.drop_columns(["properties"]).equals(reference.drop_columns(["properties"]))
-    parsed_properties = [json.loads(p) if p else None for p in table.column("properties").to_pylist()]
+    parsed_properties = [
+        json.loads(p) if p else None for p in table.column("properties").to_pylist()
+    ]
     assert parsed_properties == [e.get("properties") for e in valid_events]
 
 
@@ -104,7 +106,9 @@ def test_validate_reports_every_violation_of_every_record(good_event):
 
 
 def test_validate_accepts_arrow_tables_and_can_skip_sql_rules(good_event):
-    table = pa.Table.from_pylist([good_event | {"properties": "{}"}, good_event | {"product_id": None, "properties": "{}"}])
+    table = pa.Table.from_pylist(
+        [good_event | {"properties": "{}"}, good_event | {"product_id": None, "properties": "{}"}]
+    )
     with_rules = weir.validate(table)
     assert with_rules.rejected.column("record_index").to_pylist() == [1]
     assert with_rules.violation_list()[0]["rule"] == "product_event_fields"
@@ -125,7 +129,9 @@ def test_transform_runs_sql_with_weir_udfs(good_event):
     assert str(row["event_time"]) == "2026-11-26 23:30:00+00:00"
     assert str(row["event_date"]) == "2026-11-26"
     assert row["amount"] == 19.0 and row["referrer"] == "newsletter"
-    custom = weir.transform(valid, "select upper(user_id) as uid, weir_normalize_country(' fr ') as c from events")
+    custom = weir.transform(
+        valid, "select upper(user_id) as uid, weir_normalize_country(' fr ') as c from events"
+    )
     assert custom.to_pylist() == [{"uid": "U_42", "c": "FR"}]
 
 
@@ -153,7 +159,9 @@ def test_process_keeps_good_records_flowing_past_broken_ones(sample_events):
 
 def test_process_strict_raises_validation_error(good_event):
     with pytest.raises(weir.ValidationError) as caught:
-        weir.process(ndjson(good_event, {**good_event, "event_type": "sale"}), "ndjson", strict=True)
+        weir.process(
+            ndjson(good_event, {**good_event, "event_type": "sale"}), "ndjson", strict=True
+        )
     assert caught.value.rejected_records == 1
     assert caught.value.violations[0]["rule"] == "enum"
 

@@ -285,7 +285,8 @@ def _main_benchmark(args: argparse.Namespace) -> int:
         flush=True,
     )
     print(
-        f"pinned to one core: {'yes' if pinned else 'NO (--all-cores, or sched_setaffinity unavailable)'};"
+        "pinned to one core: "
+        f"{'yes' if pinned else 'NO (--all-cores, or sched_setaffinity unavailable)'};"
         f" load average at start: {_fmt_float(load)} on {os.cpu_count()} CPUs",
         flush=True,
     )
@@ -439,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-memory", action="store_true", help="do not measure peak memory")
     parser.add_argument(
-        "--all-cores", action="store_true", help="do not pin to one core (records/s then use every core)"
+        "--all-cores",
+        action="store_true",
+        help="do not pin to one core (records/s then use every core)",
     )
     parser.add_argument("--memory-of", choices=CANDIDATE_NAMES, help=argparse.SUPPRESS)
     parser.add_argument("--format", choices=FORMATS, default="ndjson", help=argparse.SUPPRESS)

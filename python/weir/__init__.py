@@ -22,6 +22,7 @@ from weir.exceptions import (
 from weir.processor import (
     ProcessResult,
     ValidationResult,
+    init_logging,
     parse,
     process,
     processor,
@@ -33,8 +34,6 @@ from weir.udfs import register_udfs, udf_names
 __version__ = _native.__version__
 SUPPORTED_FORMATS: tuple[str, ...] = tuple(_native.SUPPORTED_FORMATS)
 
-# Rust-side structured logs (JSON on stderr); level from $WEIR_LOG, default "warn".
-_native.init_logging()
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -46,6 +45,7 @@ __all__ = [
     "ValidationError",
     "ValidationResult",
     "WeirError",
+    "init_logging",
     "parse",
     "process",
     "processor",

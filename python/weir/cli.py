@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 import weir
@@ -38,9 +38,7 @@ def _guess_format(path: Path) -> str:
 
 
 def _summary(result: weir.ProcessResult) -> dict[str, object]:
-    by_rule = Counter(
-        f"{v['field'] or '(record)'}:{v['rule']}" for v in result.violation_list()
-    )
+    by_rule = Counter(f"{v['field'] or '(record)'}:{v['rule']}" for v in result.violation_list())
     return {
         "records": result.stats["records"],
         "valid": result.stats["valid"],
@@ -68,8 +66,14 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    print(f"Generating {args.records:,} shop events ({args.invalid_fraction:.0%} broken on purpose)…")
-    events = samples.generate_shop_events(args.records, invalid_fraction=args.invalid_fraction, seed=7)
+    # The demo summarises rejected records itself; set WEIR_LOG=warn to see the JSON logs too.
+    weir.init_logging(os.environ.get("WEIR_LOG", "error"))
+    print(
+        f"Generating {args.records:,} shop events ({args.invalid_fraction:.0%} broken on purpose)…"
+    )
+    events = samples.generate_shop_events(
+        args.records, invalid_fraction=args.invalid_fraction, seed=7
+    )
     for fmt, data in (("ndjson", samples.to_ndjson(events)), ("csv", samples.to_csv(events))):
         started = time.perf_counter()
         result = weir.process(data, fmt)
@@ -99,8 +103,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print(f"\nSQL over the output in datafusion-python:\n  {query}")
     ctx.sql(query).show()
-    udf_query = "select weir_normalize_email(' Ann@Example.COM ') as email, weir_to_utc('2026-11-27T10:00:00+02:00') as utc"
-    print(f"\nA Weir UDF in SQL:\n  {udf_query}\n  -> {ctx.sql(udf_query).to_arrow_table().to_pylist()[0]}")
+    udf_query = (
+        "select weir_normalize_email(' Ann@Example.COM ') as email,"
+        " weir_to_utc('2026-11-27T10:00:00+02:00') as utc"
+    )
+    udf_row = ctx.sql(udf_query).to_arrow_table().to_pylist()[0]
+    print(f"\nA Weir UDF in SQL:\n  {udf_query}\n  -> {udf_row}")
     return 0
 
 

@@ -8,7 +8,7 @@ without copies, and the GIL is released while Rust works::
     table = weir.parse(b'{"event_id": ...}', "ndjson")            # pyarrow.Table, strict
     result = weir.validate(data, "shop_events", format="ndjson")  # .valid / .rejected / .violations
     output = weir.transform(result.valid)                         # the dataset's pipeline SQL
-    result = weir.process(data, "ndjson")                         # all three, as the consumer runs them
+    result = weir.process(data, "ndjson")                         # all three, as the consumer does
 """
 
 from __future__ import annotations
@@ -67,6 +67,21 @@ class ProcessResult:
         return self.violations.to_pylist()
 
 
+def init_logging(level: str | None = None) -> bool:
+    """Sets up the Rust side's structured logs (JSON lines on stderr) once per process.
+
+    ``level`` is a filter such as ``"warn"`` or ``"weir_planner=debug"``; by default
+    ``$WEIR_LOG``, else ``"warn"``. Called automatically by the first processor call, so call
+    it earlier to choose the level. Returns whether this call installed the logger.
+    """
+    global _logging_ready
+    _logging_ready = True
+    return _native.init_logging(level)
+
+
+_logging_ready = False
+
+
 def _as_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
     if isinstance(data, bytes):
         return data
@@ -101,6 +116,8 @@ def processor(
     ``sql`` may be a path to a ``.sql`` file or SQL text (named queries, or one bare query
     taken as the transformation). ``with_sql=False`` compiles the contract alone.
     """
+    if not _logging_ready:
+        init_logging()
     contract_file = project.contract_path(contract)
     sql_source: Path | str | None
     if not with_sql:
@@ -115,9 +132,7 @@ def processor(
     return _compiled(contract_file, _mtime(contract_file), sql_source, sql_mtime)
 
 
-def parse(
-    data: bytes | str, format: Format, contract: ContractRef = DEFAULT_DATASET
-) -> pa.Table:
+def parse(data: bytes | str, format: Format, contract: ContractRef = DEFAULT_DATASET) -> pa.Table:
     """Decodes JSON, NDJSON or CSV into a table with the contract's columns and types.
 
     Strict: raises :class:`weir.ParseError` listing every record that is not well-formed or
