@@ -6,7 +6,7 @@
 //!                      └─────────── every violation of every record ──────────▶ rejected rows (raw text + violations)
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -158,9 +158,21 @@ impl Processor {
             rejected[v.record_index as usize] = true;
         }
         // SQL rules see every decodable record, so a record breaking both kinds of rule
-        // reports both; cells nulled by a type violation read as NULL there.
+        // reports both. A cell nulled by a type violation reads as NULL there, but the field
+        // was present: as with contract rules, a field with a type violation is not checked
+        // further, so SQL violations naming it are dropped.
         if let Some(pipeline) = &self.pipeline {
-            let rule_violations = pipeline.rule_violations(decoded.batch.clone()).await?;
+            let mistyped: HashSet<(u64, &str)> = violations
+                .iter()
+                .filter(|v| v.rule == "type")
+                .filter_map(|v| Some((v.record_index, v.field.as_deref()?)))
+                .collect();
+            let rule_violations: Vec<Violation> = pipeline
+                .rule_violations(decoded.batch.clone())
+                .await?
+                .into_iter()
+                .filter(|v| !v.field.as_deref().is_some_and(|f| mistyped.contains(&(v.record_index, f))))
+                .collect();
             for v in &rule_violations {
                 let Some(flag) = rejected.get_mut(v.record_index as usize) else {
                     return Err(ProcessorError::PipelineSql {
