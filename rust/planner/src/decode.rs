@@ -134,7 +134,7 @@ pub fn decode(contract: &Contract, data: &[u8], format: InputFormat) -> Result<D
     let mut decoder = RecordDecoder::new(contract, estimate_rows(data));
     match format {
         InputFormat::Csv => decoder.decode_csv(data)?,
-        _ => decoder.decode_json(data),
+        _ => decoder.decode_json_document(data),
     }
     decoder.finish()
 }
@@ -315,7 +315,8 @@ fn number_cell(kind: FieldKind, text: &str) -> std::result::Result<Cell<'static>
     let Ok(v) = text.parse::<f64>() else {
         return Err(TypeMismatch(format!("expected {}, got text that is not a number", kind.json_name())));
     };
-    if !v.is_finite() || text.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+    // The only words Rust's float parser accepts are inf, infinity and NaN.
+    if !v.is_finite() {
         return Err(TypeMismatch(format!("{text} is not a finite {}", kind.json_name())));
     }
     match kind {
@@ -421,17 +422,13 @@ impl<'c> RecordDecoder<'c> {
     }
 
     /// `json` input: an array of objects, one object, or newline-delimited objects.
-    fn decode_json(&mut self, data: &[u8]) {
-        let Some(start) = data.iter().position(|b| !b.is_ascii_whitespace()) else {
-            return;
-        };
-        if data[start] == b'[' {
-            return self.decode_array(data);
-        }
-        if json_is_line_delimited(data) {
-            self.decode_lines(data, 0..data.len(), 0)
-        } else {
-            self.decode_document(data)
+    /// `json` input that is not line-delimited ([`decode`] sends that to the line decoder):
+    /// an array of objects, or one document (a pretty-printed object spans several lines).
+    fn decode_json_document(&mut self, data: &[u8]) {
+        match data.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => {}
+            Some(b'[') => self.decode_array(data),
+            Some(_) => self.decode_document(data),
         }
     }
 

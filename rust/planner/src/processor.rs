@@ -134,8 +134,8 @@ impl Processor {
 
     /// Decodes and validates input bytes against the contract and the pipeline's SQL rules.
     pub async fn validate_bytes(&self, data: &[u8], format: InputFormat) -> Result<ValidationOutcome> {
-        let decoded = decode(&self.contract, data, format)?;
-        let spans = decoded.spans.clone();
+        let mut decoded = decode(&self.contract, data, format)?;
+        let spans = std::mem::take(&mut decoded.spans);
         self.validate_decoded(decoded, RawSource::Bytes(data, &spans)).await
     }
 
