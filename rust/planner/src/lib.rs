@@ -20,6 +20,7 @@
 mod contract;
 mod decode;
 mod error;
+pub mod lake;
 mod pipeline;
 mod processor;
 mod validate;

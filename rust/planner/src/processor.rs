@@ -200,6 +200,15 @@ impl Processor {
         pipeline.transform(events).await
     }
 
+    /// The schema of the pipeline's `transformed` output, found by planning it over no rows:
+    /// the schema of the dataset's lake table (`raw.<dataset>`).
+    pub async fn output_schema(&self) -> Result<SchemaRef> {
+        let mut fields: Vec<Field> = self.contract.arrow_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(RECORD_INDEX_COLUMN, DataType::UInt64, false));
+        let events = RecordBatch::new_empty(Arc::new(Schema::new(fields)));
+        Ok(self.transform(events).await?.0)
+    }
+
     /// Parse, validate and transform `data`, keeping every rejected record with its violations.
     pub async fn process(&self, data: &[u8], format: InputFormat) -> Result<ProcessOutcome> {
         let started = Instant::now();

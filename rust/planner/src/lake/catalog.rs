@@ -1,0 +1,200 @@
+//! [`Lake`]: the opened Iceberg SQL catalog plus the metastore connection Weir uses for its
+//! own compare-and-swap commits (compaction), and table lookup/creation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use iceberg::table::Table;
+use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
+use iceberg_storage_opendal::OpenDalStorageFactory;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+
+use super::config::{LakeConfig, CATALOG_NAME};
+use super::error::{IcebergContext, LakeError, LakeResult};
+use super::tables::TableDef;
+
+/// An open lake. Cheap to share (`Arc`); every method may be called concurrently.
+#[derive(Debug)]
+pub struct Lake {
+    config: LakeConfig,
+    catalog: Arc<SqlCatalog>,
+    pool: AnyPool,
+}
+
+impl Lake {
+    /// Opens (and on first use creates) the catalog tables in the metastore and the
+    /// warehouse folder. Must run inside a Tokio runtime.
+    pub async fn open(config: LakeConfig) -> LakeResult<Self> {
+        let properties = config.catalog_properties()?;
+        let url = config.metastore_url()?;
+        let factory = if config.is_s3() {
+            Arc::new(OpenDalStorageFactory::S3 { customized_credential_load: None })
+        } else {
+            let folder = config.warehouse_location();
+            std::fs::create_dir_all(&folder).map_err(|e| LakeError::Config {
+                setting: "warehouse".into(),
+                message: format!("cannot create {folder}: {e}"),
+            })?;
+            Arc::new(OpenDalStorageFactory::Fs)
+        };
+        let catalog = SqlCatalogBuilder::default()
+            .with_storage_factory(factory)
+            .load(CATALOG_NAME, properties)
+            .await
+            .map_err(|source| LakeError::Config {
+                setting: "metastore".into(),
+                message: format!("cannot open the Iceberg catalog in {}: {source}", redact(&config.metastore)),
+            })?;
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new().max_connections(2).connect(&url).await.map_err(|e| LakeError::Config {
+            setting: "metastore".into(),
+            message: format!("cannot connect to {}: {e}", redact(&config.metastore)),
+        })?;
+        Ok(Self { config, catalog: Arc::new(catalog), pool })
+    }
+
+    pub fn config(&self) -> &LakeConfig {
+        &self.config
+    }
+
+    /// The Iceberg catalog, e.g. for iceberg-datafusion's catalog provider.
+    pub fn catalog(&self) -> Arc<dyn Catalog> {
+        self.catalog.clone()
+    }
+
+    /// `namespace.table` → identifier, with a clear error for anything else.
+    pub fn ident(name: &str) -> LakeResult<TableIdent> {
+        let parts: Vec<&str> = name.split('.').collect();
+        if parts.len() < 2 || parts.iter().any(|p| p.trim().is_empty()) {
+            return Err(LakeError::Table {
+                table: name.to_string(),
+                message: "expected namespace.table, e.g. raw.shop_events".into(),
+            });
+        }
+        TableIdent::from_strs(parts).context(name, "invalid table name")
+    }
+
+    pub async fn load_table(&self, name: &str) -> LakeResult<Table> {
+        let ident = Self::ident(name)?;
+        match self.catalog.load_table(&ident).await {
+            Ok(table) => Ok(table),
+            Err(e) if matches!(e.kind(), ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound) => {
+                Err(LakeError::Table { table: name.to_string(), message: "no such table in the lake".into() })
+            }
+            Err(e) => Err(e).context(name, "cannot load the table"),
+        }
+    }
+
+    /// Every table as `namespace.table`, sorted.
+    pub async fn table_names(&self) -> LakeResult<Vec<String>> {
+        let mut names = Vec::new();
+        let namespaces = self.catalog.list_namespaces(None).await.context("*", "cannot list namespaces")?;
+        for namespace in namespaces {
+            let tables = self.catalog.list_tables(&namespace).await.context(&namespace.join("."), "cannot list tables")?;
+            names.extend(tables.iter().map(|t| format!("{}.{}", t.namespace().join("."), t.name())));
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Creates the table (and its namespace) unless it exists; safe when several processes
+    /// race to create it. An existing table is returned as it is.
+    pub async fn ensure_table(&self, def: &TableDef) -> LakeResult<Table> {
+        let name = def.qualified_name();
+        let namespace = NamespaceIdent::new(def.namespace.clone());
+        if !self.catalog.namespace_exists(&namespace).await.context(&name, "cannot read the catalog")? {
+            match self.catalog.create_namespace(&namespace, HashMap::new()).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => {}
+                Err(e) => return Err(e).context(&name, "cannot create the namespace"),
+            }
+        }
+        let ident = TableIdent::new(namespace.clone(), def.name.clone());
+        if self.catalog.table_exists(&ident).await.context(&name, "cannot read the catalog")? {
+            return self.load_table(&name).await;
+        }
+        let creation = TableCreation::builder()
+            .name(def.name.clone())
+            .schema(def.schema.clone())
+            .partition_spec(def.partition_spec()?)
+            .properties(def.properties.clone())
+            .build();
+        match self.catalog.create_table(&namespace, creation).await {
+            Ok(table) => {
+                tracing::info!(target: "weir::audit", component = "lake", event = "table_created", table = %name,
+                    metadata = table.metadata_location().unwrap_or_default());
+                Ok(table)
+            }
+            Err(e) if e.kind() == ErrorKind::TableAlreadyExists => self.load_table(&name).await,
+            Err(e) => Err(e).context(&name, "cannot create the table"),
+        }
+    }
+
+    /// Moves the catalog pointer of `table` from `expected` to `new_location` if no other
+    /// writer moved it first (the same compare-and-swap iceberg-catalog-sql performs).
+    /// Returns false on a lost race.
+    pub(crate) async fn swap_metadata_location(
+        &self,
+        table: &TableIdent,
+        expected: &str,
+        new_location: &str,
+    ) -> LakeResult<bool> {
+        let sql = if self.config.is_postgres() {
+            "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2 \
+             WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5 AND metadata_location = $6"
+        } else {
+            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?"
+        };
+        let result = sqlx::query(sql)
+            .bind(new_location)
+            .bind(expected)
+            .bind(CATALOG_NAME)
+            .bind(table.namespace().join("."))
+            .bind(table.name())
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| LakeError::Iceberg {
+                table: table.to_string(),
+                context: "cannot update the catalog".into(),
+                source: iceberg::Error::new(ErrorKind::Unexpected, e.to_string()),
+            })?;
+        Ok(result.rows_affected() == 1)
+    }
+}
+
+/// A connection string without its password, for messages and logs.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redact("postgresql://weir:secret@db:5432/weir"), "postgresql://weir:***@db:5432/weir");
+        assert_eq!(redact("/tmp/metastore.db"), "/tmp/metastore.db");
+    }
+
+    #[test]
+    fn table_names_need_a_namespace() {
+        assert!(Lake::ident("raw.shop_events").is_ok());
+        for bad in ["shop_events", "raw.", ".x", ""] {
+            assert!(Lake::ident(bad).unwrap_err().to_string().contains("namespace.table"), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Errors of the lakehouse layer. Each names the table (or setting) concerned; the Python
+//! module raises them as `weir.LakeError` (or `weir.ConfigError` for bad settings).
+
+use datafusion::arrow::error::ArrowError;
+
+pub type LakeResult<T> = std::result::Result<T, LakeError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// A setting that is missing or malformed: `setting` is its key (e.g. `metastore`).
+    #[error("lake configuration: {setting}: {message}")]
+    Config { setting: String, message: String },
+
+    /// A table name that is not `namespace.table`, or a table that does not exist.
+    #[error("table {table}: {message}")]
+    Table { table: String, message: String },
+
+    /// Data that does not fit the table's schema (missing required column, unknown column,
+    /// a type that cannot be cast). Nothing was written.
+    #[error("table {table}: data does not match the table schema: {message}")]
+    Schema { table: String, message: String },
+
+    /// The commit lost against other writers more times than the retry budget allows.
+    #[error("table {table}: commit conflicted {attempts} times with other writers; nothing was committed")]
+    Conflict { table: String, attempts: u32 },
+
+    /// The catalog, the metastore database or the object store failed.
+    #[error("table {table}: {context}: {source}")]
+    Iceberg {
+        table: String,
+        context: String,
+        #[source]
+        source: iceberg::Error,
+    },
+
+    /// The processor failed while deriving a table schema from the pipeline SQL.
+    #[error(transparent)]
+    Processor(#[from] crate::ProcessorError),
+
+    /// An Arrow kernel failed (casting, concatenation); a bug in Weir.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ArrowError> for LakeError {
+    fn from(e: ArrowError) -> Self {
+        LakeError::Internal(e.to_string())
+    }
+}
+
+/// Adds the table and what was being done to an iceberg error.
+pub(crate) trait IcebergContext<T> {
+    fn context(self, table: &str, context: &str) -> LakeResult<T>;
+}
+
+impl<T> IcebergContext<T> for iceberg::Result<T> {
+    fn context(self, table: &str, context: &str) -> LakeResult<T> {
+        self.map_err(|source| LakeError::Iceberg { table: table.to_string(), context: context.to_string(), source })
+    }
+}

@@ -1,0 +1,225 @@
+//! Table maintenance: compaction of small files per partition and snapshot expiry.
+//!
+//! Continuous ingestion commits about once a second, which leaves thousands of small files
+//! (and manifests) a day; queries slow down with every one. [`Lake::compact`] rewrites the
+//! small files of each partition into few large ones, one "replace" snapshot per partition
+//! (see [`super::commit`]): rows appended by other writers meanwhile are kept, and a file
+//! compacted twice is never committed twice. [`Lake::expire_snapshots`] drops old snapshots
+//! (keeping the newest `retain_last`) and deletes the files only they referenced.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use futures::TryStreamExt;
+use iceberg::spec::{DataContentType, ManifestEntryRef, Struct};
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+
+use super::catalog::Lake;
+use super::commit::{replace_files, Replaced};
+use super::error::{IcebergContext, LakeError, LakeResult};
+use super::inspect::live_entries;
+use super::write::{conform_batches, table_arrow_schema, write_data_files};
+
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Files smaller than this are candidates (default: 3/4 of the target file size).
+    pub small_file_bytes: Option<u64>,
+    /// A partition is compacted only when it has at least this many small files (default 2).
+    pub min_files: usize,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        Self { small_file_bytes: None, min_files: 2 }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompactReport {
+    pub table: String,
+    pub partitions_compacted: usize,
+    /// Partitions skipped because another compaction replaced their files first.
+    pub partitions_superseded: usize,
+    pub files_removed: usize,
+    pub files_added: usize,
+    pub records_rewritten: u64,
+    pub snapshot_ids: Vec<i64>,
+    pub commit_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpireOptions {
+    /// Snapshots committed before this (ms since the epoch) may be expired.
+    pub older_than_ms: i64,
+    /// The newest snapshots always kept (at least 1).
+    pub retain_last: usize,
+    /// Delete data and metadata files that only expired snapshots referenced.
+    pub delete_files: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExpireReport {
+    pub table: String,
+    pub snapshots_expired: usize,
+    pub snapshots_kept: usize,
+    pub files_deleted: usize,
+}
+
+impl Lake {
+    /// Compacts the small data files of every partition of `name` that has at least
+    /// `min_files` of them. Row counts are checked before anything is committed.
+    pub async fn compact(&self, name: &str, options: &CompactOptions) -> LakeResult<CompactReport> {
+        let mut report = CompactReport { table: name.to_string(), ..Default::default() };
+        let table = self.load_table(name).await?;
+        let Some(snapshot) = table.metadata().current_snapshot().cloned() else {
+            return Ok(report);
+        };
+        let small = options.small_file_bytes.unwrap_or(self.config().target_file_size_bytes as u64 * 3 / 4);
+        let mut groups: BTreeMap<String, (Struct, Vec<ManifestEntryRef>)> = BTreeMap::new();
+        for entry in live_entries(&table, name, &snapshot).await? {
+            if entry.content_type() == DataContentType::Data && entry.file_size_in_bytes() < small {
+                let partition = entry.data_file().partition().clone();
+                groups.entry(format!("{partition:?}")).or_insert_with(|| (partition, Vec::new())).1.push(entry);
+            }
+        }
+        let target = table_arrow_schema(&table, name)?;
+        for (_, (partition, entries)) in groups {
+            if entries.len() < options.min_files.max(2) {
+                continue;
+            }
+            let paths: HashSet<String> = entries.iter().map(|e| e.file_path().to_string()).collect();
+            let expected: u64 = entries.iter().map(|e| e.record_count()).sum();
+            let tasks: Vec<_> = table
+                .scan()
+                .snapshot_id(snapshot.snapshot_id())
+                .select_all()
+                .build()
+                .context(name, "cannot plan the compaction scan")?
+                .plan_files()
+                .await
+                .context(name, "cannot plan the compaction scan")?
+                .try_filter(|task| futures::future::ready(paths.contains(&task.data_file_path)))
+                .try_collect()
+                .await
+                .context(name, "cannot plan the compaction scan")?;
+            let stream = table
+                .reader_builder()
+                .build()
+                .read(Box::pin(futures::stream::iter(tasks.into_iter().map(Ok))))
+                .context(name, "cannot read files to compact")?
+                .stream();
+            let batches: Vec<_> = stream.try_collect().await.context(name, "cannot read files to compact")?;
+            let read: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+            if read != expected {
+                return Err(LakeError::Internal(format!(
+                    "{name}: compaction read {read} rows from {} files whose manifests list {expected}; nothing committed",
+                    paths.len()
+                )));
+            }
+            let Some(first) = batches.first() else { continue };
+            let batches = conform_batches(name, &target, &first.schema(), &batches, 0)?;
+            let added = write_data_files(&table, name, batches, self.config()).await?;
+            let written: u64 = added.iter().map(|f| f.record_count()).sum();
+            if written != expected {
+                return Err(LakeError::Internal(format!(
+                    "{name}: compaction wrote {written} rows for {expected}; nothing committed"
+                )));
+            }
+            let properties = HashMap::from([("weir.maintenance".to_string(), "compaction".to_string())]);
+            match replace_files(self, name, &paths, &added, &properties).await? {
+                Replaced::Committed { snapshot_id, attempts } => {
+                    tracing::info!(
+                        target: "weir::audit",
+                        component = "lake",
+                        event = "commit",
+                        operation = "replace",
+                        table = %name,
+                        snapshot_id,
+                        partition = %super::inspect::partition_json(&table, &partition),
+                        record_count = expected,
+                        files_removed = paths.len(),
+                        data_files = %serde_json::to_string(&added.iter().map(|f| f.file_path()).collect::<Vec<_>>()).unwrap_or_default(),
+                    );
+                    report.partitions_compacted += 1;
+                    report.files_removed += paths.len();
+                    report.files_added += added.len();
+                    report.records_rewritten += expected;
+                    report.snapshot_ids.push(snapshot_id);
+                    report.commit_attempts += attempts;
+                }
+                Replaced::Superseded => {
+                    report.partitions_superseded += 1;
+                    for file in &added {
+                        let _ = table.file_io().delete(file.file_path()).await;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Expires snapshots older than `older_than_ms`, always keeping the newest
+    /// `retain_last`, then (optionally) deletes files no kept snapshot references.
+    pub async fn expire_snapshots(&self, name: &str, options: &ExpireOptions) -> LakeResult<ExpireReport> {
+        let table = self.load_table(name).await?;
+        let before: HashSet<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
+        let tx = Transaction::new(&table);
+        let action = tx
+            .expire_snapshots()
+            .expire_older_than_ms(options.older_than_ms)
+            .retain_last(options.retain_last.max(1));
+        let tx = action.apply(tx).context(name, "cannot prepare snapshot expiry")?;
+        let updated = tx.commit(self.catalog().as_ref()).await.context(name, "cannot expire snapshots")?;
+        let kept: HashSet<i64> = updated.metadata().snapshots().map(|s| s.snapshot_id()).collect();
+        let expired: Vec<i64> = before.difference(&kept).copied().collect();
+        let mut report = ExpireReport {
+            table: name.to_string(),
+            snapshots_expired: expired.len(),
+            snapshots_kept: kept.len(),
+            files_deleted: 0,
+        };
+        if options.delete_files && !expired.is_empty() {
+            let kept_files = referenced_files(&updated, name, updated.metadata().snapshots().cloned().collect()).await?;
+            let expired_snapshots = expired.iter().filter_map(|id| table.metadata().snapshot_by_id(*id).cloned()).collect();
+            let expired_files = referenced_files(&table, name, expired_snapshots).await?;
+            for path in expired_files.difference(&kept_files) {
+                if table.file_io().delete(path).await.is_ok() {
+                    report.files_deleted += 1;
+                }
+            }
+        }
+        tracing::info!(
+            target: "weir::audit",
+            component = "lake",
+            event = "snapshots_expired",
+            table = %name,
+            expired = report.snapshots_expired,
+            kept = report.snapshots_kept,
+            files_deleted = report.files_deleted,
+        );
+        Ok(report)
+    }
+}
+
+/// Every file the given snapshots reference: manifest lists, manifests, and the data files
+/// live in them. Manifests shared between snapshots are read once.
+async fn referenced_files(
+    table: &iceberg::table::Table,
+    name: &str,
+    snapshots: Vec<iceberg::spec::SnapshotRef>,
+) -> LakeResult<HashSet<String>> {
+    let mut files = HashSet::new();
+    let mut manifests = HashMap::new();
+    for snapshot in &snapshots {
+        files.insert(snapshot.manifest_list().to_string());
+        let list = table.manifest_list_reader(snapshot).load().await.context(name, "cannot read a manifest list")?;
+        for manifest in list.consume_entries() {
+            manifests.entry(manifest.manifest_path.clone()).or_insert(manifest);
+        }
+    }
+    for (path, manifest) in manifests {
+        let loaded = manifest.load_manifest(table.file_io()).await.context(name, "cannot read a manifest")?;
+        files.extend(loaded.entries().iter().filter(|e| e.is_alive()).map(|e| e.file_path().to_string()));
+        files.insert(path);
+    }
+    Ok(files)
+}

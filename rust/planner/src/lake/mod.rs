@@ -1,0 +1,27 @@
+//! The lakehouse: Iceberg tables in an SQL catalog, where every part of Weir meets.
+//!
+//! A [`Lake`] opens the Iceberg SQL catalog kept in the metastore database (SQLite file by
+//! default, PostgreSQL when several machines share it) over a warehouse (a local folder or an
+//! S3 bucket), all named by one [`LakeConfig`]. It creates a dataset's tables from its
+//! contract and pipeline SQL ([`tables`]), appends Arrow batches as zstd Parquet in one
+//! fast-append snapshot per call ([`Lake::append`]), lists snapshots and data files for the
+//! dashboard ([`inspect`]), and keeps tables fast with compaction and snapshot expiry
+//! ([`maintain`]). pyiceberg (`SqlCatalog` named [`CATALOG_NAME`]) and DuckDB
+//! (`iceberg_scan`) read the same tables.
+
+mod append;
+mod catalog;
+mod commit;
+mod config;
+mod error;
+pub mod inspect;
+pub mod maintain;
+pub mod tables;
+mod write;
+
+pub use append::CommitInfo;
+pub use catalog::Lake;
+pub use config::{LakeConfig, S3Settings, CATALOG_NAME};
+pub use error::{LakeError, LakeResult};
+pub use maintain::{CompactOptions, CompactReport, ExpireOptions, ExpireReport};
+pub use tables::{TableDef, INGESTED_AT_COLUMN};

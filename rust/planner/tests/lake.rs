@@ -1,0 +1,153 @@
+//! The lakehouse against a real SQLite metastore and a local warehouse in a temporary folder:
+//! tables from the shop_events contract, appends, compaction (also racing an appender) and
+//! snapshot expiry. Run with `cargo test --release --workspace`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, Int64Array, RecordBatch, StringArray};
+use futures::TryStreamExt;
+use weir_planner::lake::{tables::dataset_tables, CompactOptions, ExpireOptions, Lake, LakeConfig};
+use weir_planner::{Contract, InputFormat, PipelineSql, Processor};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn processor() -> Processor {
+    Processor::new(
+        Contract::from_path(repo().join("contracts/shop_events.json")).unwrap(),
+        Some(PipelineSql::from_path(repo().join("sql/pipeline/shop_events.sql")).unwrap()),
+    )
+}
+
+/// `n` valid page views starting at `first`, spread over three days.
+fn events(first: usize, n: usize) -> Vec<u8> {
+    let mut out = String::new();
+    for i in first..first + n {
+        out.push_str(&format!(
+            "{{\"event_id\": \"00000000-0000-4000-8000-{i:012}\", \"event_type\": \"page_view\", \
+             \"event_time\": \"2026-11-{:02}T10:00:00Z\", \"user_id\": \"u_{i}\"}}\n",
+            25 + i % 3
+        ));
+    }
+    out.into_bytes()
+}
+
+async fn open(dir: &std::path::Path) -> Arc<Lake> {
+    let config = LakeConfig::new(dir.join("metastore.db").display().to_string(), dir.join("warehouse").display().to_string());
+    Arc::new(Lake::open(config).await.unwrap())
+}
+
+async fn append_events(lake: &Lake, processor: &Processor, first: usize, n: usize) -> i64 {
+    let outcome = processor.process(&events(first, n), InputFormat::Ndjson).await.unwrap();
+    let info = lake
+        .append("raw.shop_events", &outcome.output_schema, &outcome.output, HashMap::from([("weir.test".into(), first.to_string())]))
+        .await
+        .unwrap();
+    assert_eq!(info.record_count, n as u64);
+    info.snapshot_id.unwrap()
+}
+
+async fn event_ids(lake: &Lake) -> Vec<String> {
+    let table = lake.load_table("raw.shop_events").await.unwrap();
+    let batches: Vec<RecordBatch> =
+        table.scan().select(["event_id"]).build().unwrap().to_arrow().await.unwrap().try_collect().await.unwrap();
+    let mut ids: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            (0..a.len()).map(|i| a.value(i).to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn live_files(lake: &Lake) -> usize {
+    let table = lake.load_table("raw.shop_events").await.unwrap();
+    weir_planner::lake::inspect::data_files(&table, "raw.shop_events", None).await.unwrap().num_rows()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_compact_and_expire_keep_every_row_once() {
+    let dir = tempdir();
+    let lake = open(&dir).await;
+    let processor = processor();
+    let (valid, rejected) = dataset_tables(&processor, lake.config()).await.unwrap();
+    lake.ensure_table(&valid).await.unwrap();
+    lake.ensure_table(&rejected).await.unwrap();
+    // Creating again is a no-op.
+    lake.ensure_table(&valid).await.unwrap();
+
+    for k in 0..12 {
+        append_events(&lake, &processor, k * 10, 10).await;
+    }
+    assert_eq!(event_ids(&lake).await.len(), 120);
+    assert_eq!(live_files(&lake).await, 36, "three day partitions per commit");
+
+    // Compaction while another task keeps appending: nothing lost, nothing doubled.
+    let appender = {
+        let lake = lake.clone();
+        let processor = processor.clone();
+        tokio::spawn(async move {
+            for k in 12..20 {
+                append_events(&lake, &processor, k * 10, 10).await;
+            }
+        })
+    };
+    let report = lake.compact("raw.shop_events", &CompactOptions::default()).await.unwrap();
+    appender.await.unwrap();
+    assert!(report.partitions_compacted >= 1, "{report:?}");
+    let ids = event_ids(&lake).await;
+    assert_eq!(ids.len(), 200);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 200);
+
+    let report = lake.compact("raw.shop_events", &CompactOptions::default()).await.unwrap();
+    assert_eq!(live_files(&lake).await, 3, "one file per day after compacting: {report:?}");
+    assert_eq!(event_ids(&lake).await.len(), 200);
+
+    // The newest snapshot still carries the last append's checkpoint-like property.
+    let table = lake.load_table("raw.shop_events").await.unwrap();
+    let summary = weir_planner::lake::inspect::current_summary(&table);
+    assert_eq!(summary.get("weir.test").map(String::as_str), Some("190"), "{summary:?}");
+
+    let expired = lake
+        .expire_snapshots(
+            "raw.shop_events",
+            &ExpireOptions { older_than_ms: i64::MAX, retain_last: 1, delete_files: true },
+        )
+        .await
+        .unwrap();
+    assert!(expired.snapshots_expired >= 20 && expired.files_deleted > 0, "{expired:?}");
+    assert_eq!(event_ids(&lake).await.len(), 200);
+    let snapshots = weir_planner::lake::inspect::snapshots(&lake.load_table("raw.shop_events").await.unwrap()).unwrap();
+    assert_eq!(snapshots.num_rows(), 1);
+    let total = snapshots.column_by_name("total_records").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+    assert_eq!(total.value(0), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_that_does_not_fit_is_refused_by_name() {
+    let dir = tempdir();
+    let lake = open(&dir).await;
+    let processor = processor();
+    let (valid, _) = dataset_tables(&processor, lake.config()).await.unwrap();
+    lake.ensure_table(&valid).await.unwrap();
+    let batch = RecordBatch::try_from_iter([("surprise", Arc::new(StringArray::from(vec!["x"])) as Arc<dyn Array>)]).unwrap();
+    let err = lake.append("raw.shop_events", &batch.schema(), &[batch], HashMap::new()).await.unwrap_err();
+    assert!(err.to_string().contains("surprise"), "{err}");
+    let err = lake.append("raw.nope", &valid_schema(), &[], HashMap::new()).await.unwrap_err();
+    assert!(err.to_string().contains("raw.nope"), "{err}");
+}
+
+fn valid_schema() -> datafusion::arrow::datatypes::Schema {
+    datafusion::arrow::datatypes::Schema::empty()
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-lake-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
