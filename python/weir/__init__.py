@@ -7,14 +7,21 @@ The processor (Rust, through ``weir._native``) parses, validates and transforms 
     result.output      # pyarrow.Table of transformed valid events
     result.rejected    # one row per rejected record, with every violation
 
-See the README for the command line (``weir``) and the SQL functions.
+Results land in Iceberg tables (``weir.append``) that ``weir.connect()`` queries with
+DataFusion; see :mod:`weir.lake`. See the README for the command line (``weir``) and the
+SQL functions.
 """
 
 from weir import _native
 from weir.exceptions import (
+    CommitConflictError,
+    ConfigError,
     ContractError,
+    LakeError,
     ParseError,
     PipelineError,
+    SchemaMismatchError,
+    TableError,
     UnsupportedFormatError,
     ValidationError,
     WeirError,
@@ -31,12 +38,25 @@ from weir.processor import (
 )
 from weir.udfs import register_udfs, udf_names
 
+from weir import lake  # noqa: E402 - needs the processor and UDF modules above
+from weir.lake import CommitInfo, append, connect, maintain
+
 __version__ = _native.__version__
 SUPPORTED_FORMATS: tuple[str, ...] = tuple(_native.SUPPORTED_FORMATS)
 
 
 __all__ = [
     "SUPPORTED_FORMATS",
+    "CommitConflictError",
+    "CommitInfo",
+    "ConfigError",
+    "LakeError",
+    "SchemaMismatchError",
+    "TableError",
+    "append",
+    "connect",
+    "lake",
+    "maintain",
     "ContractError",
     "ParseError",
     "PipelineError",

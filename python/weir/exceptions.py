@@ -66,7 +66,36 @@ class PipelineError(WeirError):
     origin: str = ""
 
 
+class ConfigError(WeirError, ValueError):
+    """A setting that is missing or malformed. Attribute: ``setting`` (its key or file)."""
+
+    setting: str = ""
+
+
+class LakeError(WeirError):
+    """The lake (catalog, metastore or object store) failed. Attribute: ``table``."""
+
+    table: str = ""
+
+
+class TableError(LakeError, LookupError):
+    """A table name that is not ``namespace.table``, or a table or snapshot that does not exist."""
+
+
+class SchemaMismatchError(LakeError, ValueError):
+    """Data whose columns do not fit the table; nothing was written."""
+
+
+class CommitConflictError(LakeError):
+    """A commit that lost against other writers more often than the retry budget allows."""
+
+
 __all__ = [
+    "CommitConflictError",
+    "ConfigError",
+    "LakeError",
+    "SchemaMismatchError",
+    "TableError",
     "ContractError",
     "ParseError",
     "PipelineError",

@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
+use weir_planner::lake::LakeError;
 use weir_planner::{ProcessorError, Violation};
 
 /// A violation as a plain dict, the shape Python code sees everywhere.
@@ -54,5 +55,21 @@ pub fn to_py_err(py: Python<'_>, error: ProcessorError) -> PyErr {
         },
         ProcessorError::PipelineSql { origin, .. } => raise("PipelineError", &[("origin", text(&origin))]),
         ProcessorError::Engine(_) | ProcessorError::Internal(_) => raise("WeirError", &[]),
+    }
+}
+
+/// Converts a lake error into the matching Python exception (`weir.exceptions`).
+pub fn lake_err(py: Python<'_>, error: LakeError) -> PyErr {
+    let message = error.to_string();
+    let text = |s: &str| PyString::new(py, s).into_any();
+    let raise = |class: &str, attributes: &[(&str, Bound<'_, PyAny>)]| weir_exception(py, class, &message, attributes);
+    match error {
+        LakeError::Processor(e) => to_py_err(py, e),
+        LakeError::Config { setting, .. } => raise("ConfigError", &[("setting", text(&setting))]),
+        LakeError::Table { table, .. } => raise("TableError", &[("table", text(&table))]),
+        LakeError::Schema { table, .. } => raise("SchemaMismatchError", &[("table", text(&table))]),
+        LakeError::Conflict { table, .. } => raise("CommitConflictError", &[("table", text(&table))]),
+        LakeError::Iceberg { table, .. } => raise("LakeError", &[("table", text(&table))]),
+        LakeError::Internal(_) => raise("LakeError", &[]),
     }
 }

@@ -7,6 +7,8 @@
 
 mod arrow_stream;
 mod errors;
+mod in_runtime;
+mod lake;
 mod logging;
 mod processor;
 mod runtime;
@@ -19,6 +21,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<arrow_stream::ArrowTable>()?;
     m.add_class::<processor::Processor>()?;
+    m.add_class::<lake::Lake>()?;
+    m.add_class::<lake::LakeCatalog>()?;
+    m.add_class::<lake::LakeTable>()?;
     m.add_class::<udf::WeirScalarUdf>()?;
     m.add_function(wrap_pyfunction!(udf::udfs, m)?)?;
     m.add_function(wrap_pyfunction!(logging::init_logging, m)?)?;

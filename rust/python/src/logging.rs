@@ -1,17 +1,21 @@
 //! Structured logs from Rust: JSON lines on stderr (timestamp, level, component, event and
-//! fields), filtered by the `WEIR_LOG` environment variable (default `warn`: a library should be quiet; services set `info`).
+//! fields), filtered by the `WEIR_LOG` environment variable (default: warnings plus the
+//! `weir::audit` commit trail; services set `info`).
 
 use pyo3::prelude::*;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the JSON log subscriber once; later calls do nothing. Returns whether it was
 /// installed by this call. `level` overrides `WEIR_LOG` (e.g. "warn", "weir_planner=debug").
+/// Warnings, plus the audit trail of lake commits (`weir::audit`, one line per commit).
+pub const DEFAULT_FILTER: &str = "warn,weir::audit=info";
+
 #[pyfunction]
 #[pyo3(signature = (level=None))]
 pub fn init_logging(level: Option<&str>) -> bool {
     let filter = match level {
         Some(level) => EnvFilter::new(level),
-        None => EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        None => EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER)),
     };
     tracing_subscriber::fmt()
         .json()

@@ -19,7 +19,7 @@ use crate::runtime::runtime;
 
 #[pyclass(module = "weir._native", frozen)]
 pub struct Processor {
-    inner: weir_planner::Processor,
+    pub(crate) inner: weir_planner::Processor,
 }
 
 /// The batch without the internal record index column.

@@ -146,3 +146,42 @@ pub fn current_summary(table: &Table) -> HashMap<String, String> {
         .map(|s| s.summary().additional_properties.clone())
         .unwrap_or_default()
 }
+
+/// Reads a table (at a snapshot, default the current one) through iceberg-rust's Parquet
+/// reader: the processor's way to take stored data as input. Returns the Arrow schema (with
+/// Iceberg field ids stripped) and the batches.
+pub async fn read_table(
+    table: &Table,
+    name: &str,
+    snapshot_id: Option<i64>,
+) -> LakeResult<(SchemaRef, Vec<RecordBatch>)> {
+    use futures::TryStreamExt;
+    let schema = Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
+            .context(name, "cannot convert the table schema")?,
+    );
+    let plain = Arc::new(Schema::new(
+        schema.fields().iter().map(|f| f.as_ref().clone().with_metadata(HashMap::new())).collect::<Vec<_>>(),
+    ));
+    if table.metadata().current_snapshot().is_none() && snapshot_id.is_none() {
+        return Ok((plain, Vec::new()));
+    }
+    let mut scan = table.scan().select_all();
+    if let Some(id) = snapshot_id {
+        scan = scan.snapshot_id(id);
+    }
+    let batches: Vec<RecordBatch> = scan
+        .build()
+        .context(name, "cannot plan the scan")?
+        .to_arrow()
+        .await
+        .context(name, "cannot read the table")?
+        .try_collect()
+        .await
+        .context(name, "cannot read the table")?;
+    let batches = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(plain.clone(), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((plain, batches))
+}

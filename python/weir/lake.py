@@ -1,0 +1,267 @@
+"""The lakehouse from Python: Iceberg tables that every part of Weir reads and writes.
+
+    import weir
+    info = weir.append("raw.shop_events", arrow_table, {"source": "backfill"})
+    ctx = weir.connect()                      # datafusion.SessionContext with catalog `lake`
+    ctx.sql("select event_date, count(*) from lake.raw.shop_events group by 1").show()
+    weir.lake.snapshots("raw.shop_events")   # pyarrow.Table, one row per snapshot
+    weir.lake.files("raw.shop_events")       # live data files with partition and size
+    weir.lake.register_snapshot(ctx, "then", "raw.shop_events", as_of=some_datetime)
+    weir.lake.maintain()                      # compact small files, expire old snapshots
+
+Settings (metastore, warehouse, S3) come from :mod:`weir.config`. Each dataset's tables,
+``raw.<dataset>`` (partitioned by ``day(event_time)``) and ``raw.<dataset>_rejected``, are
+created from its contract and pipeline SQL on first use. pyiceberg (``catalog()``) and DuckDB
+(``duckdb_connection()``, ``metadata_location()``) read the same tables.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from weir import _native, project
+from weir.config import LakeSettings, lake_settings
+from weir.processor import processor
+from weir.udfs import register_udfs
+
+#: The catalog name of Weir's tables in the metastore (pyiceberg's SqlCatalog name).
+CATALOG_NAME = "weir"
+RAW_NAMESPACE = "raw"
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One append: the snapshot it created (``None`` for no rows), its files and row count."""
+
+    table: str
+    snapshot_id: int | None
+    data_files: list[str]
+    record_count: int
+    bytes: int
+
+
+@functools.cache
+def _open(properties: tuple[tuple[str, str], ...]) -> _native.Lake:
+    return _native.Lake(dict(properties))
+
+
+def open_lake(settings: LakeSettings | None = None) -> _native.Lake:
+    """The native lake for ``settings`` (default: :func:`weir.config.lake_settings`), opened
+    once per process and settings."""
+    settings = settings or lake_settings()
+    return _open(tuple(sorted(settings.properties().items())))
+
+
+_ensured: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+
+
+def ensure_dataset(dataset: str, settings: LakeSettings | None = None) -> tuple[str, str]:
+    """Creates ``raw.<dataset>`` and ``raw.<dataset>_rejected`` if missing; returns their names."""
+    settings = settings or lake_settings()
+    key = (dataset, tuple(sorted(settings.properties().items())))
+    names = open_lake(settings).ensure_dataset(processor(dataset))
+    _ensured.add(key)
+    return names
+
+
+def _dataset_of(table: str) -> str | None:
+    namespace, _, name = table.partition(".")
+    if namespace != RAW_NAMESPACE:
+        return None
+    dataset = name.removesuffix("_rejected")
+    return dataset if dataset in project.datasets() else None
+
+
+def _ensure_for(table: str, settings: LakeSettings) -> None:
+    dataset = _dataset_of(table)
+    key = (dataset or "", tuple(sorted(settings.properties().items())))
+    if dataset and key not in _ensured:
+        ensure_dataset(dataset, settings)
+
+
+def _arrow(data: Any) -> Any:
+    if hasattr(data, "__arrow_c_stream__"):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, list):
+        return pa.Table.from_pylist(data)
+    try:
+        return pa.table(data)
+    except (TypeError, ValueError, pa.ArrowInvalid) as e:
+        raise TypeError(f"cannot append {type(data).__name__}: pass Arrow data (a pyarrow Table) or a list of dicts") from e
+
+
+def append(
+    table: str,
+    data: Any,
+    properties: dict[str, str] | None = None,
+    *,
+    settings: LakeSettings | None = None,
+) -> CommitInfo:
+    """Appends ``data`` (a pyarrow Table, anything with ``__arrow_c_stream__``, or a list of
+    dicts) to ``table`` in one snapshot. Columns match by name; missing optional columns are
+    null and a missing ``ingested_at`` is the commit time. ``properties`` go into the snapshot
+    summary. Raises :class:`weir.SchemaMismatchError` if a column does not fit."""
+    settings = settings or lake_settings()
+    _ensure_for(table, settings)
+    info = open_lake(settings).append(table, _arrow(data), {str(k): str(v) for k, v in (properties or {}).items()})
+    return CommitInfo(**info)
+
+
+def connect(settings: LakeSettings | None = None) -> Any:
+    """A ``datafusion.SessionContext`` with the lake registered as catalog ``lake`` and all
+    of Weir's UDFs: ``ctx.sql("select ... from lake.raw.shop_events")``. Each query reads
+    the newest snapshot; tables created after ``connect()`` need a new context."""
+    import datafusion
+
+    settings = settings or lake_settings()
+    for dataset in project.datasets():
+        key = (dataset, tuple(sorted(settings.properties().items())))
+        if key not in _ensured:
+            ensure_dataset(dataset, settings)
+    ctx = datafusion.SessionContext()
+    ctx.register_catalog_provider("lake", open_lake(settings).catalog_provider())
+    register_udfs(ctx)
+    return ctx
+
+
+def _millis(moment: datetime | float | int) -> int:
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            raise ValueError("as_of needs a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
+        return int(moment.timestamp() * 1000)
+    return int(moment * 1000)
+
+
+def snapshot_as_of(table: str, moment: datetime | float, *, settings: LakeSettings | None = None) -> int:
+    """The id of the snapshot of ``table`` that was current at ``moment`` (a timezone-aware
+    datetime or seconds since the epoch)."""
+    return open_lake(settings).snapshot_as_of(table, _millis(moment))
+
+
+def register_snapshot(
+    ctx: Any,
+    name: str,
+    table: str,
+    *,
+    snapshot_id: int | None = None,
+    as_of: datetime | float | None = None,
+    settings: LakeSettings | None = None,
+) -> int:
+    """Time travel: registers ``table`` as it was at ``snapshot_id`` (or at time ``as_of``)
+    under ``name`` in ``ctx``. Returns the snapshot id used."""
+    if (snapshot_id is None) == (as_of is None):
+        raise ValueError("pass exactly one of snapshot_id or as_of")
+    lake = open_lake(settings)
+    if snapshot_id is None:
+        snapshot_id = lake.snapshot_as_of(table, _millis(as_of))
+    ctx.register_table(name, lake.snapshot_provider(table, snapshot_id))
+    return snapshot_id
+
+
+def read(table: str, *, snapshot_id: int | None = None, settings: LakeSettings | None = None) -> pa.Table:
+    """The rows of ``table`` (at ``snapshot_id``), read from its Parquet files by Rust;
+    e.g. ``weir.transform(weir.lake.read("raw.shop_events"), sql=...)`` re-runs SQL over
+    stored data."""
+    return pa.table(open_lake(settings).read(table, snapshot_id))
+
+
+def snapshots(table: str, *, settings: LakeSettings | None = None) -> pa.Table:
+    """One row per snapshot: id, parent, commit time, operation, record and file counts, and
+    the summary (with Weir's own keys, such as checkpoints) as JSON."""
+    return pa.table(open_lake(settings).snapshots(table))
+
+
+def files(table: str, *, snapshot_id: int | None = None, settings: LakeSettings | None = None) -> pa.Table:
+    """The live data files of ``table``: path, partition (JSON), record count, size."""
+    return pa.table(open_lake(settings).data_files(table, snapshot_id))
+
+
+def metadata_location(table: str, *, settings: LakeSettings | None = None) -> str:
+    """The current metadata file of ``table`` (what DuckDB's ``iceberg_scan`` reads)."""
+    return open_lake(settings).metadata_location(table)
+
+
+def partition_spec(table: str, *, settings: LakeSettings | None = None) -> list[tuple[str, str, str]]:
+    """``(partition field, transform, source column)`` of each partition field."""
+    return [tuple(f) for f in open_lake(settings).partition_spec(table)]
+
+
+def tables(*, settings: LakeSettings | None = None) -> list[str]:
+    return open_lake(settings).table_names()
+
+
+def catalog(settings: LakeSettings | None = None) -> Any:
+    """pyiceberg's ``SqlCatalog`` over the same metastore and warehouse."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    settings = settings or lake_settings()
+    return SqlCatalog(CATALOG_NAME, **settings.pyiceberg_properties())
+
+
+def duckdb_connection(settings: LakeSettings | None = None) -> Any:
+    """A DuckDB connection with the Iceberg extension loaded offline (from the
+    duckdb-ext-iceberg wheel) and S3 credentials set for S3 warehouses:
+    ``con.sql(f"select * from iceberg_scan('{weir.lake.metadata_location(t)}')")``."""
+    import duckdb
+    import duckdb_ext
+
+    settings = settings or lake_settings()
+    con = duckdb.connect()
+    folder = str(duckdb_ext.__path__[0]) + "/extensions"
+    con.execute(f"SET extension_directory = '{folder}'")
+    con.execute("SET autoinstall_known_extensions = false")
+    for extension in ("avro", "iceberg", "httpfs") if settings.is_s3 else ("avro", "iceberg"):
+        con.execute(f"LOAD {extension}")
+    if settings.is_s3:
+        s3 = settings.s3
+        endpoint = str(s3.get("endpoint", ""))
+        options = {
+            "TYPE": "s3",
+            "KEY_ID": s3.get("access_key_id", ""),
+            "SECRET": s3.get("secret_access_key", ""),
+            "REGION": s3.get("region", "us-east-1"),
+        }
+        if endpoint:
+            options["ENDPOINT"] = endpoint.split("://", 1)[-1]
+            options["USE_SSL"] = "true" if endpoint.startswith("https") else "false"
+            options["URL_STYLE"] = "path" if s3.get("path_style_access") else "vhost"
+        body = ", ".join(
+            f"{k} {v}" if k in ("TYPE", "USE_SSL") else f"{k} '{v}'" for k, v in options.items()
+        )
+        con.execute(f"CREATE OR REPLACE SECRET weir_s3 ({body})")
+    return con
+
+
+def maintain(
+    tables: list[str] | None = None,
+    *,
+    compact: bool = True,
+    expire: bool = True,
+    retain_last: int = 10,
+    max_snapshot_age: timedelta = timedelta(days=7),
+    settings: LakeSettings | None = None,
+) -> list[dict[str, Any]]:
+    """Compacts small files (per partition) and expires snapshots older than
+    ``max_snapshot_age`` beyond the newest ``retain_last``, deleting files only they used.
+    Default tables: every table in the lake. Returns one report per table and step."""
+    lake = open_lake(settings)
+    reports: list[dict[str, Any]] = []
+    for table in tables or lake.table_names():
+        if compact:
+            started = time.perf_counter()
+            report = lake.compact(table)
+            reports.append({"step": "compact", "seconds": round(time.perf_counter() - started, 3), **report})
+        if expire:
+            cutoff = datetime.now(timezone.utc) - max_snapshot_age
+            started = time.perf_counter()
+            report = lake.expire_snapshots(table, _millis(cutoff), retain_last, True)
+            reports.append({"step": "expire", "seconds": round(time.perf_counter() - started, 3), **report})
+    return reports
