@@ -17,6 +17,8 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::runtime::runtime;
@@ -89,6 +91,13 @@ impl TableProvider for LakeTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // iceberg-datafusion 0.10 returns every column for an empty projection (`count(*)`),
+        // which DataFusion rejects: read one column and project it away.
+        if projection.is_some_and(|p| p.is_empty()) && !self.0.schema().fields().is_empty() {
+            let plan = InRuntime(self.0.scan(state, Some(&vec![0]), filters, limit)).await?;
+            let no_columns: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+            return Ok(Arc::new(ProjectionExec::try_new(no_columns, plan)?));
+        }
         InRuntime(self.0.scan(state, projection, filters, limit)).await
     }
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
