@@ -16,9 +16,9 @@ export PYO3_PYTHON := $(PY)
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: setup demo test test-rust test-python bench lint clean
+.PHONY: setup postgresql demo test test-rust test-python bench lint clean
 
-setup: $(VENV)/.deps-installed
+setup: $(VENV)/.deps-installed postgresql
 	@echo "== building the Rust extension (weir._native) =="
 	VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --release --uv --quiet
 	@$(PY) -c "import weir; print('weir', weir.__version__, 'ready in', '$(VENV)')"
@@ -30,6 +30,14 @@ $(VENV)/.deps-installed: requirements.lock
 	@test -x $(PY) || uv venv --quiet --python 3.11 $(VENV)
 	uv pip sync --quiet --python $(PY) requirements.lock
 	@touch $@
+
+# PostgreSQL (Debian's package) for the PostgreSQL-metastore test; without it that test is
+# skipped with the reason, everything else works.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  { command -v apt-get >/dev/null && { apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null 2>&1; }; } ; } || \
+	  echo "note: could not install PostgreSQL; the PostgreSQL metastore test will be skipped"
 
 demo: setup
 	$(VENV)/bin/weir demo $(DEMO_ARGS)

@@ -1,0 +1,124 @@
+"""Real servers on loopback for integration tests, started and stopped by the tests:
+moto's S3-API server (`moto_server`) and a throwaway PostgreSQL cluster (`initdb` +
+`pg_ctl` from Debian's postgresql package)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen | None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+@contextmanager
+def moto_s3(bucket: str) -> Iterator[dict[str, str]]:
+    """A moto S3 server with ``bucket`` created; yields the S3 settings to reach it."""
+    port = free_port()
+    executable = Path(sys.executable).parent / "moto_server"
+    process = subprocess.Popen(
+        [str(executable), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process)
+        endpoint = f"http://127.0.0.1:{port}"
+        s3 = {
+            "endpoint": endpoint,
+            "region": "us-east-1",
+            "access_key_id": "testing",
+            "secret_access_key": "testing",
+            "path_style_access": True,
+        }
+        import boto3
+
+        boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        ).create_bucket(Bucket=bucket)
+        yield s3
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def postgres_binaries() -> Path | None:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+@contextmanager
+def postgres(tmp: Path) -> Iterator[str]:
+    """A fresh PostgreSQL cluster in ``tmp`` on a free port; yields its URL. Raises
+    ``RuntimeError`` with the reason when it cannot start (callers skip the test)."""
+    binaries = postgres_binaries()
+    if binaries is None:
+        raise RuntimeError("PostgreSQL is not installed (make setup installs Debian's postgresql package)")
+    # Its own folder under the system temp dir: pytest's folders are private to root.
+    tmp = Path(tempfile.mkdtemp(prefix="weir-pg-"))
+    data = tmp / "pgdata"
+    data.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        if shutil.which("runuser") is None:
+            raise RuntimeError("running as root and runuser is missing")
+        subprocess.run(["id", "postgres"], check=True, capture_output=True)
+        shutil.chown(tmp, "postgres")
+        shutil.chown(data, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+
+    def run(command: list[str], timeout: float) -> None:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"{Path(command[len(as_user)]).name} failed: {(done.stderr or done.stdout).strip()[-500:]}")
+
+    run(
+        [*as_user, str(binaries / "initdb"), "-D", str(data), "-U", "weir", "--auth=trust", "-E", "UTF8"],
+        timeout=120,
+    )
+    run(
+        [*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60",
+         "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+        timeout=90,
+    )
+    try:
+        subprocess.run(
+            [str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "weir", "weir"],
+            check=True, capture_output=True, timeout=30,
+        )
+        yield f"postgresql://weir@127.0.0.1:{port}/weir"
+    finally:
+        subprocess.run(
+            [*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True, timeout=60,
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
