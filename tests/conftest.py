@@ -33,3 +33,13 @@ def good_event() -> dict:
 @pytest.fixture(scope="session")
 def sample_events() -> list[dict]:
     return samples.generate_shop_events(2_000, invalid_fraction=0.05, seed=3)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_lake_state(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests that use the default lake settings get a private state folder, never the
+    checkout's ``.weir``."""
+    import os
+
+    os.environ["WEIR_STATE_DIR"] = str(tmp_path_factory.mktemp("weir-state"))
+    os.environ.pop("WEIR_CONFIG", None)

@@ -27,7 +27,12 @@ def shop_events(first: int, n: int) -> list[dict]:
             "user_email": f"User{i}@Example.com",
             "user_country": "DE",
             **(
-                {"product_id": f"p_{i % 13}", "unit_price": 1.5 + i % 7, "quantity": 1 + i % 3, "currency": "EUR"}
+                {
+                    "product_id": f"p_{i % 13}",
+                    "unit_price": 1.5 + i % 7,
+                    "quantity": 1 + i % 3,
+                    "currency": "EUR",
+                }
                 if i % 4 == 0
                 else {}
             ),
@@ -50,8 +55,12 @@ def main() -> int:
         first = args.first + k * args.rows
         events = "\n".join(json.dumps(e) for e in shop_events(first, args.rows))
         result = weir.process(events, "ndjson", strict=True)
-        info = weir.append("raw.shop_events", result.output, {"weir.writer-batch": str(first)}, settings=settings)
-        print(json.dumps({"snapshot_id": info.snapshot_id, "records": info.record_count}), flush=True)
+        info = weir.append(
+            "raw.shop_events", result.output, {"weir.writer-batch": str(first)}, settings=settings
+        )
+        print(
+            json.dumps({"snapshot_id": info.snapshot_id, "records": info.record_count}), flush=True
+        )
     return 0
 
 

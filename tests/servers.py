@@ -58,8 +58,11 @@ def moto_s3(bucket: str) -> Iterator[dict[str, str]]:
         import boto3
 
         boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         ).create_bucket(Bucket=bucket)
         yield s3
     finally:
@@ -81,7 +84,9 @@ def postgres(tmp: Path) -> Iterator[str]:
     ``RuntimeError`` with the reason when it cannot start (callers skip the test)."""
     binaries = postgres_binaries()
     if binaries is None:
-        raise RuntimeError("PostgreSQL is not installed (make setup installs Debian's postgresql package)")
+        raise RuntimeError(
+            "PostgreSQL is not installed (make setup installs Debian's postgresql package)"
+        )
     # Its own folder under the system temp dir: pytest's folders are private to root.
     tmp = Path(tempfile.mkdtemp(prefix="weir-pg-"))
     data = tmp / "pgdata"
@@ -99,26 +104,54 @@ def postgres(tmp: Path) -> Iterator[str]:
     def run(command: list[str], timeout: float) -> None:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
-            raise RuntimeError(f"{Path(command[len(as_user)]).name} failed: {(done.stderr or done.stdout).strip()[-500:]}")
+            raise RuntimeError(
+                f"{Path(command[len(as_user)]).name} failed: "
+                f"{(done.stderr or done.stdout).strip()[-500:]}"
+            )
 
     run(
-        [*as_user, str(binaries / "initdb"), "-D", str(data), "-U", "weir", "--auth=trust", "-E", "UTF8"],
+        [
+            *as_user,
+            str(binaries / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "weir",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
         timeout=120,
     )
     run(
-        [*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60",
-         "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+        [
+            *as_user,
+            str(binaries / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(data / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
         timeout=90,
     )
     try:
         subprocess.run(
             [str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "weir", "weir"],
-            check=True, capture_output=True, timeout=30,
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
         yield f"postgresql://weir@127.0.0.1:{port}/weir"
     finally:
         subprocess.run(
             [*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True, timeout=60,
+            capture_output=True,
+            timeout=60,
         )
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""The `weir` command line: `weir process` summarises a file and writes its outputs."""
+"""The `weir` command line: `weir process` summarises a file and writes its outputs; `weir
+demo` fills the lake and `weir maintain` compacts it."""
 
 from __future__ import annotations
 
@@ -41,3 +42,20 @@ def test_weir_errors_exit_2_with_the_message(tmp_path, capsys):
     source.write_bytes(b"PAR1....")
     assert cli.main(["process", str(source)]) == 2
     assert "UnsupportedFormatError" in capsys.readouterr().err
+
+
+def test_demo_fills_the_lake_and_maintain_compacts_it(capsys):
+    assert cli.main(["demo", "--records", "400"]) == 0
+    assert cli.main(["demo", "--records", "400"]) == 0
+    out = capsys.readouterr().out
+    assert "raw.shop_events: snapshot" in out and "lake.raw.shop_events" in out
+    assert (
+        cli.main(
+            ["maintain", "--table", "raw.shop_events", "--retain-last", "1", "--max-age-hours", "0"]
+        )
+        == 0
+    )
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    compact, expire = reports
+    assert compact["step"] == "compact" and compact["partitions_compacted"] >= 1
+    assert expire["step"] == "expire" and expire["snapshots_kept"] == 1

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 import weir
-from weir.config import LakeSettings
-
 from servers import moto_s3, postgres
 from test_lake import processed, round_trip
+from weir.config import LakeSettings
 
 
 @pytest.mark.integration
@@ -22,7 +21,9 @@ def test_round_trip_on_an_s3_warehouse(tmp_path: Path) -> None:
         settings = LakeSettings(str(tmp_path / "metastore.db"), "s3://weir-lake/warehouse", s3=s3)
         round_trip(settings)
         files = weir.lake.files("raw.shop_events", settings=settings)["file_path"].to_pylist()
-        assert files and all(f.startswith("s3://weir-lake/warehouse/raw/shop_events/data/") for f in files)
+        assert files and all(
+            f.startswith("s3://weir-lake/warehouse/raw/shop_events/data/") for f in files
+        )
         report = weir.maintain(["raw.shop_events"], settings=settings)
         assert report[0]["partitions_compacted"] >= 1
         ctx = weir.connect(settings)

@@ -12,7 +12,10 @@ DataFusion; see :mod:`weir.lake`. See the README for the command line (``weir``)
 SQL functions.
 """
 
-from weir import _native
+from weir import (
+    _native,
+    lake,
+)
 from weir.exceptions import (
     CommitConflictError,
     ConfigError,
@@ -26,6 +29,7 @@ from weir.exceptions import (
     ValidationError,
     WeirError,
 )
+from weir.lake import CommitInfo, append, connect, maintain
 from weir.processor import (
     ProcessResult,
     ValidationResult,
@@ -38,9 +42,6 @@ from weir.processor import (
 )
 from weir.udfs import register_udfs, udf_names
 
-from weir import lake  # noqa: E402 - needs the processor and UDF modules above
-from weir.lake import CommitInfo, append, connect, maintain
-
 __version__ = _native.__version__
 SUPPORTED_FORMATS: tuple[str, ...] = tuple(_native.SUPPORTED_FORMATS)
 
@@ -50,22 +51,22 @@ __all__ = [
     "CommitConflictError",
     "CommitInfo",
     "ConfigError",
-    "LakeError",
-    "SchemaMismatchError",
-    "TableError",
-    "append",
-    "connect",
-    "lake",
-    "maintain",
     "ContractError",
+    "LakeError",
     "ParseError",
     "PipelineError",
     "ProcessResult",
+    "SchemaMismatchError",
+    "TableError",
     "UnsupportedFormatError",
     "ValidationError",
     "ValidationResult",
     "WeirError",
+    "append",
+    "connect",
     "init_logging",
+    "lake",
+    "maintain",
     "parse",
     "process",
     "processor",

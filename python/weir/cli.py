@@ -3,10 +3,12 @@
     weir process FILE [--format ndjson] [--dataset shop_events] [--output out.parquet]
                       [--rejected rejected.ndjson]
     weir demo [--records 20000] [--invalid-fraction 0.02]
+    weir maintain [--table raw.shop_events] [--retain-last 10] [--max-age-hours 168]
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` generates
 sample shop events (some deliberately broken), processes them and shows what came out,
-including a SQL query that uses Weir's UDFs in datafusion-python.
+appends them to the lake (``.weir/`` by default, see ``weir.config``) and queries it through
+``weir.connect()``; ``maintain`` compacts small files and expires old snapshots.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -92,16 +95,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for v in first["violations"]:
             print(f"  - {v['field'] or '(record)'}: {v['rule']}: {v['message']}")
 
-    import datafusion
-
-    ctx = datafusion.SessionContext()
-    weir.register_udfs(ctx)
-    ctx.register_record_batches("shop_events", [result.output.to_batches()])
+    settings = weir.config.lake_settings()
+    valid = weir.append("raw.shop_events", result.output, {"weir.source": "demo"})
+    rejected = weir.append("raw.shop_events_rejected", result.rejected, {"weir.source": "demo"})
+    print(
+        f"\nLake ({settings.warehouse}, metastore {settings.metastore}):\n"
+        f"  raw.shop_events: snapshot {valid.snapshot_id}, {valid.record_count:,} rows in "
+        f"{len(valid.data_files)} zstd Parquet files\n"
+        f"  raw.shop_events_rejected: snapshot {rejected.snapshot_id}, "
+        f"{rejected.record_count:,} rows"
+    )
+    ctx = weir.connect()
     query = (
         "select event_date, event_type, count(*) as events, round(sum(amount), 2) as amount "
-        "from shop_events group by 1, 2 order by 1, 2 limit 8"
+        "from lake.raw.shop_events group by 1, 2 order by 1, 2 limit 8"
     )
-    print(f"\nSQL over the output in datafusion-python:\n  {query}")
+    print(f"\nSQL over the lake through weir.connect():\n  {query}")
     ctx.sql(query).show()
     udf_query = (
         "select weir_normalize_email(' Ann@Example.COM ') as email,"
@@ -109,6 +118,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     udf_row = ctx.sql(udf_query).to_arrow_table().to_pylist()[0]
     print(f"\nA Weir UDF in SQL:\n  {udf_query}\n  -> {udf_row}")
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    weir.init_logging(os.environ.get("WEIR_LOG", "warn"))
+    reports = weir.maintain(
+        args.table or None,
+        compact=not args.no_compact,
+        expire=not args.no_expire,
+        retain_last=args.retain_last,
+        max_snapshot_age=timedelta(hours=args.max_age_hours),
+    )
+    for report in reports:
+        print(json.dumps(report))
     return 0
 
 
@@ -128,6 +151,20 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--records", type=int, default=20_000)
     demo.add_argument("--invalid-fraction", type=float, default=0.02)
     demo.set_defaults(run=cmd_demo)
+
+    maintain = commands.add_parser(
+        "maintain", help="compact small files and expire old snapshots of lake tables"
+    )
+    maintain.add_argument(
+        "--table", action="append", help="namespace.table (repeatable; default: all)"
+    )
+    maintain.add_argument("--retain-last", type=int, default=10, help="snapshots always kept")
+    maintain.add_argument(
+        "--max-age-hours", type=float, default=168.0, help="older snapshots expire"
+    )
+    maintain.add_argument("--no-compact", action="store_true")
+    maintain.add_argument("--no-expire", action="store_true")
+    maintain.set_defaults(run=cmd_maintain)
 
     args = parser.parse_args(argv)
     try:

@@ -44,7 +44,14 @@ from typing import Any
 from weir import project
 from weir.exceptions import ConfigError
 
-_S3_KEYS = ("endpoint", "region", "access_key_id", "secret_access_key", "session_token", "path_style_access")
+_S3_KEYS = (
+    "endpoint",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "path_style_access",
+)
 _WRITE_KEYS = ("target_file_size_bytes", "row_group_rows", "zstd_level")
 _AWS_FALLBACKS = {
     "access_key_id": "AWS_ACCESS_KEY_ID",
@@ -82,7 +89,9 @@ class LakeSettings:
         """Settings as the string properties ``weir._native.Lake`` takes."""
         props = {"metastore": self.metastore, "warehouse": self.warehouse}
         for key, value in self.s3.items():
-            props[f"s3.{key.replace('_', '-')}"] = str(value).lower() if isinstance(value, bool) else str(value)
+            props[f"s3.{key.replace('_', '-')}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
         for key, value in self.write.items():
             props[f"write.{key.replace('_', '-')}"] = str(value)
         return props
@@ -145,11 +154,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
     allowed = {"metastore", "warehouse", "s3", "write"}
     for key in lake:
         if key not in allowed:
-            raise _error(f"{path}: lake.{key}", f"unknown setting (known: {', '.join(sorted(allowed))})")
+            raise _error(
+                f"{path}: lake.{key}", f"unknown setting (known: {', '.join(sorted(allowed))})"
+            )
     for section, keys in (("s3", _S3_KEYS), ("write", _WRITE_KEYS)):
         for key in lake.get(section, {}):
             if key not in keys:
-                raise _error(f"{path}: lake.{section}.{key}", f"unknown setting (known: {', '.join(keys)})")
+                raise _error(
+                    f"{path}: lake.{section}.{key}", f"unknown setting (known: {', '.join(keys)})"
+                )
     return lake
 
 
@@ -186,7 +199,9 @@ def lake_settings(env: Mapping[str, str] | None = None) -> LakeSettings:
     for key in _S3_KEYS:
         variable = f"WEIR_S3_{key.upper()}"
         if env.get(variable):
-            s3[key] = _bool(variable, env[variable]) if key == "path_style_access" else env[variable]
+            s3[key] = (
+                _bool(variable, env[variable]) if key == "path_style_access" else env[variable]
+            )
     if warehouse.startswith(("s3://", "s3a://")):
         for key, variable in _AWS_FALLBACKS.items():
             if key not in s3 and env.get(variable):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -95,7 +95,10 @@ def _arrow(data: Any) -> Any:
     try:
         return pa.table(data)
     except (TypeError, ValueError, pa.ArrowInvalid) as e:
-        raise TypeError(f"cannot append {type(data).__name__}: pass Arrow data (a pyarrow Table) or a list of dicts") from e
+        raise TypeError(
+            f"cannot append {type(data).__name__}: "
+            "pass Arrow data (a pyarrow Table) or a list of dicts"
+        ) from e
 
 
 def append(
@@ -111,7 +114,9 @@ def append(
     summary. Raises :class:`weir.SchemaMismatchError` if a column does not fit."""
     settings = settings or lake_settings()
     _ensure_for(table, settings)
-    info = open_lake(settings).append(table, _arrow(data), {str(k): str(v) for k, v in (properties or {}).items()})
+    info = open_lake(settings).append(
+        table, _arrow(data), {str(k): str(v) for k, v in (properties or {}).items()}
+    )
     return CommitInfo(**info)
 
 
@@ -135,12 +140,16 @@ def connect(settings: LakeSettings | None = None) -> Any:
 def _millis(moment: datetime | float | int) -> int:
     if isinstance(moment, datetime):
         if moment.tzinfo is None:
-            raise ValueError("as_of needs a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
+            raise ValueError(
+                "as_of needs a timezone-aware datetime (e.g. datetime.now(timezone.utc))"
+            )
         return int(moment.timestamp() * 1000)
     return int(moment * 1000)
 
 
-def snapshot_as_of(table: str, moment: datetime | float, *, settings: LakeSettings | None = None) -> int:
+def snapshot_as_of(
+    table: str, moment: datetime | float, *, settings: LakeSettings | None = None
+) -> int:
     """The id of the snapshot of ``table`` that was current at ``moment`` (a timezone-aware
     datetime or seconds since the epoch)."""
     return open_lake(settings).snapshot_as_of(table, _millis(moment))
@@ -166,7 +175,9 @@ def register_snapshot(
     return snapshot_id
 
 
-def read(table: str, *, snapshot_id: int | None = None, settings: LakeSettings | None = None) -> pa.Table:
+def read(
+    table: str, *, snapshot_id: int | None = None, settings: LakeSettings | None = None
+) -> pa.Table:
     """The rows of ``table`` (at ``snapshot_id``), read from its Parquet files by Rust;
     e.g. ``weir.transform(weir.lake.read("raw.shop_events"), sql=...)`` re-runs SQL over
     stored data."""
@@ -179,7 +190,9 @@ def snapshots(table: str, *, settings: LakeSettings | None = None) -> pa.Table:
     return pa.table(open_lake(settings).snapshots(table))
 
 
-def files(table: str, *, snapshot_id: int | None = None, settings: LakeSettings | None = None) -> pa.Table:
+def files(
+    table: str, *, snapshot_id: int | None = None, settings: LakeSettings | None = None
+) -> pa.Table:
     """The live data files of ``table``: path, partition (JSON), record count, size."""
     return pa.table(open_lake(settings).data_files(table, snapshot_id))
 
@@ -189,7 +202,9 @@ def metadata_location(table: str, *, settings: LakeSettings | None = None) -> st
     return open_lake(settings).metadata_location(table)
 
 
-def partition_spec(table: str, *, settings: LakeSettings | None = None) -> list[tuple[str, str, str]]:
+def partition_spec(
+    table: str, *, settings: LakeSettings | None = None
+) -> list[tuple[str, str, str]]:
     """``(partition field, transform, source column)`` of each partition field."""
     return [tuple(f) for f in open_lake(settings).partition_spec(table)]
 
@@ -258,10 +273,14 @@ def maintain(
         if compact:
             started = time.perf_counter()
             report = lake.compact(table)
-            reports.append({"step": "compact", "seconds": round(time.perf_counter() - started, 3), **report})
+            reports.append(
+                {"step": "compact", "seconds": round(time.perf_counter() - started, 3), **report}
+            )
         if expire:
-            cutoff = datetime.now(timezone.utc) - max_snapshot_age
+            cutoff = datetime.now(UTC) - max_snapshot_age
             started = time.perf_counter()
             report = lake.expire_snapshots(table, _millis(cutoff), retain_last, True)
-            reports.append({"step": "expire", "seconds": round(time.perf_counter() - started, 3), **report})
+            reports.append(
+                {"step": "expire", "seconds": round(time.perf_counter() - started, 3), **report}
+            )
     return reports

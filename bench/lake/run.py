@@ -1,0 +1,197 @@
+"""Lake benchmark: appends, small-commit latency and a large group-by, against baselines
+measured in the same run.
+
+    .venv/bin/python bench/lake/run.py [--rows 1000000] [--small-commits 200] \\
+        [--groupby-rows 10000000] [--json-out bench/results/lake.json]
+
+What it measures, on a fresh SQLite metastore and local warehouse in a temporary folder:
+
+* **append throughput**: one ``weir.append`` of ``--rows`` transformed shop events (zstd
+  Parquet, partitioned by day) → rows/s and MB/s (Arrow bytes in, Parquet bytes out);
+  baseline: pyiceberg 0.12's ``Table.append`` of the same Arrow table into another table
+  of the same catalog;
+* **commit latency**: ``--small-commits`` appends of 10 rows each → p50/p99 in ms;
+  baseline: pyiceberg appends of 10 rows (a quarter as many commits);
+* **group-by**: the table grown to ``--groupby-rows`` rows (appends of ``--rows``), then
+  ``select event_date, event_type, count(*), sum(amount) ... group by 1, 2`` through
+  ``weir.connect()`` (DataFusion) and through DuckDB's ``iceberg_scan`` on the same
+  metadata file (best of 3 each) → ratio; both must return the same groups.
+
+The events: 100,000 generated with ``weir.samples`` (seed 7) and processed by
+``weir.process``, then replicated with distinct ``event_id``s and shifted over 30 days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+os.environ.setdefault("WEIR_LOG", "error")
+
+import weir
+from weir import samples
+from weir.config import LakeSettings
+
+BASE_ROWS = 100_000
+
+
+def base_events() -> pa.Table:
+    events = samples.generate_shop_events(BASE_ROWS, seed=7)
+    return weir.process(samples.to_ndjson(events), "ndjson", strict=True).output
+
+
+def replicated(base: pa.Table, rows: int, offset: int = 0) -> pa.Table:
+    """``rows`` rows from copies of ``base`` with distinct event ids, shifted by days."""
+    parts = []
+    copy = offset
+    while sum(p.num_rows for p in parts) < rows:
+        shifted = pc.add(base["event_time"], pa.scalar(timedelta(days=copy % 30)))
+        part = base.set_column(
+            base.schema.get_field_index("event_id"),
+            "event_id",
+            pc.binary_join_element_wise(base["event_id"], pa.scalar(f"-{copy}"), ""),
+        )
+        part = part.set_column(part.schema.get_field_index("event_time"), "event_time", shifted)
+        part = part.set_column(
+            part.schema.get_field_index("event_date"), "event_date", pc.cast(shifted, pa.date32())
+        )
+        parts.append(part)
+        copy += 1
+    return pa.concat_tables(parts).slice(0, rows).combine_chunks()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--small-commits", type=int, default=200)
+    parser.add_argument("--groupby-rows", type=int, default=10_000_000)
+    parser.add_argument("--json-out")
+    args = parser.parse_args()
+
+    results: dict[str, object] = {"rows": args.rows, "groupby_rows": args.groupby_rows}
+    with tempfile.TemporaryDirectory(prefix="weir-bench-lake-") as folder:
+        settings = LakeSettings(str(Path(folder) / "metastore.db"), str(Path(folder) / "warehouse"))
+        print("preparing events ...", flush=True)
+        base = base_events()
+        table = replicated(base, args.rows)
+        weir.lake.ensure_dataset("shop_events", settings)
+
+        # 1. Append throughput: weir vs pyiceberg, the same Arrow table.
+        started = time.perf_counter()
+        info = weir.append("raw.shop_events", table, settings=settings)
+        weir_seconds = time.perf_counter() - started
+        catalog = weir.lake.catalog(settings)
+        iceberg_schema = catalog.load_table("raw.shop_events").schema()
+        spec = catalog.load_table("raw.shop_events").spec()
+        baseline = catalog.create_table(
+            "raw.pyiceberg_baseline",
+            schema=iceberg_schema,
+            partition_spec=spec,
+            properties={"write.parquet.compression-codec": "zstd"},
+        )
+        with_ingested = table.append_column(
+            "ingested_at", pa.array([None] * table.num_rows, pa.timestamp("us", "UTC"))
+        )
+        with_ingested = with_ingested.cast(baseline.schema().as_arrow())
+        started = time.perf_counter()
+        baseline.append(with_ingested)
+        pyiceberg_seconds = time.perf_counter() - started
+        results["append"] = {
+            "weir_seconds": round(weir_seconds, 3),
+            "weir_rows_per_s": round(args.rows / weir_seconds),
+            "weir_arrow_mb_per_s": round(table.nbytes / weir_seconds / 1e6, 1),
+            "weir_parquet_mb_per_s": round(info.bytes / weir_seconds / 1e6, 1),
+            "parquet_bytes": info.bytes,
+            "arrow_bytes": table.nbytes,
+            "data_files": len(info.data_files),
+            "pyiceberg_seconds": round(pyiceberg_seconds, 3),
+            "speedup_vs_pyiceberg": round(pyiceberg_seconds / weir_seconds, 2),
+        }
+        print(json.dumps(results["append"]), flush=True)
+
+        # 2. Small-commit latency.
+        small = table.slice(0, 10)
+        latencies = []
+        for _ in range(args.small_commits):
+            started = time.perf_counter()
+            weir.append("raw.shop_events", small, settings=settings)
+            latencies.append((time.perf_counter() - started) * 1000)
+        baseline_latencies = []
+        small_baseline = with_ingested.slice(0, 10)
+        for _ in range(max(1, args.small_commits // 4)):
+            started = time.perf_counter()
+            baseline.append(small_baseline)
+            baseline_latencies.append((time.perf_counter() - started) * 1000)
+        results["small_commits"] = {
+            "commits": args.small_commits,
+            "weir_p50_ms": round(statistics.median(latencies), 1),
+            "weir_p99_ms": round(percentile(latencies, 0.99), 1),
+            "weir_first_ms": round(latencies[0], 1),
+            "weir_last_ms": round(latencies[-1], 1),
+            "pyiceberg_commits": len(baseline_latencies),
+            "pyiceberg_p50_ms": round(statistics.median(baseline_latencies), 1),
+            "pyiceberg_p99_ms": round(percentile(baseline_latencies, 0.99), 1),
+        }
+        print(json.dumps(results["small_commits"]), flush=True)
+
+        # 3. Group-by over --groupby-rows rows: DataFusion through weir.connect() vs DuckDB.
+        stored = args.rows + args.small_commits * 10
+        copy = args.rows // BASE_ROWS + 1
+        while stored < args.groupby_rows:
+            chunk = replicated(base, min(args.rows, args.groupby_rows - stored), offset=copy)
+            copy += chunk.num_rows // BASE_ROWS + 1
+            weir.append("raw.shop_events", chunk, settings=settings)
+            stored += chunk.num_rows
+            print(f"  table has {stored:,} rows", flush=True)
+        query = (
+            "select event_date, event_type, count(*) as n, sum(amount) as amount from {t} "
+            "group by 1, 2 order by 1, 2"
+        )
+        ctx = weir.connect(settings)
+        con = weir.lake.duckdb_connection(settings)
+        location = weir.lake.metadata_location("raw.shop_events", settings=settings)
+        timings: dict[str, list[float]] = {"datafusion": [], "duckdb": []}
+        answers = {}
+        for _ in range(3):
+            started = time.perf_counter()
+            answers["datafusion"] = ctx.sql(query.format(t="lake.raw.shop_events")).to_arrow_table()
+            timings["datafusion"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            answers["duckdb"] = con.sql(query.format(t=f"iceberg_scan('{location}')")).arrow()
+            timings["duckdb"].append(time.perf_counter() - started)
+        duck = answers["duckdb"]
+        duck = duck.read_all() if isinstance(duck, pa.RecordBatchReader) else duck
+        fusion = answers["datafusion"]
+        assert fusion["n"].to_pylist() == duck["n"].to_pylist(), "the engines disagree on counts"
+        assert sum(fusion["n"].to_pylist()) == stored
+        results["groupby"] = {
+            "rows": stored,
+            "groups": fusion.num_rows,
+            "datafusion_best_s": round(min(timings["datafusion"]), 3),
+            "duckdb_best_s": round(min(timings["duckdb"]), 3),
+            "datafusion_vs_duckdb": round(min(timings["duckdb"]) / min(timings["datafusion"]), 2),
+        }
+        print(json.dumps(results["groupby"]), flush=True)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
