@@ -81,26 +81,28 @@ impl Lake {
                 groups.entry(format!("{partition:?}")).or_insert_with(|| (partition, Vec::new())).1.push(entry);
             }
         }
+        groups.retain(|_, (_, entries)| entries.len() >= options.min_files.max(2));
+        if groups.is_empty() {
+            return Ok(report);
+        }
+        // One scan plan for the snapshot; each partition takes its files from it.
+        let all_tasks: Vec<_> = table
+            .scan()
+            .snapshot_id(snapshot.snapshot_id())
+            .select_all()
+            .build()
+            .context(name, "cannot plan the compaction scan")?
+            .plan_files()
+            .await
+            .context(name, "cannot plan the compaction scan")?
+            .try_collect()
+            .await
+            .context(name, "cannot plan the compaction scan")?;
         let target = table_arrow_schema(&table, name)?;
         for (_, (partition, entries)) in groups {
-            if entries.len() < options.min_files.max(2) {
-                continue;
-            }
             let paths: HashSet<String> = entries.iter().map(|e| e.file_path().to_string()).collect();
             let expected: u64 = entries.iter().map(|e| e.record_count()).sum();
-            let tasks: Vec<_> = table
-                .scan()
-                .snapshot_id(snapshot.snapshot_id())
-                .select_all()
-                .build()
-                .context(name, "cannot plan the compaction scan")?
-                .plan_files()
-                .await
-                .context(name, "cannot plan the compaction scan")?
-                .try_filter(|task| futures::future::ready(paths.contains(&task.data_file_path)))
-                .try_collect()
-                .await
-                .context(name, "cannot plan the compaction scan")?;
+            let tasks: Vec<_> = all_tasks.iter().filter(|t| paths.contains(&t.data_file_path)).cloned().collect();
             let stream = table
                 .reader_builder()
                 .build()
