@@ -2,7 +2,8 @@
 #   make demo    process generated sample events and show the results (embedded defaults)
 #   make test    every test: Rust unit tests, then pytest
 #   make bench   the benchmarks in bench/ (results: BENCHMARKS.md)
-#   make setup   virtual environment (.venv, uv) + the Rust extension (maturin), nothing else
+#   make setup   virtual environment (.venv, uv) + the Rust extension (maturin) + the Node
+#                tools of the local stack (npm ci: kinesalite, which `weir up` runs), nothing else
 #
 # The Cargo target directory lives outside the checkout so fresh clones reuse a warm build.
 
@@ -18,7 +19,7 @@ BENCH_ARGS ?=
 
 .PHONY: setup postgresql demo test test-rust test-python bench lint clean
 
-setup: $(VENV)/.deps-installed postgresql
+setup: $(VENV)/.deps-installed node_modules/.installed postgresql
 	@echo "== building the Rust extension (weir._native) =="
 	VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --release --uv --quiet
 	@$(PY) -c "import weir; print('weir', weir.__version__, 'ready in', '$(VENV)')"
@@ -29,6 +30,15 @@ $(VENV)/.deps-installed: requirements.lock
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 	@test -x $(PY) || uv venv --quiet --python 3.11 $(VENV)
 	uv pip sync --quiet --python $(PY) requirements.lock
+	@touch $@
+
+# Node tools of the local stack (package.json: kinesalite, the local Kinesis-API server),
+# re-installed from the lock file whenever it changes. leveldown ships prebuilt binaries for
+# linux-x64, so no compiler is needed.
+node_modules/.installed: package-lock.json package.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 18 or newer" \
+	  "(with npm); weir up and the Kinesis tests run kinesalite on it" >&2; exit 1; }
+	npm ci --no-audit --no-fund --silent
 	@touch $@
 
 # PostgreSQL (Debian's package) for the PostgreSQL-metastore test; without it that test is
@@ -61,4 +71,4 @@ lint: setup
 	cargo clippy --release --workspace --locked -- -D warnings
 
 clean:
-	rm -rf $(VENV) python/weir/_native*.so .pytest_cache
+	rm -rf $(VENV) node_modules python/weir/_native*.so .pytest_cache
