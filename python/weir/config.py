@@ -1,4 +1,5 @@
-"""Weir's settings: where the lake lives (metastore and warehouse) and how it is written.
+"""Weir's settings: where the lake lives (metastore and warehouse) and how it is written, and
+which Kinesis-API server carries the records.
 
 Read in this order, later sources winning:
 
@@ -25,21 +26,34 @@ Example ``weir.toml`` (every key optional)::
     row_group_rows = 131072
     zstd_level = 3
 
+    [kinesis]
+    endpoint = "http://127.0.0.1:4567"   # the local server `weir up` starts; "" for AWS
+    region = "us-east-1"
+    access_key_id = "weir"               # any value works locally
+    secret_access_key = "weir"
+    stream_prefix = "weir-"              # dataset X is carried by the stream "weir-X"
+    shards = 2                           # shards of the streams Weir creates
+
 Environment variables: ``WEIR_METASTORE``, ``WEIR_WAREHOUSE``, ``WEIR_S3_ENDPOINT``,
 ``WEIR_S3_REGION``, ``WEIR_S3_ACCESS_KEY_ID``, ``WEIR_S3_SECRET_ACCESS_KEY``,
 ``WEIR_S3_SESSION_TOKEN``, ``WEIR_S3_PATH_STYLE_ACCESS``; for S3 warehouses the standard
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN`` and ``AWS_REGION``
-are used when the ``WEIR_S3_*`` ones are not set. See ``docs/configuration.md``.
+are used when the ``WEIR_S3_*`` ones are not set. Kinesis: ``WEIR_KINESIS_ENDPOINT``,
+``WEIR_KINESIS_REGION``, ``WEIR_KINESIS_ACCESS_KEY_ID``, ``WEIR_KINESIS_SECRET_ACCESS_KEY``,
+``WEIR_KINESIS_STREAM_PREFIX``, ``WEIR_KINESIS_SHARDS``; with AWS (empty endpoint) the keys
+and region fall back to the ``AWS_*`` variables. See ``docs/configuration.md``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from weir import project
 from weir.exceptions import ConfigError
@@ -53,6 +67,17 @@ _S3_KEYS = (
     "path_style_access",
 )
 _WRITE_KEYS = ("target_file_size_bytes", "row_group_rows", "zstd_level")
+_KINESIS_KEYS = (
+    "endpoint",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "stream_prefix",
+    "shards",
+)
+_LOCAL_HOSTS = ("127.0.0.1", "localhost")
+# Kinesis stream names: 1 to 128 of these characters.
+_STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
 _AWS_FALLBACKS = {
     "access_key_id": "AWS_ACCESS_KEY_ID",
     "secret_access_key": "AWS_SECRET_ACCESS_KEY",
@@ -145,12 +170,15 @@ def config_file() -> Path | None:
     return default if default.is_file() else None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_document(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise _error(str(path), f"not valid TOML: {e}") from None
-    lake = data.get("lake", {})
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    lake = _read_document(path).get("lake", {})
     allowed = {"metastore", "warehouse", "s3", "write"}
     for key in lake:
         if key not in allowed:
@@ -213,3 +241,173 @@ def lake_settings(env: Mapping[str, str] | None = None) -> LakeSettings:
     if not metastore.startswith(("postgres://", "postgresql://", "sqlite:")):
         metastore = str(Path(metastore).expanduser().resolve())
     return LakeSettings(metastore, warehouse, s3, write, source=" < ".join(sources))
+
+
+@dataclass(frozen=True)
+class KinesisSettings:
+    """The Kinesis-API server that carries records, and how Weir names and sizes its streams.
+
+    ``endpoint`` is the server's URL; ``None`` means AWS itself (the SDK picks the regional
+    endpoint). ``properties()`` is what the Rust side reads.
+    """
+
+    endpoint: str | None = "http://127.0.0.1:4567"
+    region: str = "us-east-1"
+    access_key_id: str | None = "weir"
+    secret_access_key: str | None = field(default="weir", repr=False)
+    stream_prefix: str = "weir-"
+    shards: int = 2
+    source: str = "defaults"
+
+    @property
+    def is_aws(self) -> bool:
+        return not self.endpoint
+
+    def is_local(self) -> bool:
+        """Whether the endpoint is on this machine's loopback (the server ``weir up`` runs)."""
+        return bool(self.endpoint) and urlsplit(self.endpoint).hostname in _LOCAL_HOSTS
+
+    def local_port(self) -> int:
+        """The endpoint's port (the scheme's default when the URL has none)."""
+        if not self.endpoint:
+            raise _error("kinesis.endpoint", "AWS (no endpoint) has no local port")
+        parts = urlsplit(self.endpoint)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    def stream_name(self, dataset: str) -> str:
+        """The stream that carries ``dataset``: ``<stream_prefix><dataset>``."""
+        name = f"{self.stream_prefix}{dataset}"
+        if not _STREAM_NAME.fullmatch(name):
+            raise _error(
+                "kinesis.stream_prefix",
+                f"stream name {name!r} for dataset {dataset!r} is not a Kinesis stream name "
+                "(1 to 128 of a-z, A-Z, 0-9, '_', '.', '-')",
+            )
+        return name
+
+    def properties(self) -> dict[str, str]:
+        """Settings as the ``kinesis.*`` string properties the Rust side takes. The endpoint
+        is left out for AWS, and the keys when none are configured (AWS's credential chain)."""
+        props: dict[str, str] = {}
+        if self.endpoint:
+            props["kinesis.endpoint"] = self.endpoint
+        props["kinesis.region"] = self.region
+        if self.access_key_id:
+            props["kinesis.access-key-id"] = self.access_key_id
+        if self.secret_access_key:
+            props["kinesis.secret-access-key"] = self.secret_access_key
+        props["kinesis.stream-prefix"] = self.stream_prefix
+        props["kinesis.shards"] = str(self.shards)
+        return props
+
+
+def _read_kinesis_toml(path: Path) -> dict[str, Any]:
+    kinesis = _read_document(path).get("kinesis", {})
+    if not isinstance(kinesis, dict):
+        raise _error(f"{path}: kinesis", "expected a table ([kinesis])")
+    for key in kinesis:
+        if key not in _KINESIS_KEYS:
+            raise _error(
+                f"{path}: kinesis.{key}", f"unknown setting (known: {', '.join(_KINESIS_KEYS)})"
+            )
+    return kinesis
+
+
+def _shards(setting: str, value: object) -> int:
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        if isinstance(text, bool) or not isinstance(text, int | str):
+            raise ValueError
+        shards = int(text)
+    except ValueError:
+        raise _error(setting, f"expected a whole number of shards, got {value!r}") from None
+    if shards < 1:
+        raise _error(setting, f"a stream needs at least 1 shard, got {shards}")
+    return shards
+
+
+def _endpoint(setting: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _error(setting, f"expected a URL or an empty string (AWS), got {value!r}")
+    text = value.strip().rstrip("/")
+    if not text:
+        return None
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise _error(setting, f"bad port in {value!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _error(
+            setting,
+            f"expected http://host:port or https://host:port (or '' for AWS), got {value!r}",
+        )
+    return text
+
+
+def kinesis_settings(env: Mapping[str, str] | None = None) -> KinesisSettings:
+    """The Kinesis settings from defaults, ``weir.toml`` (``[kinesis]``) and the environment
+    (``WEIR_KINESIS_*``), later sources winning. An empty endpoint means AWS: then the keys and
+    the region not configured for Weir come from ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY`` and ``AWS_REGION`` (or ``AWS_DEFAULT_REGION``), and no keys at
+    all leaves them to AWS's credential chain."""
+    env = os.environ if env is None else env
+    defaults = KinesisSettings()
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}  # where each configured value came from, for messages
+    sources = ["defaults"]
+    path = config_file()
+    if path is not None:
+        table = _read_kinesis_toml(path)
+        for key, value in table.items():
+            values[key], origins[key] = value, f"{path}: kinesis.{key}"
+        if table:
+            sources.append(str(path))
+    for key in _KINESIS_KEYS:
+        variable = f"WEIR_KINESIS_{key.upper()}"
+        # An empty endpoint variable is meaningful (AWS); other empty variables are unset.
+        if env.get(variable) or (key == "endpoint" and variable in env):
+            values[key], origins[key] = env[variable], variable
+            sources.append(variable)
+
+    endpoint = defaults.endpoint
+    if "endpoint" in values:
+        endpoint = _endpoint(origins["endpoint"], values["endpoint"])
+    shards = defaults.shards
+    if "shards" in values:
+        shards = _shards(origins["shards"], values["shards"])
+    text: dict[str, str | None] = {}
+    for key in ("region", "access_key_id", "secret_access_key", "stream_prefix"):
+        value = values.get(key)
+        if value is not None and not isinstance(value, str):
+            raise _error(origins[key], f"expected a string, got {value!r}")
+        text[key] = value
+    if endpoint is None:  # AWS: Weir's local defaults do not apply
+        for key, variable in _AWS_FALLBACKS.items():
+            if key in text and text[key] is None and env.get(variable):
+                text[key] = env[variable]
+        if text["region"] is None and env.get("AWS_DEFAULT_REGION"):
+            text["region"] = env["AWS_DEFAULT_REGION"]
+    else:
+        for key in ("access_key_id", "secret_access_key"):
+            if text[key] is None:
+                text[key] = getattr(defaults, key)
+    region = text["region"] or defaults.region
+    prefix = defaults.stream_prefix if text["stream_prefix"] is None else text["stream_prefix"]
+    if not re.fullmatch(r"[a-zA-Z0-9_.-]{0,120}", prefix):
+        raise _error(
+            origins["stream_prefix"],
+            f"{prefix!r} cannot start a Kinesis stream name (up to 120 of a-z, A-Z, 0-9, "
+            "'_', '.', '-')",
+        )
+    return KinesisSettings(
+        endpoint=endpoint,
+        region=region,
+        access_key_id=text["access_key_id"],
+        secret_access_key=text["secret_access_key"],
+        stream_prefix=prefix,
+        shards=shards,
+        source=" < ".join(dict.fromkeys(sources)),
+    )
