@@ -4,11 +4,14 @@
                       [--rejected rejected.ndjson]
     weir demo [--records 20000] [--invalid-fraction 0.02]
     weir maintain [--table raw.shop_events] [--retain-last 10] [--max-age-hours 168]
+    weir up | weir status | weir down
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` generates
 sample shop events (some deliberately broken), processes them and shows what came out,
 appends them to the lake (``.weir/`` by default, see ``weir.config``) and queries it through
-``weir.connect()``; ``maintain`` compacts small files and expires old snapshots.
+``weir.connect()``; ``maintain`` compacts small files and expires old snapshots. ``up``,
+``status`` and ``down`` start, show and stop the local stack (``weir.stack``: for now the
+local Kinesis-API server).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 import weir
-from weir import samples
+from weir import config, samples, stack
 
 _FORMATS_BY_SUFFIX = {".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv"}
 
@@ -135,6 +138,45 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_states(states: list[stack.ServiceState]) -> None:
+    for state in states:
+        pid = f" (pid {state.pid})" if state.pid is not None else ""
+        print(f"{state.name}: {state.action}{pid}")
+        for key, value in state.details.items():
+            print(f"  {key:<9} {value}")
+        print(f"  {'log':<9} {state.log_file}")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    states = stack.up(timeout=args.timeout)
+    _print_states(states)
+    print("Stop with `weir down`; the data stays for the next `weir up`.")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    _print_states(stack.down())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = config.kinesis_settings()
+    states = stack.status(settings)
+    _print_states(states)
+    for state in states:
+        if state.name == "kinesis" and state.action == "running":
+            streams = stack.kinesis_request(state.details["endpoint"], "ListStreams")
+            names = streams.get("StreamNames", [])
+            print(f"  {'streams':<9} {', '.join(names) if names else '(none yet)'}")
+    if not settings.is_local():
+        print(
+            f"note: the configured Kinesis endpoint is {settings.endpoint or 'AWS'} "
+            f"({settings.source}), not this local server"
+        )
+    # Like LSB init scripts: 3 when something is not running.
+    return 0 if all(state.running for state in states) else 3
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="weir", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     maintain.add_argument("--no-compact", action="store_true")
     maintain.add_argument("--no-expire", action="store_true")
     maintain.set_defaults(run=cmd_maintain)
+
+    up = commands.add_parser(
+        "up", help="start the local stack (the Kinesis-API server), detached; safe to repeat"
+    )
+    up.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each service")
+    up.set_defaults(run=cmd_up)
+    down = commands.add_parser("down", help="stop the local stack; its data stays on disk")
+    down.set_defaults(run=cmd_down)
+    status = commands.add_parser(
+        "status", help="show the local stack's services (exit code 3 if one is not running)"
+    )
+    status.set_defaults(run=cmd_status)
 
     args = parser.parse_args(argv)
     try:

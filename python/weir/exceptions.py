@@ -72,6 +72,14 @@ class ConfigError(WeirError, ValueError):
     setting: str = ""
 
 
+class StackError(WeirError, RuntimeError):
+    """A local stack service (``weir up``) that cannot start, stop or be found. Attributes:
+    ``service`` (its name) and ``log`` (the last lines of its log, if it wrote one)."""
+
+    service: str = ""
+    log: str = ""
+
+
 class LakeError(WeirError):
     """The lake (catalog, metastore or object store) failed. Attribute: ``table``."""
 
@@ -98,6 +106,7 @@ __all__ = [
     "ParseError",
     "PipelineError",
     "SchemaMismatchError",
+    "StackError",
     "TableError",
     "UnsupportedFormatError",
     "ValidationError",

@@ -21,6 +21,12 @@ def home() -> Path:
     return Path(configured).expanduser().resolve() if configured else _CHECKOUT
 
 
+def checkout() -> Path:
+    """The source checkout this package runs from: where ``package.json`` and the Node tools
+    of the local stack (``node_modules/``, installed by ``make setup``) live."""
+    return _CHECKOUT
+
+
 def contract_path(contract: str | os.PathLike[str]) -> Path:
     """Resolves a dataset name or a path to a contract file, with a clear error if missing."""
     text = os.fspath(contract)
