@@ -1,6 +1,10 @@
-"""Shared pytest fixtures: sample shop events from weir.samples, in every input format."""
+"""Shared pytest fixtures: sample shop events from weir.samples, in every input format, and
+a local Kinesis-API server (`kinesis_endpoint`)."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -39,7 +43,24 @@ def sample_events() -> list[dict]:
 def _private_lake_state(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests that use the default lake settings get a private state folder, never the
     checkout's ``.weir``."""
-    import os
-
     os.environ["WEIR_STATE_DIR"] = str(tmp_path_factory.mktemp("weir-state"))
     os.environ.pop("WEIR_CONFIG", None)
+
+
+@pytest.fixture(scope="session")
+def kinesis_endpoint() -> Iterator[str]:
+    """One kinesalite server for the session (free port, throwaway data); its URL, also set
+    as ``WEIR_KINESIS_ENDPOINT`` while it runs so ``weir.config.kinesis_settings()`` finds it.
+    The variable's previous value comes back afterwards."""
+    from servers import kinesis_server
+
+    previous = os.environ.get("WEIR_KINESIS_ENDPOINT")
+    with kinesis_server() as endpoint:
+        os.environ["WEIR_KINESIS_ENDPOINT"] = endpoint
+        try:
+            yield endpoint
+        finally:
+            if previous is None:
+                os.environ.pop("WEIR_KINESIS_ENDPOINT", None)
+            else:
+                os.environ["WEIR_KINESIS_ENDPOINT"] = previous

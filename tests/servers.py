@@ -1,6 +1,7 @@
 """Real servers on loopback for integration tests, started and stopped by the tests:
-moto's S3-API server (`moto_server`) and a throwaway PostgreSQL cluster (`initdb` +
-`pg_ctl` from Debian's postgresql package)."""
+moto's S3-API server (`moto_server`), a throwaway PostgreSQL cluster (`initdb` +
+`pg_ctl` from Debian's postgresql package) and kinesalite, the local Kinesis-API server
+(`kinesis_server`, through `weir.stack.LocalKinesis`; `make setup` installs it with npm)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,35 @@ def moto_s3(bucket: str) -> Iterator[dict[str, str]]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def kinesis_server() -> Iterator[str]:
+    """kinesalite on a free loopback port with a throwaway LevelDB folder; yields its endpoint
+    URL. On exit the server's whole process group is stopped and the folder removed."""
+    from weir.stack import LocalKinesis
+
+    folder = Path(tempfile.mkdtemp(prefix="weir-kinesis-"))
+    server = LocalKinesis(free_port(), folder / "data", folder / "kinesis.log")
+    try:
+        server.start()
+        yield server.endpoint
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def kinesis_client(endpoint: str):
+    """A boto3 Kinesis client for a local server (any keys work; Weir's default is weir)."""
+    import boto3
+
+    return boto3.client(
+        "kinesis",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="weir",
+        aws_secret_access_key="weir",
+    )
 
 
 def postgres_binaries() -> Path | None:
