@@ -15,17 +15,21 @@ SQL functions.
 from weir import (
     _native,
     lake,
+    stream,
 )
 from weir.exceptions import (
     CommitConflictError,
     ConfigError,
     ContractError,
+    KinesisError,
     LakeError,
     ParseError,
     PipelineError,
     SchemaMismatchError,
     StackError,
+    StreamError,
     TableError,
+    UnpublishableError,
     UnsupportedFormatError,
     ValidationError,
     WeirError,
@@ -41,6 +45,7 @@ from weir.processor import (
     transform,
     validate,
 )
+from weir.stream import publish
 from weir.udfs import register_udfs, udf_names
 
 __version__ = _native.__version__
@@ -53,13 +58,16 @@ __all__ = [
     "CommitInfo",
     "ConfigError",
     "ContractError",
+    "KinesisError",
     "LakeError",
     "ParseError",
     "PipelineError",
     "ProcessResult",
     "SchemaMismatchError",
     "StackError",
+    "StreamError",
     "TableError",
+    "UnpublishableError",
     "UnsupportedFormatError",
     "ValidationError",
     "ValidationResult",
@@ -72,7 +80,9 @@ __all__ = [
     "parse",
     "process",
     "processor",
+    "publish",
     "register_udfs",
+    "stream",
     "transform",
     "udf_names",
     "validate",

@@ -5,13 +5,15 @@
     weir demo [--records 20000] [--invalid-fraction 0.02]
     weir maintain [--table raw.shop_events] [--retain-last 10] [--max-age-hours 168]
     weir up | weir status | weir down
+    weir consume [--dataset shop_events] [--commit-interval 1.0] [--on-failure dead_letter]
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` generates
 sample shop events (some deliberately broken), processes them and shows what came out,
 appends them to the lake (``.weir/`` by default, see ``weir.config``) and queries it through
 ``weir.connect()``; ``maintain`` compacts small files and expires old snapshots. ``up``,
 ``status`` and ``down`` start, show and stop the local stack (``weir.stack``: for now the
-local Kinesis-API server).
+local Kinesis-API server). ``consume`` runs the Kinesis consumers (one per dataset, sharing
+shards with other ``weir consume`` processes) until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 import weir
-from weir import config, samples, stack
+from weir import config, project, samples, stack
 
 _FORMATS_BY_SUFFIX = {".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv"}
 
@@ -177,6 +179,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(state.running for state in states) else 3
 
 
+def cmd_consume(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def stop_after_batch(signum: int, _frame: object) -> None:
+        print(
+            f"weir consume: {signal.Signals(signum).name}, stopping after this batch",
+            file=sys.stderr,
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, stop_after_batch)
+    signal.signal(signal.SIGTERM, stop_after_batch)
+    weir.init_logging()
+    datasets = args.dataset or None
+    settings = config.kinesis_settings()
+    print(
+        f"weir consume: {', '.join(datasets or project.datasets())} from "
+        f"{settings.endpoint or 'AWS ' + settings.region} into {config.lake_settings().warehouse}",
+        file=sys.stderr,
+        flush=True,
+    )
+    options = {
+        "commit_interval_s": args.commit_interval,
+        "on_failure": args.on_failure,
+        "retries": args.retries,
+    }
+    if args.consumer_id:
+        options["consumer_id"] = args.consumer_id
+    weir.stream.consume(datasets, stop=stop, **options)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="weir", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -219,6 +256,23 @@ def main(argv: list[str] | None = None) -> int:
         "status", help="show the local stack's services (exit code 3 if one is not running)"
     )
     status.set_defaults(run=cmd_status)
+
+    consume = commands.add_parser(
+        "consume", help="consume the datasets' Kinesis streams into the lake until stopped"
+    )
+    consume.add_argument("--dataset", action="append", help="repeatable; default: every contract")
+    consume.add_argument(
+        "--commit-interval", type=float, default=1.0, help="seconds a batch collects records"
+    )
+    consume.add_argument("--retries", type=int, default=3, help="retries of a failing batch")
+    consume.add_argument(
+        "--on-failure",
+        choices=["dead_letter", "halt"],
+        default="dead_letter",
+        help="after the retries: dead-letter the batch and go on, or stop",
+    )
+    consume.add_argument("--consumer-id", help="name in leases and metrics (default: from the pid)")
+    consume.set_defaults(run=cmd_consume)
 
     args = parser.parse_args(argv)
     try:

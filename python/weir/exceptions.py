@@ -98,16 +98,33 @@ class CommitConflictError(LakeError):
     """A commit that lost against other writers more often than the retry budget allows."""
 
 
+class StreamError(WeirError):
+    """Kinesis, the producer or the consumer failed. Attribute: ``stream`` (when known)."""
+
+    stream: str = ""
+
+
+class KinesisError(StreamError, ConnectionError):
+    """A Kinesis call failed (after retries), or records were not accepted."""
+
+
+class UnpublishableError(StreamError, ValueError):
+    """Input the producer cannot put on Kinesis, e.g. one event larger than a Kinesis record."""
+
+
 __all__ = [
     "CommitConflictError",
     "ConfigError",
     "ContractError",
+    "KinesisError",
     "LakeError",
     "ParseError",
     "PipelineError",
     "SchemaMismatchError",
     "StackError",
+    "StreamError",
     "TableError",
+    "UnpublishableError",
     "UnsupportedFormatError",
     "ValidationError",
     "WeirError",

@@ -61,8 +61,9 @@ def open_lake(settings: LakeSettings | None = None) -> _native.Lake:
 _ensured: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
 
-def ensure_dataset(dataset: str, settings: LakeSettings | None = None) -> tuple[str, str]:
-    """Creates ``raw.<dataset>`` and ``raw.<dataset>_rejected`` if missing; returns their names."""
+def ensure_dataset(dataset: str, settings: LakeSettings | None = None) -> list[str]:
+    """Creates ``raw.<dataset>``, ``raw.<dataset>_rejected`` and ``raw.<dataset>_dead_letter``
+    if missing; returns their names in that order."""
     settings = settings or lake_settings()
     key = (dataset, tuple(sorted(settings.properties().items())))
     names = open_lake(settings).ensure_dataset(processor(dataset))
@@ -74,7 +75,7 @@ def _dataset_of(table: str) -> str | None:
     namespace, _, name = table.partition(".")
     if namespace != RAW_NAMESPACE:
         return None
-    dataset = name.removesuffix("_rejected")
+    dataset = name.removesuffix("_rejected").removesuffix("_dead_letter")
     return dataset if dataset in project.datasets() else None
 
 

@@ -146,7 +146,7 @@ fn estimate_rows(data: &[u8]) -> usize {
 
 /// Whether `json` input holds one object per line, rather than an array or one document
 /// (a pretty-printed object spans several lines, so its first line alone is not complete).
-fn json_is_line_delimited(data: &[u8]) -> bool {
+pub(crate) fn json_is_line_delimited(data: &[u8]) -> bool {
     let Some(start) = data.iter().position(|b| !b.is_ascii_whitespace()) else {
         return false;
     };

@@ -1,4 +1,5 @@
-//! Weir's processor: data contracts, JSON/CSV decoding, validation and the SQL pipeline runner.
+//! Weir's processor (data contracts, JSON/CSV decoding, validation, the SQL pipeline runner),
+//! lakehouse ([`lake`]) and Kinesis streaming ([`stream`]).
 //!
 //! [`Processor`] is the entry point: it compiles a [`Contract`] (`contracts/<dataset>.json`)
 //! and a [`PipelineSql`] (`sql/pipeline/<dataset>.sql`) once, then turns input bytes into
@@ -23,6 +24,7 @@ mod error;
 pub mod lake;
 mod pipeline;
 mod processor;
+pub mod stream;
 mod validate;
 mod violation;
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use futures::TryStreamExt;
-use weir_planner::lake::{tables::dataset_tables, CompactOptions, ExpireOptions, Lake, LakeConfig};
+use weir_planner::lake::{
+    tables::dataset_tables, Checkpoint, CheckpointAdvance, CompactOptions, ExpireOptions, Lake, LakeConfig, ShardAdvance,
+};
 use weir_planner::{Contract, InputFormat, PipelineSql, Processor};
 
 fn repo() -> PathBuf {
@@ -42,8 +44,17 @@ async fn open(dir: &std::path::Path) -> Arc<Lake> {
 
 async fn append_events(lake: &Lake, processor: &Processor, first: usize, n: usize) -> i64 {
     let outcome = processor.process(&events(first, n), InputFormat::Ndjson).await.unwrap();
+    // Each append advances a checkpoint fenced on the previous one, as the consumer does.
+    let advance = CheckpointAdvance {
+        stream: "test".into(),
+        shards: [(
+            "shard-0".to_string(),
+            ShardAdvance { expected: first.checked_sub(n).map(|p| p.to_string()), to: first.to_string() },
+        )]
+        .into(),
+    };
     let info = lake
-        .append("raw.shop_events", &outcome.output_schema, &outcome.output, HashMap::from([("weir.test".into(), first.to_string())]))
+        .append_checkpointed("raw.shop_events", &outcome.output_schema, &outcome.output, Some(&advance), HashMap::new())
         .await
         .unwrap();
     assert_eq!(info.record_count, n as u64);
@@ -75,7 +86,8 @@ async fn append_compact_and_expire_keep_every_row_once() {
     let dir = tempdir();
     let lake = open(&dir).await;
     let processor = processor();
-    let (valid, rejected) = dataset_tables(&processor, lake.config()).await.unwrap();
+    let tables = dataset_tables(&processor, lake.config()).await.unwrap();
+    let (valid, rejected) = (tables.valid, tables.rejected);
     lake.ensure_table(&valid).await.unwrap();
     lake.ensure_table(&rejected).await.unwrap();
     // Creating again is a no-op.
@@ -108,10 +120,23 @@ async fn append_compact_and_expire_keep_every_row_once() {
     assert_eq!(live_files(&lake).await, 3, "one file per day after compacting: {report:?}");
     assert_eq!(event_ids(&lake).await.len(), 200);
 
-    // The newest snapshot still carries the last append's checkpoint-like property.
+    // Compaction carried the last append's checkpoint forward, and a stale fence is refused.
     let table = lake.load_table("raw.shop_events").await.unwrap();
     let summary = weir_planner::lake::inspect::current_summary(&table);
-    assert_eq!(summary.get("weir.test").map(String::as_str), Some("190"), "{summary:?}");
+    assert_eq!(summary.get("weir.maintenance").map(String::as_str), Some("compaction"), "{summary:?}");
+    let checkpoint = Checkpoint::of_table("raw.shop_events", table.metadata()).unwrap();
+    assert_eq!(checkpoint.position("test", "shard-0"), Some("190"), "{summary:?}");
+    let stale = CheckpointAdvance {
+        stream: "test".into(),
+        shards: [("shard-0".to_string(), ShardAdvance { expected: Some("180".into()), to: "200".into() })].into(),
+    };
+    let outcome = processor.process(&events(500, 5), InputFormat::Ndjson).await.unwrap();
+    let err = lake
+        .append_checkpointed("raw.shop_events", &outcome.output_schema, &outcome.output, Some(&stale), HashMap::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("checkpointed at 190"), "{err}");
+    assert_eq!(event_ids(&lake).await.len(), 200, "a refused commit adds nothing");
 
     let expired = lake
         .expire_snapshots(
@@ -133,7 +158,7 @@ async fn data_that_does_not_fit_is_refused_by_name() {
     let dir = tempdir();
     let lake = open(&dir).await;
     let processor = processor();
-    let (valid, _) = dataset_tables(&processor, lake.config()).await.unwrap();
+    let valid = dataset_tables(&processor, lake.config()).await.unwrap().valid;
     lake.ensure_table(&valid).await.unwrap();
     let batch = RecordBatch::try_from_iter([("surprise", Arc::new(StringArray::from(vec!["x"])) as Arc<dyn Array>)]).unwrap();
     let err = lake.append("raw.shop_events", &batch.schema(), &[batch], HashMap::new()).await.unwrap_err();

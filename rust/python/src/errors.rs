@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use weir_planner::lake::LakeError;
+use weir_planner::stream::StreamError;
 use weir_planner::{ProcessorError, Violation};
 
 /// A violation as a plain dict, the shape Python code sees everywhere.
@@ -68,8 +69,27 @@ pub fn lake_err(py: Python<'_>, error: LakeError) -> PyErr {
         LakeError::Config { setting, .. } => raise("ConfigError", &[("setting", text(&setting))]),
         LakeError::Table { table, .. } => raise("TableError", &[("table", text(&table))]),
         LakeError::Schema { table, .. } => raise("SchemaMismatchError", &[("table", text(&table))]),
-        LakeError::Conflict { table, .. } => raise("CommitConflictError", &[("table", text(&table))]),
+        LakeError::Conflict { table, .. } | LakeError::CheckpointMoved { table, .. } => {
+            raise("CommitConflictError", &[("table", text(&table))])
+        }
         LakeError::Iceberg { table, .. } => raise("LakeError", &[("table", text(&table))]),
         LakeError::Internal(_) => raise("LakeError", &[]),
+    }
+}
+
+/// Converts a streaming error into the matching Python exception (`weir.exceptions`).
+pub fn stream_err(py: Python<'_>, error: StreamError) -> PyErr {
+    let message = error.to_string();
+    let text = |s: &str| PyString::new(py, s).into_any();
+    let raise = |class: &str, attributes: &[(&str, Bound<'_, PyAny>)]| weir_exception(py, class, &message, attributes);
+    match error {
+        StreamError::Lake(e) => lake_err(py, e),
+        StreamError::Processor(e) => to_py_err(py, e),
+        StreamError::Config { setting, .. } => raise("ConfigError", &[("setting", text(&setting))]),
+        StreamError::Kinesis { stream, .. } => raise("KinesisError", &[("stream", text(&stream))]),
+        StreamError::Record { stream, .. } => raise("StreamError", &[("stream", text(&stream))]),
+        StreamError::Input { .. } => raise("UnpublishableError", &[]),
+        StreamError::Metastore { .. } => raise("LakeError", &[]),
+        StreamError::Internal(_) => raise("WeirError", &[]),
     }
 }

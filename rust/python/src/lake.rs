@@ -27,6 +27,10 @@ pub struct Lake {
 }
 
 impl Lake {
+    pub(crate) fn inner(&self) -> &Arc<lake::Lake> {
+        &self.inner
+    }
+
     /// Runs lake work on the module's runtime with the GIL released.
     fn run<T: Send>(&self, py: Python<'_>, work: impl std::future::Future<Output = Result<T, LakeError>> + Send) -> PyResult<T> {
         py.detach(|| runtime().block_on(work)).map_err(|e| lake_err(py, e))
@@ -66,16 +70,14 @@ impl Lake {
         Ok(Self { inner: Arc::new(inner) })
     }
 
-    /// Creates `raw.<dataset>` and `raw.<dataset>_rejected` for the processor's dataset if
-    /// missing; returns their names.
-    fn ensure_dataset(&self, py: Python<'_>, processor: &Processor) -> PyResult<(String, String)> {
+    /// Creates `raw.<dataset>`, `raw.<dataset>_rejected` and `raw.<dataset>_dead_letter` for
+    /// the processor's dataset if missing; returns their names in that order.
+    fn ensure_dataset(&self, py: Python<'_>, processor: &Processor) -> PyResult<Vec<String>> {
         let lake = self.inner.clone();
         let processor = processor.inner.clone();
         self.run(py, async move {
-            let (valid, rejected) = lake::tables::dataset_tables(&processor, lake.config()).await?;
-            lake.ensure_table(&valid).await?;
-            lake.ensure_table(&rejected).await?;
-            Ok((valid.qualified_name(), rejected.qualified_name()))
+            let tables = lake.ensure_dataset(&processor).await?;
+            Ok(vec![tables.valid.qualified_name(), tables.rejected.qualified_name(), tables.dead_letter.qualified_name()])
         })
     }
 

@@ -12,6 +12,7 @@ mod lake;
 mod logging;
 mod processor;
 mod runtime;
+mod stream;
 mod udf;
 
 use pyo3::prelude::*;
@@ -24,6 +25,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lake::Lake>()?;
     m.add_class::<lake::LakeCatalog>()?;
     m.add_class::<lake::LakeTable>()?;
+    m.add_class::<stream::Producer>()?;
+    m.add_class::<stream::Consumer>()?;
     m.add_class::<udf::WeirScalarUdf>()?;
     m.add_function(wrap_pyfunction!(udf::udfs, m)?)?;
     m.add_function(wrap_pyfunction!(logging::init_logging, m)?)?;

@@ -48,7 +48,7 @@ impl Lake {
                 message: format!("cannot open the Iceberg catalog in {}: {source}", redact(&config.metastore)),
             })?;
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new().max_connections(2).connect(&url).await.map_err(|e| LakeError::Config {
+        let pool = AnyPoolOptions::new().max_connections(4).connect(&url).await.map_err(|e| LakeError::Config {
             setting: "metastore".into(),
             message: format!("cannot connect to {}: {e}", redact(&config.metastore)),
         })?;
@@ -57,6 +57,12 @@ impl Lake {
 
     pub fn config(&self) -> &LakeConfig {
         &self.config
+    }
+
+    /// The metastore database, where Weir keeps jobs, shard leases and batch metrics beside
+    /// the Iceberg catalog's tables.
+    pub fn metastore_pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// The Iceberg catalog, e.g. for iceberg-datafusion's catalog provider.

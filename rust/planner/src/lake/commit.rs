@@ -1,31 +1,43 @@
-//! Weir's own "replace" commit, used by compaction: iceberg-rust 0.10 can append and expire
-//! but not rewrite files, so this writes the snapshot itself and swaps the catalog pointer
-//! with the same compare-and-swap the SQL catalog uses.
+//! Weir's own snapshot commit, used by every write: appends (with an optional fenced
+//! checkpoint advance) and compaction's replace. iceberg-rust 0.10 can append but cannot
+//! rewrite files, and its retry re-applies a snapshot summary fixed before the race, which
+//! would carry a stale checkpoint; so Weir writes the snapshot itself and swaps the catalog
+//! pointer with the same compare-and-swap the SQL catalog uses. Each attempt starts from the
+//! table as it is then: the checkpoint is merged with the winner's, the fence is checked
+//! against it, and files appended meanwhile are kept.
 //!
-//! The new snapshot lists every live file in one manifest (so compaction also compacts
-//! manifests): the compacted files as ADDED, the files they replace as DELETED, every other
-//! file as EXISTING. On a lost race the snapshot is rebuilt on the winner's state, so files
-//! appended meanwhile are kept; if a replaced file is no longer live (another compaction
-//! got there first) the commit is abandoned and nothing changes.
+//! * Append: one new manifest with the added files, plus every manifest of the parent (as
+//!   Iceberg's fast append does). With no files it is a checkpoint-only snapshot.
+//! * Replace: one manifest listing every live file: the new files ADDED, the replaced ones
+//!   DELETED, the rest EXISTING (so compaction also merges manifests). If a replaced file is
+//!   no longer live (another compaction got there first) nothing is committed.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
 use iceberg::spec::{
-    DataFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention,
-    Summary, MAIN_BRANCH,
+    DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotReference,
+    SnapshotRetention, Summary, MAIN_BRANCH,
 };
+use iceberg::table::Table;
 use iceberg::{MetadataLocation, TableUpdate};
 
 use super::catalog::Lake;
+use super::checkpoint::{Checkpoint, CheckpointAdvance, CHECKPOINT_PROPERTY};
 use super::error::{IcebergContext, LakeError, LakeResult};
 use super::inspect::live_entries;
 
-/// Outcome of [`replace_files`].
-pub(crate) enum Replaced {
-    Committed { snapshot_id: i64, attempts: u32 },
-    /// Some of the files to replace were no longer live: nothing was committed.
+/// What a commit changes.
+pub(crate) enum Change<'a> {
+    Append { added: &'a [DataFile] },
+    Replace { removed: &'a HashSet<String>, added: &'a [DataFile] },
+}
+
+/// Outcome of [`commit_snapshot`].
+pub(crate) enum Committed {
+    Snapshot { snapshot_id: i64, attempts: u32 },
+    /// A replace whose files were no longer all live: nothing was committed.
     Superseded,
 }
 
@@ -40,121 +52,144 @@ fn new_snapshot_id(taken: &HashSet<i64>) -> i64 {
     }
 }
 
-/// Replaces the live files `removed` of table `name` by `added` in one snapshot whose
-/// summary carries the parent's `weir.*` properties forward (a consumer's checkpoint stays
-/// on the newest snapshot) plus `properties`.
-pub(crate) async fn replace_files(
+/// Counts for the snapshot summary, which readers (and Weir's `snapshots`) show.
+#[derive(Default)]
+struct Counts {
+    added_files: u64,
+    added_records: u64,
+    added_bytes: u64,
+    deleted_files: u64,
+    deleted_records: u64,
+    total_files: Option<u64>,
+    total_records: Option<u64>,
+}
+
+/// Commits `change` to table `name` in one snapshot whose summary carries `properties`, the
+/// parent's checkpoint, and `advance` (checked against the parent's checkpoint first).
+pub(crate) async fn commit_snapshot(
     lake: &Lake,
     name: &str,
-    removed: &HashSet<String>,
-    added: &[DataFile],
+    change: Change<'_>,
+    advance: Option<&CheckpointAdvance>,
     properties: &HashMap<String, String>,
-) -> LakeResult<Replaced> {
+) -> LakeResult<Committed> {
     let ident = Lake::ident(name)?;
     let attempts = lake.config().commit_attempts;
     for attempt in 1..=attempts {
         let table = lake.load_table(name).await?;
         let metadata = table.metadata();
         let current_location = table.metadata_location_result().context(name, "table has no metadata location")?.to_string();
-        let current = metadata.current_snapshot().cloned().ok_or_else(|| LakeError::Table {
-            table: name.to_string(),
-            message: "has no snapshot to compact".into(),
-        })?;
-        let entries = live_entries(&table, name, &current).await?;
-        let live: HashSet<&str> = entries.iter().map(|e| e.file_path()).collect();
-        if !removed.iter().all(|path| live.contains(path.as_str())) {
-            return Ok(Replaced::Superseded);
+        let current = metadata.current_snapshot().cloned();
+        let mut checkpoint = Checkpoint::of_table(name, metadata)?;
+        if let Some(advance) = advance {
+            checkpoint.advance(name, advance)?;
         }
-        // Weir tables have one partition spec; files of an evolved spec would be rejected by
-        // the manifest writer below rather than mislabelled.
-        let spec = metadata.default_partition_spec();
         let taken: HashSet<i64> = metadata.snapshots().map(|s| s.snapshot_id()).collect();
         let snapshot_id = new_snapshot_id(&taken);
         let sequence_number = metadata.next_sequence_number();
-        let file_io = table.file_io();
 
-        let manifest_path = format!("{}/metadata/{}-m0.avro", metadata.location(), uuid::Uuid::now_v7());
-        let output = file_io.new_output(&manifest_path).context(name, "cannot create a manifest")?;
-        let mut manifest = ManifestWriterBuilder::new(
-            output,
-            Some(snapshot_id),
-            metadata.current_schema().clone(),
-            spec.as_ref().clone(),
-        )
-        .build_v2_data();
-        let (mut added_records, mut deleted_records, mut total_records) = (0u64, 0u64, 0u64);
-        let (mut deleted_files, mut total_files) = (0usize, 0usize);
-        for file in added {
-            added_records += file.record_count();
-            total_records += file.record_count();
-            total_files += 1;
-            manifest.add_file(file.clone(), sequence_number).context(name, "cannot write a manifest")?;
-        }
-        for entry in &entries {
-            let sequence = entry.sequence_number().unwrap_or(0);
-            if removed.contains(entry.file_path()) {
-                deleted_records += entry.record_count();
-                deleted_files += 1;
-                manifest
-                    .add_delete_file(entry.data_file().clone(), sequence, entry.file_sequence_number)
-                    .context(name, "cannot write a manifest")?;
-            } else {
-                total_records += entry.record_count();
-                total_files += 1;
-                manifest
-                    .add_existing_file(
-                        entry.data_file().clone(),
-                        entry.snapshot_id().unwrap_or(current.snapshot_id()),
-                        sequence,
-                        entry.file_sequence_number,
-                    )
-                    .context(name, "cannot write a manifest")?;
+        let (operation, manifests, counts) = match &change {
+            Change::Append { added } => {
+                let mut counts = Counts::default();
+                let mut manifests = Vec::new();
+                if !added.is_empty() {
+                    manifests.push(write_manifest(&table, name, snapshot_id, sequence_number, added, &[], &HashSet::new()).await?);
+                }
+                if let Some(parent) = &current {
+                    let list =
+                        table.manifest_list_reader(parent).load().await.context(name, "cannot read the manifest list")?;
+                    manifests.extend(list.entries().iter().cloned());
+                    let total = |key: &str| parent.summary().additional_properties.get(key).and_then(|v| v.parse::<u64>().ok());
+                    counts.total_files = total("total-data-files");
+                    counts.total_records = total("total-records");
+                } else {
+                    counts.total_files = Some(0);
+                    counts.total_records = Some(0);
+                }
+                counts.added_files = added.len() as u64;
+                counts.added_records = added.iter().map(DataFile::record_count).sum();
+                counts.added_bytes = added.iter().map(DataFile::file_size_in_bytes).sum();
+                counts.total_files = counts.total_files.map(|n| n + counts.added_files);
+                counts.total_records = counts.total_records.map(|n| n + counts.added_records);
+                (Operation::Append, manifests, counts)
             }
-        }
-        let manifest_file = manifest.write_manifest_file().await.context(name, "cannot write a manifest")?;
+            Change::Replace { removed, added } => {
+                let parent = current.as_ref().ok_or_else(|| LakeError::Table {
+                    table: name.to_string(),
+                    message: "has no snapshot to compact".into(),
+                })?;
+                let entries = live_entries(&table, name, parent).await?;
+                let live: HashSet<&str> = entries.iter().map(|e| e.file_path()).collect();
+                if !removed.iter().all(|path| live.contains(path.as_str())) {
+                    return Ok(Committed::Superseded);
+                }
+                let manifest =
+                    write_manifest(&table, name, snapshot_id, sequence_number, added, &entries, removed).await?;
+                let mut counts = Counts {
+                    added_files: added.len() as u64,
+                    added_records: added.iter().map(DataFile::record_count).sum(),
+                    added_bytes: added.iter().map(DataFile::file_size_in_bytes).sum(),
+                    ..Counts::default()
+                };
+                let mut total_files = counts.added_files;
+                let mut total_records = counts.added_records;
+                for entry in &entries {
+                    if removed.contains(entry.file_path()) {
+                        counts.deleted_files += 1;
+                        counts.deleted_records += entry.record_count();
+                    } else {
+                        total_files += 1;
+                        total_records += entry.record_count();
+                    }
+                }
+                counts.total_files = Some(total_files);
+                counts.total_records = Some(total_records);
+                (Operation::Replace, vec![manifest], counts)
+            }
+        };
 
         let list_path = format!(
             "{}/metadata/snap-{snapshot_id}-{attempt}-{}.avro",
             metadata.location(),
             uuid::Uuid::now_v7()
         );
+        let file_io = table.file_io();
         let list_output = file_io.new_output(&list_path).context(name, "cannot create a manifest list")?;
         let mut list = ManifestListWriter::v2(
             list_output.writer().await.context(name, "cannot create a manifest list")?,
             snapshot_id,
-            Some(current.snapshot_id()),
+            current.as_ref().map(|s| s.snapshot_id()),
             sequence_number,
         );
-        list.add_manifests(std::iter::once(manifest_file)).context(name, "cannot write a manifest list")?;
+        list.add_manifests(manifests.into_iter()).context(name, "cannot write a manifest list")?;
         list.close().await.context(name, "cannot write a manifest list")?;
 
-        let mut summary: HashMap<String, String> = current
-            .summary()
-            .additional_properties
-            .iter()
-            .filter(|(k, _)| k.starts_with("weir."))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        summary.extend(properties.iter().map(|(k, v)| (k.clone(), v.clone())));
-        for (key, value) in [
-            ("added-data-files", added.len().to_string()),
-            ("deleted-data-files", deleted_files.to_string()),
-            ("added-records", added_records.to_string()),
-            ("deleted-records", deleted_records.to_string()),
-            ("total-records", total_records.to_string()),
-            ("total-data-files", total_files.to_string()),
-            ("total-delete-files", "0".to_string()),
-            ("changed-partition-count", "0".to_string()),
-        ] {
-            summary.insert(key.to_string(), value);
+        let mut summary = properties.clone();
+        if !checkpoint.0.is_empty() {
+            summary.insert(CHECKPOINT_PROPERTY.to_string(), checkpoint.to_json());
         }
+        let mut counters = vec![
+            ("added-data-files", counts.added_files),
+            ("added-records", counts.added_records),
+            ("added-files-size", counts.added_bytes),
+        ];
+        if operation == Operation::Replace {
+            counters.extend([("deleted-data-files", counts.deleted_files), ("deleted-records", counts.deleted_records)]);
+        }
+        counters.extend(counts.total_files.map(|n| ("total-data-files", n)));
+        counters.extend(counts.total_records.map(|n| ("total-records", n)));
+        for (key, value) in counters {
+            summary.insert(key.to_string(), value.to_string());
+        }
+        let timestamp_ms =
+            chrono::Utc::now().timestamp_millis().max(current.as_ref().map_or(0, |s| s.timestamp_ms()));
         let snapshot = Snapshot::builder()
             .with_snapshot_id(snapshot_id)
-            .with_parent_snapshot_id(Some(current.snapshot_id()))
+            .with_parent_snapshot_id(current.as_ref().map(|s| s.snapshot_id()))
             .with_sequence_number(sequence_number)
-            .with_timestamp_ms(chrono::Utc::now().timestamp_millis().max(current.timestamp_ms()))
+            .with_timestamp_ms(timestamp_ms)
             .with_manifest_list(list_path)
-            .with_summary(Summary { operation: Operation::Replace, additional_properties: summary })
+            .with_summary(Summary { operation, additional_properties: summary })
             .with_schema_id(metadata.current_schema_id())
             .build();
         let updates = [
@@ -175,12 +210,55 @@ pub(crate) async fn replace_files(
             .with_new_metadata(&new_metadata);
         new_metadata.write_to(file_io, &new_location).await.context(name, "cannot write table metadata")?;
         if lake.swap_metadata_location(&ident, &current_location, &new_location.to_string()).await? {
-            return Ok(Replaced::Committed { snapshot_id, attempts: attempt });
+            return Ok(Committed::Snapshot { snapshot_id, attempts: attempt });
         }
         // Lost the race: back off a little (with jitter, so racing writers spread out) and
-        // rebuild on the winner's state. The unreferenced manifest files are left behind.
+        // rebuild on the winner's state. The unreferenced metadata files are left behind.
         let jitter = (uuid::Uuid::new_v4().as_u128() % 20) as u64;
         tokio::time::sleep(Duration::from_millis((5 * attempt as u64).min(200) + jitter)).await;
     }
     Err(LakeError::Conflict { table: name.to_string(), attempts })
+}
+
+/// Writes one manifest: `added` as ADDED, and for a replace every live entry, DELETED if
+/// its path is in `removed`, EXISTING otherwise.
+async fn write_manifest(
+    table: &Table,
+    name: &str,
+    snapshot_id: i64,
+    sequence_number: i64,
+    added: &[DataFile],
+    live: &[iceberg::spec::ManifestEntryRef],
+    removed: &HashSet<String>,
+) -> LakeResult<ManifestFile> {
+    let metadata = table.metadata();
+    // Weir tables have one partition spec; files of an evolved spec would be rejected by the
+    // manifest writer rather than mislabelled.
+    let spec = metadata.default_partition_spec();
+    let manifest_path = format!("{}/metadata/{}-m0.avro", metadata.location(), uuid::Uuid::now_v7());
+    let output = table.file_io().new_output(&manifest_path).context(name, "cannot create a manifest")?;
+    let mut manifest =
+        ManifestWriterBuilder::new(output, Some(snapshot_id), metadata.current_schema().clone(), spec.as_ref().clone())
+            .build_v2_data();
+    for file in added {
+        manifest.add_file(file.clone(), sequence_number).context(name, "cannot write a manifest")?;
+    }
+    for entry in live {
+        let sequence = entry.sequence_number().unwrap_or(0);
+        if removed.contains(entry.file_path()) {
+            manifest
+                .add_delete_file(entry.data_file().clone(), sequence, entry.file_sequence_number)
+                .context(name, "cannot write a manifest")?;
+        } else {
+            manifest
+                .add_existing_file(
+                    entry.data_file().clone(),
+                    entry.snapshot_id().unwrap_or(snapshot_id),
+                    sequence,
+                    entry.file_sequence_number,
+                )
+                .context(name, "cannot write a manifest")?;
+        }
+    }
+    manifest.write_manifest_file().await.context(name, "cannot write a manifest")
 }

@@ -24,6 +24,11 @@ pub enum LakeError {
     #[error("table {table}: commit conflicted {attempts} times with other writers; nothing was committed")]
     Conflict { table: String, attempts: u32 },
 
+    /// A fenced commit found a shard's checkpoint moved by another consumer (which took the
+    /// shard over): this batch was not committed and must not be.
+    #[error("table {table}: shard {shard} of stream {stream} was checkpointed at {} by another consumer, not at {} as this batch expected; the batch was not committed", found.as_deref().unwrap_or("nothing"), expected.as_deref().unwrap_or("nothing"))]
+    CheckpointMoved { table: String, stream: String, shard: String, expected: Option<String>, found: Option<String> },
+
     /// The catalog, the metastore database or the object store failed.
     #[error("table {table}: {context}: {source}")]
     Iceberg {

@@ -14,7 +14,7 @@ use iceberg::spec::{DataContentType, ManifestEntryRef, Struct};
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
 use super::catalog::Lake;
-use super::commit::{replace_files, Replaced};
+use super::commit::{commit_snapshot, Change, Committed};
 use super::error::{IcebergContext, LakeError, LakeResult};
 use super::inspect::live_entries;
 use super::write::{conform_batches, table_arrow_schema, write_data_files};
@@ -127,8 +127,8 @@ impl Lake {
                 )));
             }
             let properties = HashMap::from([("weir.maintenance".to_string(), "compaction".to_string())]);
-            match replace_files(self, name, &paths, &added, &properties).await? {
-                Replaced::Committed { snapshot_id, attempts } => {
+            match commit_snapshot(self, name, Change::Replace { removed: &paths, added: &added }, None, &properties).await? {
+                Committed::Snapshot { snapshot_id, attempts } => {
                     tracing::info!(
                         target: "weir::audit",
                         component = "lake",
@@ -148,7 +148,7 @@ impl Lake {
                     report.snapshot_ids.push(snapshot_id);
                     report.commit_attempts += attempts;
                 }
-                Replaced::Superseded => {
+                Committed::Superseded => {
                     report.partitions_superseded += 1;
                     for file in &added {
                         let _ = table.file_io().delete(file.file_path()).await;

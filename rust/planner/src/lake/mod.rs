@@ -11,6 +11,7 @@
 
 mod append;
 mod catalog;
+mod checkpoint;
 mod commit;
 mod config;
 mod error;
@@ -21,6 +22,7 @@ mod write;
 
 pub use append::CommitInfo;
 pub use catalog::Lake;
+pub use checkpoint::{compare_sequence_numbers, Checkpoint, CheckpointAdvance, ShardAdvance, CHECKPOINT_PROPERTY};
 pub use config::{LakeConfig, S3Settings, CATALOG_NAME};
 pub use error::{LakeError, LakeResult};
 pub use maintain::{CompactOptions, CompactReport, ExpireOptions, ExpireReport};

@@ -4,7 +4,10 @@
 //! - `raw.<dataset>`: the pipeline's `transformed` output plus [`INGESTED_AT_COLUMN`],
 //!   hidden-partitioned by `day(event_time)` (or the first timestamp column).
 //! - `raw.<dataset>_rejected`: one row per rejected record (`record_index`, the `raw` text,
-//!   every violation) plus [`INGESTED_AT_COLUMN`], partitioned by `day(ingested_at)`.
+//!   every violation, the ingest `job_id`) plus [`INGESTED_AT_COLUMN`], partitioned by
+//!   `day(ingested_at)`.
+//! - `raw.<dataset>_dead_letter`: source records of consumer batches that failed every retry,
+//!   with the error, partitioned by `day(ingested_at)`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -142,8 +145,53 @@ fn storable_type(data_type: &DataType) -> DataType {
     }
 }
 
-/// The two tables of a dataset, derived from its processor (contract + pipeline SQL).
-pub async fn dataset_tables(processor: &Processor, config: &LakeConfig) -> LakeResult<(TableDef, TableDef)> {
+/// A dataset's tables, derived from its processor (contract + pipeline SQL).
+#[derive(Debug, Clone)]
+pub struct DatasetTables {
+    /// `raw.<dataset>`: the transformed valid rows.
+    pub valid: TableDef,
+    /// `raw.<dataset>_rejected`: rejected records with every violation.
+    pub rejected: TableDef,
+    /// `raw.<dataset>_dead_letter`: source records of batches that failed for good.
+    pub dead_letter: TableDef,
+}
+
+impl DatasetTables {
+    /// The definitions in the order a consumer commits a batch to them: the valid table last,
+    /// so its checkpoint covers everything the others hold.
+    pub fn in_commit_order(&self) -> [&TableDef; 3] {
+        [&self.dead_letter, &self.rejected, &self.valid]
+    }
+}
+
+/// Column of `_rejected` and `_dead_letter` naming the ingest job a record came with.
+pub const JOB_ID_COLUMN: &str = "job_id";
+
+/// Schema of `raw.<dataset>_rejected` (before [`INGESTED_AT_COLUMN`]): the processor's rejected
+/// rows plus the ingest job, where `record_index` counts records within that job.
+pub fn rejected_table_schema() -> ArrowSchema {
+    let mut fields: Vec<Field> = crate::rejected_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(JOB_ID_COLUMN, DataType::Utf8, true));
+    ArrowSchema::new(fields)
+}
+
+/// Schema of `raw.<dataset>_dead_letter` (before [`INGESTED_AT_COLUMN`]): one row per source
+/// record of a batch that failed every attempt, with the error.
+pub fn dead_letter_schema() -> ArrowSchema {
+    ArrowSchema::new(vec![
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("shard_id", DataType::Utf8, false),
+        Field::new("sequence_number", DataType::Utf8, false),
+        Field::new("partition_key", DataType::Utf8, false),
+        Field::new(JOB_ID_COLUMN, DataType::Utf8, true),
+        Field::new("arrival_time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        Field::new("data", DataType::Binary, false),
+        Field::new("error", DataType::Utf8, false),
+    ])
+}
+
+/// The tables of a dataset, derived from its processor (contract + pipeline SQL).
+pub async fn dataset_tables(processor: &Processor, config: &LakeConfig) -> LakeResult<DatasetTables> {
     let dataset = processor.contract().name.clone();
     let output = processor.output_schema().await?;
     let partition = if output.field_with_name("event_time").is_ok() {
@@ -159,9 +207,27 @@ pub async fn dataset_tables(processor: &Processor, config: &LakeConfig) -> LakeR
     let rejected = TableDef::from_arrow(
         RAW_NAMESPACE,
         &format!("{dataset}_rejected"),
-        &crate::rejected_schema(),
+        &rejected_table_schema(),
         Some(INGESTED_AT_COLUMN),
         config,
     )?;
-    Ok((valid, rejected))
+    let dead_letter = TableDef::from_arrow(
+        RAW_NAMESPACE,
+        &format!("{dataset}_dead_letter"),
+        &dead_letter_schema(),
+        Some(INGESTED_AT_COLUMN),
+        config,
+    )?;
+    Ok(DatasetTables { valid, rejected, dead_letter })
+}
+
+impl super::Lake {
+    /// Creates the dataset's tables if missing (race-safe) and returns their definitions.
+    pub async fn ensure_dataset(&self, processor: &Processor) -> LakeResult<DatasetTables> {
+        let tables = dataset_tables(processor, self.config()).await?;
+        for def in tables.in_commit_order() {
+            self.ensure_table(def).await?;
+        }
+        Ok(tables)
+    }
 }

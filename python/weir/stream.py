@@ -1,0 +1,228 @@
+"""Streaming from Python: publish events to Kinesis, consume them into the lake exactly once.
+
+    import weir
+    receipt = weir.publish("shop_events", ndjson_bytes)   # returns once Kinesis accepted all
+    weir.stream.job(receipt.job_id)                        # accepted → published → committed
+    weir.stream.consume(stop=threading.Event())            # what `weir consume` runs
+
+A job's events travel packed many per Kinesis record (zstd, with a header naming the job),
+on the stream ``<stream_prefix><dataset>`` (settings: :func:`weir.config.kinesis_settings`).
+Consumers (``weir consume``, one or several processes) share the shards through leases in the
+metastore, run each batch through the dataset's contract and pipeline SQL, and commit
+``raw.<dataset>`` (valid rows), ``raw.<dataset>_rejected`` and ``raw.<dataset>_dead_letter``
+with the Kinesis checkpoint in the same Iceberg snapshot. Jobs and per-batch metrics are in
+the metastore tables ``weir_jobs`` and ``weir_consumer_batches``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from weir import _native, project
+from weir.config import KinesisSettings, LakeSettings, kinesis_settings, lake_settings
+from weir.lake import open_lake
+from weir.processor import processor
+
+log = logging.getLogger("weir.stream")
+
+#: Final job states; ``accepted`` and ``published`` are on the way.
+FINAL_STATES = ("committed", "partially_rejected", "failed")
+
+
+@dataclass(frozen=True)
+class RecordReceipt:
+    """Where Kinesis stored one record of a job."""
+
+    shard_id: str
+    sequence_number: str
+    events: int
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A published job: its id, stream, event count and records."""
+
+    job_id: str
+    dataset: str
+    stream: str
+    events: int
+    input_bytes: int
+    record_bytes: int
+    records: list[RecordReceipt]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the jobs table."""
+
+    job_id: str
+    dataset: str
+    status: str
+    received: int
+    records: int | None
+    valid: int | None
+    rejected: int | None
+    snapshot_ids: list[int]
+    error: str | None
+    created_at_ms: int
+    updated_at_ms: int
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATES
+
+
+@functools.cache
+def _producer(
+    kinesis: tuple[tuple[str, str], ...], lake: tuple[tuple[str, str], ...]
+) -> _native.Producer:
+    return _native.Producer(dict(kinesis), _native.Lake(dict(lake)) if lake else None)
+
+
+def producer(
+    settings: KinesisSettings | None = None,
+    lake: LakeSettings | None = None,
+    *,
+    register_jobs: bool = True,
+) -> _native.Producer:
+    """The process's producer for these settings (default: the configured ones). With
+    ``register_jobs`` every job is recorded in the metastore's jobs table."""
+    settings = settings or kinesis_settings()
+    lake_props = (
+        tuple(sorted((lake or lake_settings()).properties().items())) if register_jobs else ()
+    )
+    return _producer(tuple(sorted(settings.properties().items())), lake_props)
+
+
+def publish(
+    dataset: str,
+    data: bytes,
+    format: str = "ndjson",
+    *,
+    job_id: str | None = None,
+    settings: KinesisSettings | None = None,
+    lake: LakeSettings | None = None,
+) -> Publication:
+    """Publishes ``data`` (JSON, NDJSON or CSV bytes) as one job on the dataset's stream.
+
+    Returns once Kinesis accepted every record; raises :class:`weir.KinesisError` if some
+    were not (the message says how many were) and :class:`weir.UnpublishableError` for input
+    that cannot be packed. Concurrent calls from several threads share PutRecords calls."""
+    if dataset not in project.datasets():
+        raise ValueError(
+            f"unknown dataset {dataset!r}; contracts: {', '.join(project.datasets()) or 'none'}"
+        )
+    out = producer(settings, lake).publish(dataset, bytes(data), format, job_id)
+    records = [RecordReceipt(*r) for r in out.pop("records")]
+    return Publication(records=records, **out)
+
+
+def _metastore_engine(settings: LakeSettings) -> Any:
+    return _engine(settings.sqlalchemy_url())
+
+
+@functools.cache
+def _engine(url: str) -> Any:
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(url)
+
+
+def job(job_id: str, settings: LakeSettings | None = None) -> Job | None:
+    """The job's row in the jobs table, or ``None`` for an unknown id."""
+    import sqlalchemy
+
+    settings = settings or lake_settings()
+    open_lake(settings)  # creates the metastore (and Weir's tables, on first consumer use)
+    query = sqlalchemy.text(
+        "SELECT job_id, dataset, status, received, records, valid, rejected, snapshot_ids, "
+        "error, created_at_ms, updated_at_ms FROM weir_jobs WHERE job_id = :job_id"
+    )
+    try:
+        with _metastore_engine(settings).connect() as connection:
+            row = connection.execute(query, {"job_id": job_id}).first()
+    except sqlalchemy.exc.OperationalError as e:
+        if "no such table" in str(e) or "does not exist" in str(e):
+            return None
+        raise
+    if row is None:
+        return None
+    ids = [int(i) for i in (row.snapshot_ids or "").split(",") if i.strip()]
+    return Job(**{**row._asdict(), "snapshot_ids": ids})
+
+
+def wait_for_jobs(
+    job_ids: Iterable[str], timeout: float = 60.0, settings: LakeSettings | None = None
+) -> dict[str, Job | None]:
+    """Polls until every job is final (or ``timeout`` seconds pass); returns their rows."""
+    pending = list(job_ids)
+    deadline = time.monotonic() + timeout
+    jobs: dict[str, Job | None] = {}
+    while True:
+        jobs = {job_id: job(job_id, settings) for job_id in pending}
+        if all(j is not None and j.final for j in jobs.values()) or time.monotonic() > deadline:
+            return jobs
+        time.sleep(0.2)
+
+
+def consumer(
+    dataset: str,
+    *,
+    settings: KinesisSettings | None = None,
+    lake: LakeSettings | None = None,
+    **options: Any,
+) -> _native.Consumer:
+    """A consumer of ``dataset`` (not yet holding shards: call ``balance()`` or ``assign()``).
+    ``options``: consumer_id, commit_interval_s, max_records_per_shard, poll_interval_s,
+    retries, retry_backoff_s, lease_ttl_s, on_failure ("dead_letter" | "halt"), start_from."""
+    settings = settings or kinesis_settings()
+    return _native.Consumer(
+        open_lake(lake), settings.properties(), processor(dataset), options or None
+    )
+
+
+def consume(
+    datasets: Iterable[str] | None = None,
+    *,
+    stop: threading.Event | None = None,
+    settings: KinesisSettings | None = None,
+    lake: LakeSettings | None = None,
+    on_batch: Any = None,
+    **options: Any,
+) -> None:
+    """Runs a consumer per dataset (default: every contract) until ``stop`` is set: each
+    balances its shard leases, then collects, stores and commits a batch, again and again.
+    A consumer that halts (``on_failure="halt"``) raises after setting ``stop``."""
+    stop = stop or threading.Event()
+    names = list(datasets or project.datasets())
+    failures: list[BaseException] = []
+
+    def run(dataset: str) -> None:
+        try:
+            c = consumer(dataset, settings=settings, lake=lake, **options)
+            log.info("consumer for %s on stream %s started", dataset, c.stream)
+            try:
+                while not stop.is_set():
+                    c.balance()
+                    metrics = c.run_batch()
+                    if metrics is not None and on_batch is not None:
+                        on_batch(metrics)
+            finally:
+                c.release()
+        except BaseException as e:  # reported to the caller below
+            failures.append(e)
+            stop.set()
+
+    threads = [threading.Thread(target=run, args=(d,), name=f"consume-{d}") for d in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]

@@ -1,0 +1,674 @@
+//! The consumer: Kinesis → pipeline SQL → Iceberg, exactly once.
+//!
+//! Each batch is a scan of the [`KinesisTable`] over the shards this consumer holds,
+//! bounded by the commit interval (default 1 s) and size limits. Its Weir records are
+//! unpacked, run through the dataset's processor (contract + `sql/pipeline/<dataset>.sql`),
+//! and committed table by table in a fixed order: `_dead_letter` (records that are not Weir
+//! records, or whole batches that failed every attempt), `_rejected`, then the valid table.
+//! Every commit advances that table's checkpoint (per shard, the last sequence number
+//! stored) in the same snapshot as the rows, fenced on the position this consumer last saw.
+//!
+//! Exactly once, across crashes and restarts: a consumer resumes after the valid table's
+//! checkpoint, which only moves after the other tables were committed for the same records;
+//! rows of a table whose checkpoint is further ahead (a crash between two commits) are
+//! skipped. A consumer that lost a shard to another one finds its fence refused and reloads.
+//!
+//! A failing batch is retried (default 3 more times, with backoff); then its records go to
+//! the dead-letter table with the error, their jobs become `failed`, and the consumer goes on
+//! (or halts, if so configured). The checkpoint never moves past records that are not stored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef, UInt64Type};
+use datafusion::prelude::SessionContext;
+use tokio::sync::Mutex;
+
+use super::error::{StreamError, StreamResult};
+use super::kinesis::Kinesis;
+use super::metastore::{now_ms, BatchMetrics, JobRecord, Metastore};
+use super::record::{decode, WeirRecord};
+use super::source::{KinesisTable, ReadLimits, ShardCursor, SourceRecord, StartPosition};
+use crate::lake::tables::{dead_letter_schema, rejected_table_schema, DatasetTables};
+use crate::lake::{compare_sequence_numbers, CheckpointAdvance, Checkpoint, Lake, LakeError, ShardAdvance};
+use crate::{InputFormat, Processor};
+
+/// Position of each table in the commit order (see [`DatasetTables::in_commit_order`]).
+const DEAD_LETTER: usize = 0;
+const REJECTED: usize = 1;
+const VALID: usize = 2;
+
+/// What to do with a batch that failed every attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Store its records in the dead-letter table, fail their jobs, go on.
+    DeadLetter,
+    /// Stop the consumer with the error; the records stay in Kinesis.
+    Halt,
+}
+
+/// Where to start reading a shard no table has a checkpoint for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    Oldest,
+    Newest,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Names this consumer in leases, metrics and logs.
+    pub consumer_id: String,
+    /// How long a batch collects records before it is processed and committed.
+    pub commit_interval: Duration,
+    /// Kinesis records and bytes one batch takes from each shard at most.
+    pub max_records_per_shard: usize,
+    pub max_bytes_per_shard: usize,
+    /// Pause between reads of a caught-up shard.
+    pub poll_interval: Duration,
+    /// Retries of a failed batch before it is dead-lettered (requirement: 3).
+    pub retries: u32,
+    /// Delay before the first retry, doubled for each further one.
+    pub retry_backoff: Duration,
+    pub on_failure: OnFailure,
+    pub start_from: StartFrom,
+    /// How long a shard lease lasts without renewal (a dead consumer's shards wait this long).
+    pub lease_ttl: Duration,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            consumer_id: format!("consumer-{}", std::process::id()),
+            commit_interval: Duration::from_secs(1),
+            max_records_per_shard: 10_000,
+            max_bytes_per_shard: 64 << 20,
+            poll_interval: Duration::from_millis(200),
+            retries: 3,
+            retry_backoff: Duration::from_millis(500),
+            on_failure: OnFailure::DeadLetter,
+            start_from: StartFrom::Oldest,
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+struct ShardState {
+    cursor: Arc<Mutex<ShardCursor>>,
+    /// Per table (commit order), the last sequence number stored.
+    positions: [Option<String>; 3],
+}
+
+/// One dataset's consumer. Runs batches with [`Consumer::run_batch`].
+pub struct Consumer {
+    lake: Arc<Lake>,
+    kinesis: Kinesis,
+    metastore: Metastore,
+    processor: Processor,
+    dataset: String,
+    stream: String,
+    tables: [String; 3],
+    options: ConsumerOptions,
+    shards: BTreeMap<String, ShardState>,
+}
+
+/// The rows a batch writes, per table, and what it learned about each job's records.
+struct Prepared {
+    rows: [(SchemaRef, Vec<RecordBatch>); 3],
+    job_records: Vec<JobRecord>,
+    events: i64,
+    valid: i64,
+    rejected: i64,
+    dead_lettered: i64,
+}
+
+/// Where a batch's attempt stopped.
+enum Attempt {
+    Committed { snapshot_id: Option<i64> },
+    /// Another consumer moved a checkpoint: this consumer's positions were reloaded.
+    Fenced(String),
+}
+
+impl Consumer {
+    /// A consumer of `processor`'s dataset: creates its tables, stream and Weir's metastore
+    /// tables if missing. Call [`Consumer::assign`] to give it shards.
+    pub async fn new(lake: Arc<Lake>, kinesis: Kinesis, processor: Processor, options: ConsumerOptions) -> StreamResult<Self> {
+        let dataset = processor.contract().name.clone();
+        let stream = kinesis.config().stream_name(&dataset);
+        let tables: DatasetTables = lake.ensure_dataset(&processor).await?;
+        let [dead_letter, rejected, valid] = tables.in_commit_order().map(|t| t.qualified_name());
+        kinesis.ensure_stream(&stream).await?;
+        let metastore = Metastore::open(&lake).await?;
+        Ok(Self {
+            lake,
+            kinesis,
+            metastore,
+            processor,
+            dataset,
+            stream,
+            tables: [dead_letter, rejected, valid],
+            options,
+            shards: BTreeMap::new(),
+        })
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    pub fn kinesis(&self) -> &Kinesis {
+        &self.kinesis
+    }
+
+    pub fn metastore(&self) -> &Metastore {
+        &self.metastore
+    }
+
+    pub fn options(&self) -> &ConsumerOptions {
+        &self.options
+    }
+
+    /// The shards this consumer reads.
+    pub fn shard_ids(&self) -> Vec<String> {
+        self.shards.keys().cloned().collect()
+    }
+
+    /// Renews, takes and gives back shard leases (see [`Metastore::balance_leases`]) and reads
+    /// the shards held from now on. Call between batches.
+    pub async fn balance(&mut self) -> StreamResult<Vec<String>> {
+        let all = self.kinesis.shard_ids(&self.stream).await?;
+        let ttl = self.options.lease_ttl.as_millis() as i64;
+        let held = self.metastore.balance_leases(&self.stream, &all, &self.options.consumer_id, ttl).await?;
+        self.assign(&held).await?;
+        Ok(held)
+    }
+
+    /// Gives back this consumer's leases (on a clean stop).
+    pub async fn release(&mut self) -> StreamResult<()> {
+        self.shards.clear();
+        self.metastore.release_leases(&self.stream, &self.options.consumer_id).await
+    }
+
+    /// Reads exactly `shard_ids` from now on: new shards start after their checkpoint.
+    pub async fn assign(&mut self, shard_ids: &[String]) -> StreamResult<()> {
+        self.shards.retain(|id, _| shard_ids.contains(id));
+        let new: Vec<&String> = shard_ids.iter().filter(|id| !self.shards.contains_key(*id)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        for id in new {
+            let cursor = Arc::new(Mutex::new(ShardCursor::new(id, StartPosition::TrimHorizon)));
+            self.shards.insert(id.clone(), ShardState { cursor, positions: [None, None, None] });
+        }
+        self.reload().await
+    }
+
+    /// Reads every table's checkpoint for the held shards and restarts their cursors after
+    /// the valid table's; settles job records a dead consumer committed but did not mark.
+    pub async fn reload(&mut self) -> StreamResult<()> {
+        let mut checkpoints = Vec::with_capacity(3);
+        for table in &self.tables {
+            let loaded = self.lake.load_table(table).await?;
+            checkpoints.push(Checkpoint::of_table(table, loaded.metadata())?);
+        }
+        for (shard, state) in &mut self.shards {
+            for (t, checkpoint) in checkpoints.iter().enumerate() {
+                state.positions[t] = checkpoint.position(&self.stream, shard).map(str::to_string);
+            }
+            let start = match &state.positions[VALID] {
+                Some(sequence) => StartPosition::AfterSequenceNumber(sequence.clone()),
+                // Another table has a position: a first batch crashed half-way; start over.
+                None if state.positions.iter().any(Option::is_some) => StartPosition::TrimHorizon,
+                None if self.options.start_from == StartFrom::Newest => StartPosition::Latest,
+                None => StartPosition::TrimHorizon,
+            };
+            state.cursor.lock().await.reset(start);
+        }
+        let settled = self.metastore.settle_records(&self.stream, &checkpoints[VALID].shards(&self.stream)).await?;
+        if settled > 0 {
+            tracing::info!(component = "consumer", event = "job_records_settled", dataset = %self.dataset, records = settled);
+        }
+        Ok(())
+    }
+
+    /// Collects one batch (up to the commit interval), stores it, and returns its metrics;
+    /// `None` when no record arrived.
+    pub async fn run_batch(&mut self) -> StreamResult<Option<BatchMetrics>> {
+        let started = Instant::now();
+        let started_at_ms = now_ms();
+        let records = self.read().await?;
+        let read_ms = started.elapsed().as_secs_f64() * 1e3;
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let mut lag_ms = 0;
+        for state in self.shards.values() {
+            lag_ms = lag_ms.max(state.cursor.lock().await.millis_behind);
+        }
+        let mut metrics = BatchMetrics {
+            batch_id: uuid::Uuid::now_v7().to_string(),
+            consumer_id: self.options.consumer_id.clone(),
+            dataset: self.dataset.clone(),
+            started_at_ms,
+            source_records: records.len() as i64,
+            bytes: records.iter().map(|r| r.data.len() as i64).sum(),
+            read_ms,
+            lag_ms,
+            ..BatchMetrics::default()
+        };
+        let mut shards: Vec<String> = records.iter().map(|r| r.shard_id.to_string()).collect();
+        shards.dedup();
+        metrics.shards = shards;
+
+        let mut last_error = None;
+        for attempt in 0..=self.options.retries {
+            if attempt > 0 {
+                let delay = self.options.retry_backoff * 2u32.pow(attempt - 1);
+                tokio::time::sleep(delay).await;
+            }
+            metrics.attempts = attempt as i64 + 1;
+            match self.store(&records, &mut metrics).await {
+                Ok(Attempt::Committed { snapshot_id }) => {
+                    metrics.status = "committed".into();
+                    metrics.snapshot_id = snapshot_id;
+                    last_error = None;
+                    break;
+                }
+                Ok(Attempt::Fenced(message)) => {
+                    metrics.status = "fenced".into();
+                    metrics.error = Some(message);
+                    last_error = None;
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        component = "consumer",
+                        event = "batch_failed",
+                        dataset = %self.dataset,
+                        batch_id = %metrics.batch_id,
+                        attempt = attempt + 1,
+                        attempts = self.options.retries + 1,
+                        error = %e,
+                    );
+                    last_error = Some(e);
+                }
+            }
+        }
+        if let Some(error) = last_error {
+            if self.options.on_failure == OnFailure::Halt {
+                // Nothing moved past the failed records: they are read again after a restart.
+                return Err(error);
+            }
+            self.dead_letter_batch(&records, &error, &mut metrics).await?;
+        }
+        metrics.batch_ms = started.elapsed().as_secs_f64() * 1e3;
+        if let Err(e) = self.metastore.record_batch(&metrics).await {
+            tracing::warn!(component = "consumer", event = "metrics_not_stored", error = %e);
+        }
+        tracing::info!(
+            component = "consumer",
+            event = "batch",
+            dataset = %self.dataset,
+            status = %metrics.status,
+            source_records = metrics.source_records,
+            events = metrics.events,
+            valid = metrics.valid,
+            rejected = metrics.rejected,
+            dead_lettered = metrics.dead_lettered,
+            batch_ms = metrics.batch_ms,
+            commit_ms = metrics.commit_ms,
+            lag_ms = metrics.lag_ms,
+            snapshot_id = metrics.snapshot_id,
+        );
+        Ok(Some(metrics))
+    }
+
+    /// One scan of the Kinesis table over the held shards.
+    async fn read(&self) -> StreamResult<Vec<SourceRecord>> {
+        if self.shards.is_empty() {
+            tokio::time::sleep(self.options.poll_interval).await;
+            return Ok(Vec::new());
+        }
+        let cursors = self.shards.values().map(|s| s.cursor.clone()).collect();
+        let options = self.options.clone();
+        let table = KinesisTable::new(self.kinesis.clone(), &self.stream, cursors, move || ReadLimits {
+            deadline: Instant::now() + options.commit_interval,
+            max_records: options.max_records_per_shard,
+            max_bytes: options.max_bytes_per_shard,
+            poll_interval: options.poll_interval,
+            stop_when_caught_up: false,
+        });
+        let ctx = SessionContext::new();
+        let batches = ctx
+            .read_table(Arc::new(table))
+            .and_then(|frame| Ok(frame))
+            .map_err(|e| StreamError::Internal(e.to_string()))?
+            .collect()
+            .await
+            .map_err(|e| match e.find_root() {
+                datafusion::error::DataFusionError::External(inner) => StreamError::Kinesis {
+                    operation: "GetRecords",
+                    stream: self.stream.clone(),
+                    message: inner.to_string(),
+                },
+                other => StreamError::Internal(other.to_string()),
+            })?;
+        let mut records = Vec::new();
+        for batch in &batches {
+            let shard = batch.column(0).as_string::<i32>();
+            let sequence = batch.column(1).as_string::<i32>();
+            let key = batch.column(2).as_string::<i32>();
+            let arrival = batch.column(3).as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
+            let data = batch.column(4).as_binary::<i32>();
+            for i in 0..batch.num_rows() {
+                records.push(SourceRecord {
+                    shard_id: shard.value(i).into(),
+                    sequence_number: sequence.value(i).to_string(),
+                    partition_key: key.value(i).to_string(),
+                    arrival_ms: arrival.is_valid(i).then(|| arrival.value(i)),
+                    data: data.value(i).to_vec(),
+                });
+            }
+        }
+        Ok(records)
+    }
+
+    /// Is `record` already stored in table `t`?
+    fn stored_in(&self, t: usize, record: &SourceRecord) -> bool {
+        self.shards
+            .get(record.shard_id.as_ref())
+            .and_then(|s| s.positions[t].as_deref())
+            .is_some_and(|p| compare_sequence_numbers(&record.sequence_number, p).is_le())
+    }
+
+    /// Processes and commits one batch.
+    async fn store(&mut self, records: &[SourceRecord], metrics: &mut BatchMetrics) -> StreamResult<Attempt> {
+        let started = Instant::now();
+        let prepared = self.prepare(records).await?;
+        metrics.process_ms = started.elapsed().as_secs_f64() * 1e3;
+        metrics.events = prepared.events;
+        metrics.valid = prepared.valid;
+        metrics.rejected = prepared.rejected;
+        metrics.dead_lettered = prepared.dead_lettered;
+        self.metastore.job_records_pending(&self.stream, &prepared.job_records).await?;
+        let committing = Instant::now();
+        let properties = HashMap::from([
+            ("weir.batch-id".to_string(), metrics.batch_id.clone()),
+            ("weir.consumer".to_string(), self.options.consumer_id.clone()),
+        ]);
+        let outcome = self.commit_chain(records, &prepared.rows, &properties).await;
+        metrics.commit_ms = committing.elapsed().as_secs_f64() * 1e3;
+        match outcome {
+            Ok(snapshot_id) => {
+                self.metastore.job_records_done(&prepared.job_records, snapshot_id, None).await?;
+                Ok(Attempt::Committed { snapshot_id })
+            }
+            Err(StreamError::Lake(e @ LakeError::CheckpointMoved { .. })) => {
+                tracing::warn!(component = "consumer", event = "fenced", dataset = %self.dataset, error = %e);
+                self.reload().await?;
+                Ok(Attempt::Fenced(e.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Commits the rows of each table in order, each with its fenced checkpoint advance.
+    /// Returns the valid table's snapshot.
+    async fn commit_chain(
+        &mut self,
+        records: &[SourceRecord],
+        rows: &[(SchemaRef, Vec<RecordBatch>); 3],
+        properties: &HashMap<String, String>,
+    ) -> StreamResult<Option<i64>> {
+        let mut ends: BTreeMap<String, String> = BTreeMap::new();
+        for r in records {
+            ends.insert(r.shard_id.to_string(), r.sequence_number.clone());
+        }
+        let mut snapshot_id = None;
+        for t in [DEAD_LETTER, REJECTED, VALID] {
+            let (schema, batches) = &rows[t];
+            let row_count: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if t != VALID && row_count == 0 {
+                continue;
+            }
+            let mut shards = BTreeMap::new();
+            for (shard, end) in &ends {
+                let expected = self.shards.get(shard).and_then(|s| s.positions[t].clone());
+                if expected.as_deref().is_none_or(|p| compare_sequence_numbers(end, p).is_gt()) {
+                    shards.insert(shard.clone(), ShardAdvance { expected, to: end.clone() });
+                }
+            }
+            if shards.is_empty() && row_count == 0 {
+                continue;
+            }
+            let advance = CheckpointAdvance { stream: self.stream.clone(), shards };
+            let info = self.lake.append_checkpointed(&self.tables[t], schema, batches, Some(&advance), properties.clone()).await?;
+            for (shard, step) in &advance.shards {
+                if let Some(state) = self.shards.get_mut(shard) {
+                    state.positions[t] = Some(step.to.clone());
+                }
+            }
+            if t == VALID {
+                snapshot_id = info.snapshot_id;
+            }
+        }
+        Ok(snapshot_id)
+    }
+
+    /// Unpacks, processes and splits one batch into the rows of each table.
+    async fn prepare(&self, records: &[SourceRecord]) -> StreamResult<Prepared> {
+        let mut dead: Vec<(usize, String)> = Vec::new();
+        let mut ndjson: Vec<u8> = Vec::new();
+        // (record index, first event index in the NDJSON input, events)
+        let mut ndjson_records: Vec<(usize, usize, usize)> = Vec::new();
+        let mut csv_records: Vec<usize> = Vec::new();
+        let mut decoded: Vec<Option<WeirRecord>> = Vec::with_capacity(records.len());
+        let mut ndjson_events = 0;
+        for (i, record) in records.iter().enumerate() {
+            match decode(&record.data) {
+                Ok(weir) if weir.header.dataset != self.dataset => {
+                    dead.push((i, format!("a record of dataset {} on the stream of {}", weir.header.dataset, self.dataset)));
+                    decoded.push(None);
+                }
+                Ok(weir) => {
+                    match weir.header.format {
+                        InputFormat::Csv => csv_records.push(i),
+                        _ => {
+                            ndjson_records.push((i, ndjson_events, weir.header.event_count as usize));
+                            ndjson_events += weir.header.event_count as usize;
+                            ndjson.extend_from_slice(&weir.events);
+                        }
+                    }
+                    decoded.push(Some(weir));
+                }
+                Err(message) => {
+                    dead.push((i, message));
+                    decoded.push(None);
+                }
+            }
+        }
+
+        let output_schema = self.processor.output_schema().await?;
+        let mut valid_batches: Vec<RecordBatch> = Vec::new();
+        let mut rejected_batches: Vec<RecordBatch> = Vec::new();
+        let mut rejected_per_record: HashMap<usize, i64> = HashMap::new();
+        let mut inputs: Vec<(Vec<u8>, InputFormat, Vec<(usize, usize, usize)>)> = Vec::new();
+        if !ndjson_records.is_empty() {
+            inputs.push((ndjson, InputFormat::Ndjson, ndjson_records));
+        }
+        for i in csv_records {
+            let weir = decoded[i].as_ref().expect("decoded");
+            inputs.push((weir.events.clone(), InputFormat::Csv, vec![(i, 0, weir.header.event_count as usize)]));
+        }
+        for (data, format, spans) in inputs {
+            let outcome = self.processor.process(&data, format).await?;
+            let expected: usize = spans.iter().map(|s| s.2).sum();
+            if outcome.stats.records != expected {
+                let (first, _, _) = spans[0];
+                return Err(StreamError::Record {
+                    stream: self.stream.clone(),
+                    shard: records[first].shard_id.to_string(),
+                    sequence_number: records[first].sequence_number.clone(),
+                    message: format!(
+                        "the records' headers announce {expected} events but their payloads hold {}",
+                        outcome.stats.records
+                    ),
+                });
+            }
+            valid_batches.extend(outcome.output);
+            // Each rejected row: to its Kinesis record, skipped if that table has it already,
+            // renumbered within the job, labelled with the job.
+            let rejected = &outcome.rejected;
+            let index = rejected.column(0).as_primitive::<UInt64Type>();
+            let mut keep = Vec::with_capacity(rejected.num_rows());
+            let mut job_index = Vec::with_capacity(rejected.num_rows());
+            let mut job_ids = Vec::with_capacity(rejected.num_rows());
+            for row in 0..rejected.num_rows() {
+                let event = index.value(row) as usize;
+                let at = spans.partition_point(|s| s.1 + s.2 <= event);
+                let (record, first, _) = spans[at];
+                let header = &decoded[record].as_ref().expect("decoded").header;
+                *rejected_per_record.entry(record).or_default() += 1;
+                keep.push(!self.stored_in(REJECTED, &records[record]));
+                job_index.push(header.first_index + (event - first) as u64);
+                job_ids.push(header.job_id.clone());
+            }
+            let mut columns: Vec<ArrayRef> = rejected.columns().to_vec();
+            columns[0] = Arc::new(UInt64Array::from(job_index));
+            columns.push(Arc::new(StringArray::from(job_ids)));
+            let labelled = RecordBatch::try_new(Arc::new(rejected_table_schema()), columns)?;
+            rejected_batches.push(filter_record_batch(&labelled, &keep.into())?);
+        }
+
+        let mut job_records = Vec::new();
+        let mut events = 0;
+        let mut rejected_total = 0;
+        for (i, weir) in decoded.iter().enumerate() {
+            let Some(weir) = weir else { continue };
+            let count = weir.header.event_count as i64;
+            let rejected = rejected_per_record.get(&i).copied().unwrap_or(0);
+            events += count;
+            rejected_total += rejected;
+            job_records.push(JobRecord {
+                job_id: weir.header.job_id.clone(),
+                shard_id: records[i].shard_id.to_string(),
+                sequence_number: records[i].sequence_number.clone(),
+                events: count,
+                valid: count - rejected,
+                rejected,
+            });
+        }
+        let dead_rows: Vec<(usize, String)> =
+            dead.into_iter().filter(|(i, _)| !self.stored_in(DEAD_LETTER, &records[*i])).collect();
+        let dead_lettered = dead_rows.len() as i64;
+        let dead_letter = dead_letter_batch(&self.stream, records, &dead_rows)?;
+        Ok(Prepared {
+            rows: [
+                (dead_letter.schema(), vec![dead_letter]),
+                (Arc::new(rejected_table_schema()), rejected_batches),
+                (output_schema, valid_batches),
+            ],
+            job_records,
+            events,
+            valid: events - rejected_total,
+            rejected: rejected_total,
+            dead_lettered,
+        })
+    }
+
+    /// A batch that failed every attempt: its records go to the dead-letter table with the
+    /// error, the checkpoints move past them, their jobs fail. Retried until it succeeds
+    /// (backing off up to a minute), because nothing may move past records not stored.
+    async fn dead_letter_batch(&mut self, records: &[SourceRecord], error: &StreamError, metrics: &mut BatchMetrics) -> StreamResult<()> {
+        let message = error.to_string();
+        let mut delay = self.options.retry_backoff;
+        loop {
+            let rows: Vec<(usize, String)> = (0..records.len())
+                .filter(|&i| !self.stored_in(DEAD_LETTER, &records[i]) && !self.stored_in(VALID, &records[i]))
+                .map(|i| (i, message.clone()))
+                .collect();
+            let attempt = async {
+                let job_records: Vec<JobRecord> = records
+                    .iter()
+                    .filter_map(|r| {
+                        let weir = decode(&r.data).ok()?;
+                        Some(JobRecord {
+                            job_id: weir.header.job_id,
+                            shard_id: r.shard_id.to_string(),
+                            sequence_number: r.sequence_number.clone(),
+                            events: weir.header.event_count as i64,
+                            valid: 0,
+                            rejected: 0,
+                        })
+                    })
+                    .collect();
+                self.metastore.job_records_pending(&self.stream, &job_records).await?;
+                let batch = dead_letter_batch(&self.stream, records, &rows)?;
+                let empty: (SchemaRef, Vec<RecordBatch>) = (Arc::new(Schema::empty()), Vec::new());
+                let chain = [(batch.schema(), vec![batch]), empty.clone(), empty];
+                let properties = HashMap::from([
+                    ("weir.batch-id".to_string(), metrics.batch_id.clone()),
+                    ("weir.consumer".to_string(), self.options.consumer_id.clone()),
+                    ("weir.failed".to_string(), "true".to_string()),
+                ]);
+                let snapshot_id = self.commit_chain(records, &chain, &properties).await?;
+                self.metastore.job_records_done(&job_records, None, Some(&message)).await?;
+                Ok::<_, StreamError>((snapshot_id, rows.len()))
+            };
+            match attempt.await {
+                Ok((snapshot_id, dead_lettered)) => {
+                    metrics.status = "dead_lettered".into();
+                    metrics.snapshot_id = snapshot_id;
+                    metrics.dead_lettered = dead_lettered as i64;
+                    metrics.error = Some(message.clone());
+                    tracing::error!(
+                        component = "consumer",
+                        event = "batch_dead_lettered",
+                        dataset = %self.dataset,
+                        batch_id = %metrics.batch_id,
+                        records = records.len(),
+                        error = %message,
+                    );
+                    return Ok(());
+                }
+                Err(StreamError::Lake(e @ LakeError::CheckpointMoved { .. })) => {
+                    self.reload().await?;
+                    metrics.status = "fenced".into();
+                    metrics.error = Some(e.to_string());
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::error!(component = "consumer", event = "dead_letter_failed", dataset = %self.dataset, error = %e);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+}
+
+/// Dead-letter rows for `rows` (record index, error) of `records`.
+fn dead_letter_batch(stream: &str, records: &[SourceRecord], rows: &[(usize, String)]) -> StreamResult<RecordBatch> {
+    let pick = |f: &dyn Fn(&SourceRecord) -> String| -> ArrayRef {
+        Arc::new(rows.iter().map(|(i, _)| Some(f(&records[*i]))).collect::<StringArray>())
+    };
+    let job_ids: StringArray = rows.iter().map(|(i, _)| decode(&records[*i].data).ok().map(|w| w.header.job_id)).collect();
+    let arrival: TimestampMicrosecondArray =
+        rows.iter().map(|(i, _)| records[*i].arrival_ms.map(|ms| ms * 1000)).collect::<TimestampMicrosecondArray>().with_timezone("UTC");
+    let data: BinaryArray = rows.iter().map(|(i, _)| Some(records[*i].data.as_slice())).collect();
+    let columns: Vec<ArrayRef> = vec![
+        pick(&|_| stream.to_string()),
+        pick(&|r| r.shard_id.to_string()),
+        pick(&|r| r.sequence_number.clone()),
+        pick(&|r| r.partition_key.clone()),
+        Arc::new(job_ids),
+        Arc::new(arrival),
+        Arc::new(data),
+        Arc::new(rows.iter().map(|(_, e)| Some(e.as_str())).collect::<StringArray>()),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(dead_letter_schema()), columns)?)
+}

@@ -1,0 +1,582 @@
+//! Weir's operational tables, kept in the metastore database beside the Iceberg catalog
+//! (SQLite or PostgreSQL), so the API, the consumers and the dashboard share them:
+//!
+//! * `weir_jobs`: one row per ingest job: `accepted` (registered) → `published` (Kinesis
+//!   accepted every record; `records` says how many) → `committed`, `partially_rejected`
+//!   or `failed`, with counts, snapshot ids and the error.
+//! * `weir_job_records`: one row per Kinesis record of a job, written by the consumer
+//!   *before* it commits the batch (insert-or-ignore, so a replayed record counts once) and
+//!   marked `committed` or `failed` after. A job is final once every one of its records is.
+//!   If a consumer dies between its Iceberg commit and that mark, the next one marks the
+//!   records its checkpoint covers ([`Metastore::settle_records`]).
+//! * `weir_consumer_batches`: metrics of every consumer batch, for the dashboard.
+//! * `weir_shard_leases`: which consumer reads which shard, until when; `weir_consumers`: the
+//!   consumers alive per stream, so shards are shared fairly ([`Metastore::balance_leases`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::{AnyPool, Row};
+
+use super::error::{StreamError, StreamResult};
+use crate::lake::{compare_sequence_numbers, Lake};
+
+pub const JOBS_TABLE: &str = "weir_jobs";
+pub const JOB_RECORDS_TABLE: &str = "weir_job_records";
+pub const BATCHES_TABLE: &str = "weir_consumer_batches";
+pub const LEASES_TABLE: &str = "weir_shard_leases";
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS weir_jobs (
+        job_id VARCHAR(64) PRIMARY KEY,
+        dataset VARCHAR(255) NOT NULL,
+        status VARCHAR(32) NOT NULL,
+        received BIGINT NOT NULL,
+        records BIGINT,
+        valid BIGINT,
+        rejected BIGINT,
+        snapshot_ids TEXT,
+        error TEXT,
+        created_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS weir_jobs_by_status ON weir_jobs (status, dataset)",
+    "CREATE TABLE IF NOT EXISTS weir_job_records (
+        job_id VARCHAR(64) NOT NULL,
+        stream VARCHAR(255) NOT NULL,
+        shard_id VARCHAR(128) NOT NULL,
+        sequence_number VARCHAR(128) NOT NULL,
+        events BIGINT NOT NULL,
+        valid BIGINT NOT NULL,
+        rejected BIGINT NOT NULL,
+        state VARCHAR(16) NOT NULL,
+        snapshot_id BIGINT,
+        error TEXT,
+        PRIMARY KEY (job_id, shard_id, sequence_number))",
+    "CREATE INDEX IF NOT EXISTS weir_job_records_by_state ON weir_job_records (stream, state)",
+    "CREATE TABLE IF NOT EXISTS weir_consumer_batches (
+        batch_id VARCHAR(64) PRIMARY KEY,
+        consumer_id VARCHAR(255) NOT NULL,
+        dataset VARCHAR(255) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        started_at_ms BIGINT NOT NULL,
+        shards TEXT NOT NULL,
+        source_records BIGINT NOT NULL,
+        events BIGINT NOT NULL,
+        valid BIGINT NOT NULL,
+        rejected BIGINT NOT NULL,
+        dead_lettered BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        attempts BIGINT NOT NULL,
+        read_ms DOUBLE PRECISION NOT NULL,
+        process_ms DOUBLE PRECISION NOT NULL,
+        commit_ms DOUBLE PRECISION NOT NULL,
+        batch_ms DOUBLE PRECISION NOT NULL,
+        lag_ms BIGINT NOT NULL,
+        snapshot_id BIGINT,
+        error TEXT)",
+    "CREATE INDEX IF NOT EXISTS weir_consumer_batches_by_time ON weir_consumer_batches (dataset, started_at_ms)",
+    "CREATE TABLE IF NOT EXISTS weir_shard_leases (
+        stream VARCHAR(255) NOT NULL,
+        shard_id VARCHAR(128) NOT NULL,
+        owner VARCHAR(255),
+        expires_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (stream, shard_id))",
+    "CREATE TABLE IF NOT EXISTS weir_consumers (
+        stream VARCHAR(255) NOT NULL,
+        consumer_id VARCHAR(255) NOT NULL,
+        expires_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (stream, consumer_id))",
+];
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Final and intermediate job states.
+pub mod status {
+    pub const ACCEPTED: &str = "accepted";
+    pub const PUBLISHED: &str = "published";
+    pub const COMMITTED: &str = "committed";
+    pub const PARTIALLY_REJECTED: &str = "partially_rejected";
+    pub const FAILED: &str = "failed";
+}
+
+/// What a consumer learned about one Kinesis record of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub job_id: String,
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub events: i64,
+    pub valid: i64,
+    pub rejected: i64,
+}
+
+/// One row of `weir_jobs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub job_id: String,
+    pub dataset: String,
+    pub status: String,
+    pub received: i64,
+    pub records: Option<i64>,
+    pub valid: Option<i64>,
+    pub rejected: Option<i64>,
+    pub snapshot_ids: Vec<i64>,
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Metrics of one consumer batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchMetrics {
+    pub batch_id: String,
+    pub consumer_id: String,
+    pub dataset: String,
+    /// `committed`, `dead_lettered`, `fenced` (another consumer took a shard) or `failed`.
+    pub status: String,
+    pub started_at_ms: i64,
+    pub shards: Vec<String>,
+    pub source_records: i64,
+    pub events: i64,
+    pub valid: i64,
+    pub rejected: i64,
+    pub dead_lettered: i64,
+    pub bytes: i64,
+    pub attempts: i64,
+    pub read_ms: f64,
+    pub process_ms: f64,
+    pub commit_ms: f64,
+    pub batch_ms: f64,
+    pub lag_ms: i64,
+    pub snapshot_id: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// Weir's tables in the metastore database.
+#[derive(Debug, Clone)]
+pub struct Metastore {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+fn db(table: &'static str) -> impl Fn(sqlx::Error) -> StreamError {
+    move |e| StreamError::metastore(table, e)
+}
+
+impl Metastore {
+    /// Weir's tables in the lake's metastore, created if missing.
+    pub async fn open(lake: &Lake) -> StreamResult<Self> {
+        let store = Self { pool: lake.metastore_pool().clone(), postgres: lake.config().is_postgres() };
+        for statement in SCHEMA {
+            sqlx::query(statement).execute(&store.pool).await.map_err(db("schema"))?;
+        }
+        Ok(store)
+    }
+
+    /// `?` placeholders in PostgreSQL's `$n` form when needed.
+    fn sql(&self, text: &str) -> String {
+        if !self.postgres {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut n = 0;
+        for c in text.chars() {
+            if c == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn placeholders(rows: usize, columns: usize) -> String {
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        vec![row; rows].join(", ")
+    }
+
+    /// Registers jobs as `accepted` (before publishing). An existing job id is an error.
+    pub async fn jobs_accepted(&self, jobs: &[(&str, &str, i64)]) -> StreamResult<()> {
+        let now = now_ms();
+        for chunk in jobs.chunks(200) {
+            let sql = self.sql(&format!(
+                "INSERT INTO weir_jobs (job_id, dataset, status, received, created_at_ms, updated_at_ms) VALUES {}",
+                Self::placeholders(chunk.len(), 6)
+            ));
+            let mut query = sqlx::query(&sql);
+            for (job_id, dataset, received) in chunk {
+                query = query.bind(*job_id).bind(*dataset).bind(status::ACCEPTED).bind(*received).bind(now).bind(now);
+            }
+            query.execute(&self.pool).await.map_err(db(JOBS_TABLE))?;
+        }
+        Ok(())
+    }
+
+    /// Kinesis accepted every record of the job: `published`, or final right away if a
+    /// consumer already stored them all.
+    pub async fn job_published(&self, job_id: &str, records: i64, received: i64) -> StreamResult<()> {
+        let sql = self.sql(
+            "UPDATE weir_jobs SET status = ?, records = ?, received = ?, updated_at_ms = ? WHERE job_id = ? AND status = ?",
+        );
+        sqlx::query(&sql)
+            .bind(status::PUBLISHED)
+            .bind(records)
+            .bind(received)
+            .bind(now_ms())
+            .bind(job_id)
+            .bind(status::ACCEPTED)
+            .execute(&self.pool)
+            .await
+            .map_err(db(JOBS_TABLE))?;
+        self.finalize_jobs(&[job_id.to_string()]).await?;
+        Ok(())
+    }
+
+    /// The job could not be published (or failed for good elsewhere).
+    pub async fn job_failed(&self, job_id: &str, error: &str) -> StreamResult<()> {
+        let sql = self.sql("UPDATE weir_jobs SET status = ?, error = ?, updated_at_ms = ? WHERE job_id = ? AND status IN (?, ?)");
+        sqlx::query(&sql)
+            .bind(status::FAILED)
+            .bind(error)
+            .bind(now_ms())
+            .bind(job_id)
+            .bind(status::ACCEPTED)
+            .bind(status::PUBLISHED)
+            .execute(&self.pool)
+            .await
+            .map_err(db(JOBS_TABLE))?;
+        Ok(())
+    }
+
+    pub async fn job(&self, job_id: &str) -> StreamResult<Option<Job>> {
+        let sql = self.sql(
+            "SELECT job_id, dataset, status, received, records, valid, rejected, snapshot_ids, error, created_at_ms, updated_at_ms \
+             FROM weir_jobs WHERE job_id = ?",
+        );
+        let row = sqlx::query(&sql).bind(job_id).fetch_optional(&self.pool).await.map_err(db(JOBS_TABLE))?;
+        row.map(|row| -> Result<Job, sqlx::Error> {
+            let snapshot_ids: Option<String> = row.try_get(7)?;
+            Ok(Job {
+                job_id: row.try_get(0)?,
+                dataset: row.try_get(1)?,
+                status: row.try_get(2)?,
+                received: row.try_get(3)?,
+                records: row.try_get(4)?,
+                valid: row.try_get(5)?,
+                rejected: row.try_get(6)?,
+                snapshot_ids: snapshot_ids
+                    .map(|s| s.split(',').filter_map(|id| id.trim().parse().ok()).collect())
+                    .unwrap_or_default(),
+                error: row.try_get(8)?,
+                created_at_ms: row.try_get(9)?,
+                updated_at_ms: row.try_get(10)?,
+            })
+        })
+        .transpose()
+        .map_err(db(JOBS_TABLE))
+    }
+
+    /// Records what a batch found in each Kinesis record, before the batch commits. A record
+    /// seen before (a replay after a crash) keeps its first row: the counts are the same.
+    pub async fn job_records_pending(&self, stream: &str, records: &[JobRecord]) -> StreamResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db(JOB_RECORDS_TABLE))?;
+        for chunk in records.chunks(100) {
+            let sql = self.sql(&format!(
+                "INSERT INTO weir_job_records (job_id, stream, shard_id, sequence_number, events, valid, rejected, state) \
+                 VALUES {} ON CONFLICT DO NOTHING",
+                Self::placeholders(chunk.len(), 8)
+            ));
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query
+                    .bind(r.job_id.as_str())
+                    .bind(stream)
+                    .bind(r.shard_id.as_str())
+                    .bind(r.sequence_number.as_str())
+                    .bind(r.events)
+                    .bind(r.valid)
+                    .bind(r.rejected)
+                    .bind("pending");
+            }
+            query.execute(&mut *tx).await.map_err(db(JOB_RECORDS_TABLE))?;
+        }
+        tx.commit().await.map_err(db(JOB_RECORDS_TABLE))?;
+        Ok(())
+    }
+
+    /// Marks a batch's records stored (`snapshot_id` of the valid table) or failed (`error`),
+    /// then finalizes their jobs.
+    pub async fn job_records_done(
+        &self,
+        records: &[JobRecord],
+        snapshot_id: Option<i64>,
+        error: Option<&str>,
+    ) -> StreamResult<()> {
+        let state = if error.is_some() { "failed" } else { "committed" };
+        let mut tx = self.pool.begin().await.map_err(db(JOB_RECORDS_TABLE))?;
+        let sql = self.sql(
+            "UPDATE weir_job_records SET state = ?, snapshot_id = ?, error = ? \
+             WHERE job_id = ? AND shard_id = ? AND sequence_number = ? AND state = 'pending'",
+        );
+        for r in records {
+            sqlx::query(&sql)
+                .bind(state)
+                .bind(snapshot_id)
+                .bind(error)
+                .bind(r.job_id.as_str())
+                .bind(r.shard_id.as_str())
+                .bind(r.sequence_number.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db(JOB_RECORDS_TABLE))?;
+        }
+        tx.commit().await.map_err(db(JOB_RECORDS_TABLE))?;
+        let mut jobs: Vec<String> = records.iter().map(|r| r.job_id.clone()).collect();
+        jobs.sort();
+        jobs.dedup();
+        self.finalize_jobs(&jobs).await?;
+        Ok(())
+    }
+
+    /// After a restart: pending records of `stream` that the valid table's checkpoint
+    /// (`positions`, shard → sequence number) covers were committed by a consumer that died
+    /// before saying so. Returns how many were settled.
+    pub async fn settle_records(&self, stream: &str, positions: &BTreeMap<String, String>) -> StreamResult<usize> {
+        let sql = self.sql(
+            "SELECT job_id, shard_id, sequence_number, events, valid, rejected FROM weir_job_records \
+             WHERE stream = ? AND state = 'pending'",
+        );
+        let rows = sqlx::query(&sql).bind(stream).fetch_all(&self.pool).await.map_err(db(JOB_RECORDS_TABLE))?;
+        let mut settled = Vec::new();
+        for row in rows {
+            let record = JobRecord {
+                job_id: row.try_get(0).map_err(db(JOB_RECORDS_TABLE))?,
+                shard_id: row.try_get(1).map_err(db(JOB_RECORDS_TABLE))?,
+                sequence_number: row.try_get(2).map_err(db(JOB_RECORDS_TABLE))?,
+                events: row.try_get(3).map_err(db(JOB_RECORDS_TABLE))?,
+                valid: row.try_get(4).map_err(db(JOB_RECORDS_TABLE))?,
+                rejected: row.try_get(5).map_err(db(JOB_RECORDS_TABLE))?,
+            };
+            let covered = positions
+                .get(&record.shard_id)
+                .is_some_and(|p| compare_sequence_numbers(&record.sequence_number, p).is_le());
+            if covered {
+                settled.push(record);
+            }
+        }
+        if !settled.is_empty() {
+            self.job_records_done(&settled, None, None).await?;
+        }
+        Ok(settled.len())
+    }
+
+    /// Moves jobs whose every record is done to their final state. Returns how many moved.
+    pub async fn finalize_jobs(&self, job_ids: &[String]) -> StreamResult<usize> {
+        let mut finalized = 0;
+        for chunk in job_ids.chunks(200) {
+            let sql = self.sql(&format!(
+                "SELECT j.job_id, j.records, r.state, r.valid, r.rejected, r.snapshot_id, r.error \
+                 FROM weir_jobs j JOIN weir_job_records r ON r.job_id = j.job_id \
+                 WHERE j.job_id IN ({}) AND j.status IN ('accepted', 'published') AND j.records IS NOT NULL",
+                vec!["?"; chunk.len()].join(", ")
+            ));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(db(JOBS_TABLE))?;
+            #[derive(Default)]
+            struct Tally {
+                records: i64,
+                done: i64,
+                valid: i64,
+                rejected: i64,
+                failed: bool,
+                snapshots: Vec<i64>,
+                error: Option<String>,
+            }
+            let mut tallies: HashMap<String, Tally> = HashMap::new();
+            for row in rows {
+                let get = |e| StreamError::metastore(JOBS_TABLE, e);
+                let job_id: String = row.try_get(0).map_err(get)?;
+                let tally = tallies.entry(job_id).or_default();
+                tally.records = row.try_get(1).map_err(get)?;
+                let state: String = row.try_get(2).map_err(get)?;
+                if state != "pending" {
+                    tally.done += 1;
+                }
+                tally.failed |= state == "failed";
+                tally.valid += row.try_get::<i64, _>(3).map_err(get)?;
+                tally.rejected += row.try_get::<i64, _>(4).map_err(get)?;
+                if let Some(id) = row.try_get::<Option<i64>, _>(5).map_err(get)? {
+                    if !tally.snapshots.contains(&id) {
+                        tally.snapshots.push(id);
+                    }
+                }
+                if let Some(e) = row.try_get::<Option<String>, _>(6).map_err(get)? {
+                    tally.error.get_or_insert(e);
+                }
+            }
+            let update = self.sql(
+                "UPDATE weir_jobs SET status = ?, valid = ?, rejected = ?, snapshot_ids = ?, error = ?, updated_at_ms = ? \
+                 WHERE job_id = ? AND status IN ('accepted', 'published')",
+            );
+            let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
+            for (job_id, tally) in tallies.into_iter().filter(|(_, t)| t.done == t.records) {
+                let state = if tally.failed {
+                    status::FAILED
+                } else if tally.rejected > 0 {
+                    status::PARTIALLY_REJECTED
+                } else {
+                    status::COMMITTED
+                };
+                let snapshots = tally.snapshots.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+                sqlx::query(&update)
+                    .bind(state)
+                    .bind(tally.valid)
+                    .bind(tally.rejected)
+                    .bind(Some(snapshots).filter(|s| !s.is_empty()))
+                    .bind(tally.error)
+                    .bind(now_ms())
+                    .bind(job_id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(JOBS_TABLE))?;
+                finalized += 1;
+            }
+            tx.commit().await.map_err(db(JOBS_TABLE))?;
+        }
+        Ok(finalized)
+    }
+
+    /// Stores a batch's metrics.
+    pub async fn record_batch(&self, m: &BatchMetrics) -> StreamResult<()> {
+        let sql = self.sql(&format!(
+            "INSERT INTO weir_consumer_batches (batch_id, consumer_id, dataset, status, started_at_ms, shards, \
+             source_records, events, valid, rejected, dead_lettered, bytes, attempts, read_ms, process_ms, commit_ms, \
+             batch_ms, lag_ms, snapshot_id, error) VALUES {}",
+            Self::placeholders(1, 20)
+        ));
+        sqlx::query(&sql)
+            .bind(m.batch_id.as_str())
+            .bind(m.consumer_id.as_str())
+            .bind(m.dataset.as_str())
+            .bind(m.status.as_str())
+            .bind(m.started_at_ms)
+            .bind(m.shards.join(","))
+            .bind(m.source_records)
+            .bind(m.events)
+            .bind(m.valid)
+            .bind(m.rejected)
+            .bind(m.dead_lettered)
+            .bind(m.bytes)
+            .bind(m.attempts)
+            .bind(m.read_ms)
+            .bind(m.process_ms)
+            .bind(m.commit_ms)
+            .bind(m.batch_ms)
+            .bind(m.lag_ms)
+            .bind(m.snapshot_id)
+            .bind(m.error.as_deref())
+            .execute(&self.pool)
+            .await
+            .map_err(db(BATCHES_TABLE))?;
+        Ok(())
+    }
+
+    /// Shard leases: renews this consumer's leases on `stream`, takes free or expired ones up
+    /// to a fair share (shards / live consumers, rounded up), and gives back what it holds
+    /// beyond its share while another live consumer holds less. Returns the shards it holds.
+    /// A consumer that dies stops renewing; its shards are taken over when `ttl_ms` expires.
+    pub async fn balance_leases(&self, stream: &str, shards: &[String], consumer_id: &str, ttl_ms: i64) -> StreamResult<Vec<String>> {
+        let now = now_ms();
+        let until = now + ttl_ms;
+        let leases = db(LEASES_TABLE);
+        let upsert = self.sql(
+            "INSERT INTO weir_consumers (stream, consumer_id, expires_at_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (stream, consumer_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
+        );
+        sqlx::query(&upsert).bind(stream).bind(consumer_id).bind(until).execute(&self.pool).await.map_err(db("weir_consumers"))?;
+        let insert = self.sql(
+            "INSERT INTO weir_shard_leases (stream, shard_id, owner, expires_at_ms) VALUES (?, ?, NULL, 0) ON CONFLICT DO NOTHING",
+        );
+        for shard in shards {
+            sqlx::query(&insert).bind(stream).bind(shard.as_str()).execute(&self.pool).await.map_err(&leases)?;
+        }
+        let renew = self.sql("UPDATE weir_shard_leases SET expires_at_ms = ? WHERE stream = ? AND owner = ? AND expires_at_ms >= ?");
+        sqlx::query(&renew).bind(until).bind(stream).bind(consumer_id).bind(now).execute(&self.pool).await.map_err(&leases)?;
+
+        let live_sql = self.sql("SELECT COUNT(*) FROM weir_consumers WHERE stream = ? AND expires_at_ms >= ?");
+        let live: i64 = sqlx::query(&live_sql)
+            .bind(stream)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(db("weir_consumers"))?;
+        let fair = shards.len().div_ceil(live.max(1) as usize);
+        let read = self.sql("SELECT shard_id, owner, expires_at_ms FROM weir_shard_leases WHERE stream = ?");
+        let rows = sqlx::query(&read).bind(stream).fetch_all(&self.pool).await.map_err(&leases)?;
+        let mut mine = Vec::new();
+        let mut free = Vec::new();
+        let mut held_by: HashMap<String, usize> = HashMap::new();
+        for row in rows {
+            let shard: String = row.try_get(0).map_err(&leases)?;
+            if !shards.contains(&shard) {
+                continue;
+            }
+            let owner: Option<String> = row.try_get(1).map_err(&leases)?;
+            let expires: i64 = row.try_get(2).map_err(&leases)?;
+            match owner {
+                Some(owner) if expires >= now && owner == consumer_id => mine.push(shard),
+                Some(owner) if expires >= now => *held_by.entry(owner).or_default() += 1,
+                _ => free.push(shard),
+            }
+        }
+        let take = self.sql(
+            "UPDATE weir_shard_leases SET owner = ?, expires_at_ms = ? \
+             WHERE stream = ? AND shard_id = ? AND (owner IS NULL OR expires_at_ms < ?)",
+        );
+        for shard in free {
+            if mine.len() >= fair {
+                break;
+            }
+            let taken = sqlx::query(&take)
+                .bind(consumer_id)
+                .bind(until)
+                .bind(stream)
+                .bind(shard.as_str())
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(&leases)?;
+            if taken.rows_affected() == 1 {
+                tracing::info!(component = "consumer", event = "lease_taken", stream, shard = %shard, consumer_id);
+                mine.push(shard);
+            }
+        }
+        let waiting = (live as usize).saturating_sub(held_by.len() + 1) > 0 || held_by.values().any(|&n| n + 1 < fair);
+        if mine.len() > fair && waiting {
+            let give = self.sql("UPDATE weir_shard_leases SET owner = NULL, expires_at_ms = 0 WHERE stream = ? AND shard_id = ? AND owner = ?");
+            mine.sort();
+            for shard in mine.split_off(fair) {
+                sqlx::query(&give).bind(stream).bind(shard.as_str()).bind(consumer_id).execute(&self.pool).await.map_err(&leases)?;
+                tracing::info!(component = "consumer", event = "lease_released", stream, shard = %shard, consumer_id);
+            }
+        }
+        mine.sort();
+        Ok(mine)
+    }
+
+    /// Gives back every lease of a consumer that stops, so others take over at once.
+    pub async fn release_leases(&self, stream: &str, consumer_id: &str) -> StreamResult<()> {
+        let give = self.sql("UPDATE weir_shard_leases SET owner = NULL, expires_at_ms = 0 WHERE stream = ? AND owner = ?");
+        sqlx::query(&give).bind(stream).bind(consumer_id).execute(&self.pool).await.map_err(db(LEASES_TABLE))?;
+        let gone = self.sql("DELETE FROM weir_consumers WHERE stream = ? AND consumer_id = ?");
+        sqlx::query(&gone).bind(stream).bind(consumer_id).execute(&self.pool).await.map_err(db("weir_consumers"))?;
+        Ok(())
+    }
+}

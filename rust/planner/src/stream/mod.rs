@@ -1,0 +1,27 @@
+//! Streaming: events through Kinesis into the lake, exactly once.
+//!
+//! ```text
+//! Producer ──PutRecords (Weir records: many events each, zstd)──▶ Kinesis stream <prefix><dataset>
+//!                                                                   │ shards, leased to consumers
+//! Consumer: KinesisTable scan per commit interval ─▶ processor (contract + pipeline SQL)
+//!           ─▶ raw.<dataset>_dead_letter, raw.<dataset>_rejected, raw.<dataset>
+//!              (each commit carries its checkpoint: per shard, the last sequence number stored)
+//! ```
+//! Jobs, job records, batch metrics and shard leases live in the metastore ([`Metastore`]).
+
+mod config;
+mod consumer;
+mod error;
+mod kinesis;
+pub mod metastore;
+mod producer;
+pub mod record;
+pub mod source;
+
+pub use config::StreamConfig;
+pub use consumer::{Consumer, ConsumerOptions, OnFailure, StartFrom};
+pub use error::{StreamError, StreamResult};
+pub use kinesis::Kinesis;
+pub use metastore::{BatchMetrics, Job, JobRecord, Metastore};
+pub use producer::{Producer, ProducerOptions, Publication, RecordReceipt};
+pub use source::{KinesisTable, ReadLimits, ShardCursor, SourceRecord, StartPosition};

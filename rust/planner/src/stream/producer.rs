@@ -1,0 +1,474 @@
+//! [`Producer`]: puts a job's events on its dataset's Kinesis stream, packed many per record.
+//!
+//! `publish` cuts the input at event boundaries into chunks that compress to at most one
+//! Kinesis record ([`super::record`]), and hands the records to a background flusher. The
+//! flusher is a group commit: records of every concurrent `publish` call waiting at that
+//! moment go out together in PutRecords calls (at most 500 records / 5 MB each), several
+//! calls in flight. Records Kinesis refuses (throttling, internal failures) are retried with
+//! exponential backoff; `publish` returns only when every record of the job is accepted,
+//! with the shard and sequence number of each, or fails saying how many were accepted.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
+
+use super::error::{StreamError, StreamResult};
+use super::kinesis::{sdk_message, Kinesis};
+use super::record::{encode, RecordHeader, MAX_KINESIS_RECORD_BYTES};
+use crate::decode::json_is_line_delimited;
+use crate::InputFormat;
+
+/// PutRecords limits.
+const MAX_RECORDS_PER_CALL: usize = 500;
+const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
+
+/// How the producer packs and sends.
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    /// Largest record payload; Kinesis allows 1 MiB including the partition key.
+    pub max_record_bytes: usize,
+    pub zstd_level: i32,
+    /// Attempts per record before `publish` gives up on it.
+    pub max_attempts: u32,
+    /// First retry delay, doubled per attempt up to 2 s.
+    pub retry_backoff: Duration,
+    /// PutRecords calls in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: MAX_KINESIS_RECORD_BYTES - 256,
+            zstd_level: 3,
+            max_attempts: 10,
+            retry_backoff: Duration::from_millis(50),
+            max_in_flight: 8,
+        }
+    }
+}
+
+/// Where Kinesis stored one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordReceipt {
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub events: u32,
+}
+
+/// One published job.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    pub job_id: String,
+    pub dataset: String,
+    pub stream: String,
+    pub events: u64,
+    /// Bytes of the input, and of the records after packing.
+    pub input_bytes: u64,
+    pub record_bytes: u64,
+    pub records: Vec<RecordReceipt>,
+}
+
+struct Pending {
+    stream: String,
+    partition_key: String,
+    data: Vec<u8>,
+    events: u32,
+    reply: oneshot::Sender<Result<RecordReceipt, String>>,
+}
+
+/// A Kinesis producer; share one per process (it is `Send + Sync`).
+pub struct Producer {
+    kinesis: Kinesis,
+    options: ProducerOptions,
+    queue: mpsc::Sender<Pending>,
+    ensured: Mutex<HashSet<String>>,
+}
+
+impl Producer {
+    /// Starts the flusher on the current Tokio runtime.
+    pub fn new(kinesis: Kinesis, options: ProducerOptions) -> Self {
+        let (queue, pending) = mpsc::channel(64 * 1024);
+        tokio::spawn(flush(kinesis.clone(), options.clone(), pending));
+        Self { kinesis, options, queue, ensured: Mutex::new(HashSet::new()) }
+    }
+
+    pub fn kinesis(&self) -> &Kinesis {
+        &self.kinesis
+    }
+
+    /// Publishes `data` (events of `dataset` in `format`) as job `job_id` on the dataset's
+    /// stream, creating the stream if needed. Returns once Kinesis accepted every record.
+    pub async fn publish(&self, dataset: &str, job_id: &str, data: &[u8], format: InputFormat) -> StreamResult<Publication> {
+        let stream = self.kinesis.config().stream_name(dataset);
+        if !self.ensured.lock().await.contains(&stream) {
+            self.kinesis.ensure_stream(&stream).await?;
+            self.ensured.lock().await.insert(stream.clone());
+        }
+        let chunks = pack(dataset, job_id, data, format, &self.options)?;
+        let events: u64 = chunks.iter().map(|c| c.1 as u64).sum();
+        let record_bytes: u64 = chunks.iter().map(|c| c.0.len() as u64).sum();
+        let mut replies = Vec::with_capacity(chunks.len());
+        for (i, (data, events)) in chunks.into_iter().enumerate() {
+            let (reply, receipt) = oneshot::channel();
+            let pending = Pending { stream: stream.clone(), partition_key: format!("{job_id}/{i}"), data, events, reply };
+            self.queue.send(pending).await.map_err(|_| StreamError::Internal("the producer's flusher stopped".into()))?;
+            replies.push(receipt);
+        }
+        let mut records = Vec::with_capacity(replies.len());
+        let mut failures = Vec::new();
+        for receipt in replies {
+            match receipt.await {
+                Ok(Ok(r)) => records.push(r),
+                Ok(Err(e)) => failures.push(e),
+                Err(_) => failures.push("the producer's flusher stopped".into()),
+            }
+        }
+        if let Some(first) = failures.first() {
+            return Err(StreamError::Kinesis {
+                operation: "PutRecords",
+                stream,
+                message: format!(
+                    "job {job_id}: {} of {} records were not accepted after {} attempts ({} were); first error: {first}",
+                    failures.len(),
+                    failures.len() + records.len(),
+                    self.options.max_attempts,
+                    records.len()
+                ),
+            });
+        }
+        Ok(Publication {
+            job_id: job_id.to_string(),
+            dataset: dataset.to_string(),
+            stream,
+            events,
+            input_bytes: data.len() as u64,
+            record_bytes,
+            records,
+        })
+    }
+}
+
+/// The events of an input, one slice per event, in a format that can be cut anywhere between
+/// events: NDJSON lines, or CSV records after a header.
+struct Events<'a> {
+    format: InputFormat,
+    /// CSV header line (with its line end); empty for NDJSON.
+    header: Vec<u8>,
+    events: Vec<std::borrow::Cow<'a, [u8]>>,
+}
+
+fn split_events<'a>(dataset: &str, data: &'a [u8], format: InputFormat) -> StreamResult<Events<'a>> {
+    let input_err = |message: String| StreamError::Input { dataset: dataset.to_string(), message };
+    let lines = |data: &'a [u8]| -> Vec<std::borrow::Cow<'a, [u8]>> {
+        data.split(|&b| b == b'\n')
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            .filter(|line| line.iter().any(|b| !b.is_ascii_whitespace()))
+            .map(std::borrow::Cow::Borrowed)
+            .collect()
+    };
+    match format {
+        InputFormat::Ndjson => Ok(Events { format: InputFormat::Ndjson, header: Vec::new(), events: lines(data) }),
+        InputFormat::Json if json_is_line_delimited(data) => {
+            Ok(Events { format: InputFormat::Ndjson, header: Vec::new(), events: lines(data) })
+        }
+        InputFormat::Json => {
+            let text = std::str::from_utf8(data).map_err(|e| input_err(format!("the JSON is not UTF-8: {e}")))?;
+            let trimmed = text.trim_start();
+            let raw: Vec<&RawValue> = if trimmed.starts_with('[') {
+                serde_json::from_str(trimmed).map_err(|e| input_err(format!("invalid JSON array: {e}")))?
+            } else {
+                vec![serde_json::from_str(trimmed).map_err(|e| input_err(format!("invalid JSON: {e}")))?]
+            };
+            // Raw line breaks in JSON text are whitespace (breaks inside strings are escaped),
+            // so replacing them puts each event on one line.
+            let events = raw
+                .into_iter()
+                .map(|v| {
+                    let bytes = v.get().as_bytes();
+                    if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+                        std::borrow::Cow::Owned(bytes.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }).collect())
+                    } else {
+                        std::borrow::Cow::Owned(bytes.to_vec())
+                    }
+                })
+                .collect();
+            Ok(Events { format: InputFormat::Ndjson, header: Vec::new(), events })
+        }
+        InputFormat::Csv => {
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(data);
+            let mut starts = Vec::new();
+            let mut record = csv::ByteRecord::new();
+            loop {
+                let start = reader.position().byte() as usize;
+                match reader.read_byte_record(&mut record) {
+                    Ok(true) => starts.push(start),
+                    Ok(false) => break,
+                    Err(e) => return Err(input_err(format!("invalid CSV: {e}"))),
+                }
+            }
+            let Some((&header_start, rest)) = starts.split_first() else {
+                return Ok(Events { format: InputFormat::Csv, header: Vec::new(), events: Vec::new() });
+            };
+            let with_newline = |slice: &'a [u8]| -> std::borrow::Cow<'a, [u8]> {
+                if slice.ends_with(b"\n") {
+                    std::borrow::Cow::Borrowed(slice)
+                } else {
+                    let mut owned = slice.to_vec();
+                    owned.push(b'\n');
+                    std::borrow::Cow::Owned(owned)
+                }
+            };
+            let mut ends: Vec<usize> = rest.to_vec();
+            ends.push(data.len());
+            let header = with_newline(&data[header_start..ends[0]]).into_owned();
+            let events = ends.windows(2).map(|w| with_newline(&data[w[0]..w[1]])).collect();
+            Ok(Events { format: InputFormat::Csv, header, events })
+        }
+    }
+}
+
+/// Cuts the input into records of at most `max_record_bytes` each: `(record bytes, events)`.
+pub(crate) fn pack(
+    dataset: &str,
+    job_id: &str,
+    data: &[u8],
+    format: InputFormat,
+    options: &ProducerOptions,
+) -> StreamResult<Vec<(Vec<u8>, u32)>> {
+    let input = split_events(dataset, data, format)?;
+    let mut records = Vec::new();
+    // Uncompressed bytes per record, adapted to the compression ratio seen so far.
+    let mut target = 4 * options.max_record_bytes;
+    let mut start = 0;
+    while start < input.events.len() {
+        let mut end = start;
+        let mut size = input.header.len();
+        while end < input.events.len() && (end == start || size + input.events[end].len() + 1 <= target) {
+            size += input.events[end].len() + 1;
+            end += 1;
+        }
+        loop {
+            let record = encode_chunk(dataset, job_id, &input, start, end, options)?;
+            if record.len() <= options.max_record_bytes {
+                let ratio = record.len() as f64 / size.max(1) as f64;
+                target = ((options.max_record_bytes as f64 * 0.85 / ratio.max(0.01)) as usize).max(1024);
+                records.push((record, (end - start) as u32));
+                break;
+            }
+            if end - start == 1 {
+                return Err(StreamError::Input {
+                    dataset: dataset.to_string(),
+                    message: format!(
+                        "event {start} of job {job_id} is {} bytes compressed, more than a Kinesis record holds ({} bytes)",
+                        record.len(),
+                        options.max_record_bytes
+                    ),
+                });
+            }
+            let half = (end - start) / 2;
+            end = start + half;
+            size = input.header.len() + input.events[start..end].iter().map(|e| e.len() + 1).sum::<usize>();
+        }
+        start = end;
+    }
+    Ok(records)
+}
+
+fn encode_chunk(
+    dataset: &str,
+    job_id: &str,
+    input: &Events<'_>,
+    start: usize,
+    end: usize,
+    options: &ProducerOptions,
+) -> StreamResult<Vec<u8>> {
+    let mut events = Vec::with_capacity(input.header.len() + input.events[start..end].iter().map(|e| e.len() + 1).sum::<usize>());
+    events.extend_from_slice(&input.header);
+    for event in &input.events[start..end] {
+        events.extend_from_slice(event);
+        if !event.ends_with(b"\n") {
+            events.push(b'\n');
+        }
+    }
+    let header = RecordHeader {
+        job_id: job_id.to_string(),
+        dataset: dataset.to_string(),
+        format: input.format,
+        event_count: (end - start) as u32,
+        first_index: start as u64,
+    };
+    encode(&header, &events, options.zstd_level)
+        .map_err(|e| StreamError::Input { dataset: dataset.to_string(), message: format!("cannot pack job {job_id}: {e}") })
+}
+
+/// The flusher: takes every record waiting, sends them in PutRecords calls per stream.
+async fn flush(kinesis: Kinesis, options: ProducerOptions, mut queue: mpsc::Receiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
+    while let Some(first) = queue.recv().await {
+        // Wait for a free call slot first: records that arrive meanwhile join this group.
+        let permit = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let mut by_stream: HashMap<String, Vec<Pending>> = HashMap::new();
+        let mut count = 1;
+        by_stream.entry(first.stream.clone()).or_default().push(first);
+        while count < MAX_RECORDS_PER_CALL * options.max_in_flight {
+            match queue.try_recv() {
+                Ok(p) => {
+                    by_stream.entry(p.stream.clone()).or_default().push(p);
+                    count += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut calls: Vec<(String, Vec<Pending>)> = Vec::new();
+        for (stream, records) in by_stream {
+            let mut call: Vec<Pending> = Vec::new();
+            let mut bytes = 0;
+            for record in records {
+                let size = record.data.len() + record.partition_key.len();
+                if !call.is_empty() && (call.len() == MAX_RECORDS_PER_CALL || bytes + size > MAX_BYTES_PER_CALL) {
+                    calls.push((stream.clone(), std::mem::take(&mut call)));
+                    bytes = 0;
+                }
+                bytes += size;
+                call.push(record);
+            }
+            if !call.is_empty() {
+                calls.push((stream, call));
+            }
+        }
+        let mut permit = Some(permit);
+        for (stream, call) in calls {
+            let permit = match permit.take() {
+                Some(p) => p,
+                None => in_flight.clone().acquire_owned().await.expect("the semaphore is never closed"),
+            };
+            let kinesis = kinesis.clone();
+            let options = options.clone();
+            tokio::spawn(async move {
+                put_records(&kinesis, &options, &stream, call).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// One PutRecords group, retrying refused records until accepted or out of attempts.
+async fn put_records(kinesis: &Kinesis, options: &ProducerOptions, stream: &str, mut pending: Vec<Pending>) {
+    let mut delay = options.retry_backoff;
+    for attempt in 1..=options.max_attempts {
+        let entries: Vec<PutRecordsRequestEntry> = pending
+            .iter()
+            .map(|p| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(p.data.clone()))
+                    .partition_key(&p.partition_key)
+                    .build()
+                    .expect("data and partition key are set")
+            })
+            .collect();
+        let last = attempt == options.max_attempts;
+        match kinesis.client().put_records().stream_name(stream).set_records(Some(entries)).send().await {
+            Ok(out) => {
+                let mut retry = Vec::new();
+                for (p, result) in pending.into_iter().zip(out.records()) {
+                    match (result.shard_id(), result.sequence_number(), result.error_code()) {
+                        (Some(shard), Some(sequence), None) => {
+                            let receipt = RecordReceipt {
+                                shard_id: shard.to_string(),
+                                sequence_number: sequence.to_string(),
+                                events: p.events,
+                            };
+                            let _ = p.reply.send(Ok(receipt));
+                        }
+                        (_, _, code) => {
+                            let message = format!("{}: {}", code.unwrap_or("no result"), result.error_message().unwrap_or(""));
+                            if last {
+                                let _ = p.reply.send(Err(message));
+                            } else {
+                                retry.push(p);
+                            }
+                        }
+                    }
+                }
+                if retry.is_empty() {
+                    return;
+                }
+                tracing::warn!(component = "producer", event = "records_retried", stream, records = retry.len(), attempt);
+                pending = retry;
+            }
+            Err(e) => {
+                let message = sdk_message(&e);
+                tracing::warn!(component = "producer", event = "put_records_failed", stream, attempt, error = %message);
+                if last {
+                    for p in pending {
+                        let _ = p.reply.send(Err(message.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::record::decode;
+
+    fn options(max: usize) -> ProducerOptions {
+        ProducerOptions { max_record_bytes: max, ..ProducerOptions::default() }
+    }
+
+    fn unpack(records: &[(Vec<u8>, u32)]) -> (Vec<String>, Vec<u64>) {
+        let mut lines = Vec::new();
+        let mut firsts = Vec::new();
+        for (bytes, events) in records {
+            let record = decode(bytes).unwrap();
+            assert_eq!(record.header.event_count, *events);
+            firsts.push(record.header.first_index);
+            let text = String::from_utf8(record.events).unwrap();
+            lines.extend(text.lines().map(str::to_string));
+        }
+        (lines, firsts)
+    }
+
+    #[test]
+    fn ndjson_is_cut_at_event_boundaries_within_the_record_limit() {
+        // Incompressible-ish events so several records are needed.
+        let data: String = (0..3000).map(|i| format!("{{\"id\":{i},\"v\":\"{:x}\"}}\n", (i as u64).wrapping_mul(0x9e3779b97f4a7c15))).collect();
+        let records = pack("d", "job", data.as_bytes(), InputFormat::Ndjson, &options(8 * 1024)).unwrap();
+        assert!(records.len() > 2, "{}", records.len());
+        assert!(records.iter().all(|(r, _)| r.len() <= 8 * 1024));
+        let (lines, firsts) = unpack(&records);
+        assert_eq!(lines, data.lines().collect::<Vec<_>>());
+        assert_eq!(firsts[0], 0);
+        assert_eq!(firsts[1], records[0].1 as u64);
+    }
+
+    #[test]
+    fn json_arrays_become_lines_and_csv_keeps_its_header() {
+        let records = pack("d", "job", b"[{\"a\": 1},\n {\"a\":\n 2}]", InputFormat::Json, &options(1 << 20)).unwrap();
+        assert_eq!(unpack(&records).0, vec!["{\"a\": 1}", "{\"a\":  2}"]);
+        let csv = b"a,b\n1,\"x\ny\"\n2,z";
+        let records = pack("d", "job", csv, InputFormat::Csv, &options(1 << 20)).unwrap();
+        let record = decode(&records[0].0).unwrap();
+        assert_eq!(record.events, b"a,b\n1,\"x\ny\"\n2,z\n");
+        assert_eq!(record.header.event_count, 2);
+    }
+
+    #[test]
+    fn an_event_larger_than_a_record_is_named() {
+        let big: String = (0..20000).map(|i| format!("{:x}", (i as u64).wrapping_mul(0x9e3779b97f4a7c15))).collect();
+        let data = format!("{{\"a\":1}}\n{{\"big\":\"{big}\"}}\n");
+        let err = pack("d", "job", data.as_bytes(), InputFormat::Ndjson, &options(4096)).unwrap_err().to_string();
+        assert!(err.contains("event 1 of job job"), "{err}");
+    }
+}

@@ -1,0 +1,258 @@
+//! `weir._native.Producer` and `weir._native.Consumer`: the Rust streaming layer
+//! (`weir_planner::stream`) for `weir.stream` and `weir consume`. Calls block with the GIL
+//! released; the producer's group-commit flusher runs on the module's Tokio runtime, so
+//! concurrent `publish` calls from Python threads share PutRecords calls.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use weir_planner::stream::{
+    self, BatchMetrics, ConsumerOptions, Kinesis, Metastore, OnFailure, ProducerOptions, StartFrom, StreamConfig,
+    StreamError,
+};
+use weir_planner::InputFormat;
+
+use crate::errors::{stream_err, to_py_err};
+use crate::lake::Lake;
+use crate::processor::Processor;
+use crate::runtime::runtime;
+
+fn run<T: Send>(py: Python<'_>, work: impl std::future::Future<Output = Result<T, StreamError>> + Send) -> PyResult<T> {
+    py.detach(|| runtime().block_on(work)).map_err(|e| stream_err(py, e))
+}
+
+fn connect(py: Python<'_>, properties: &HashMap<String, String>) -> PyResult<Kinesis> {
+    let config = StreamConfig::from_properties(properties).map_err(|e| stream_err(py, e))?;
+    Ok(py.detach(|| runtime().block_on(Kinesis::connect(config))))
+}
+
+#[pyclass(module = "weir._native", frozen)]
+pub struct Producer {
+    inner: Arc<stream::Producer>,
+    metastore: Option<Metastore>,
+}
+
+#[pymethods]
+impl Producer {
+    /// A producer for the Kinesis settings `properties`; with `lake`, every published job is
+    /// registered in the metastore's jobs table.
+    #[new]
+    #[pyo3(signature = (properties, lake=None, zstd_level=3, max_attempts=10))]
+    fn new(py: Python<'_>, properties: HashMap<String, String>, lake: Option<&Lake>, zstd_level: i32, max_attempts: u32) -> PyResult<Self> {
+        let kinesis = connect(py, &properties)?;
+        let options = ProducerOptions { zstd_level, max_attempts: max_attempts.max(1), ..ProducerOptions::default() };
+        let inner = {
+            let _entered = runtime().enter();
+            Arc::new(stream::Producer::new(kinesis, options))
+        };
+        let metastore = match lake {
+            Some(lake) => {
+                let lake = lake.inner().clone();
+                Some(run(py, async move { Metastore::open(&lake).await })?)
+            }
+            None => None,
+        };
+        Ok(Self { inner, metastore })
+    }
+
+    /// Publishes `data` (bytes in `format`) as one job; returns where every record went.
+    #[pyo3(signature = (dataset, data, format="ndjson", job_id=None))]
+    fn publish<'py>(
+        &self,
+        py: Python<'py>,
+        dataset: String,
+        data: Vec<u8>,
+        format: &str,
+        job_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let format = InputFormat::parse(format).map_err(|e| to_py_err(py, e))?;
+        let job_id = job_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let producer = self.inner.clone();
+        let metastore = self.metastore.clone();
+        let publication = run(py, async move {
+            if let Some(store) = &metastore {
+                store.jobs_accepted(&[(job_id.as_str(), dataset.as_str(), 0)]).await?;
+            }
+            match producer.publish(&dataset, &job_id, &data, format).await {
+                Ok(publication) => {
+                    if let Some(store) = &metastore {
+                        store.job_published(&job_id, publication.records.len() as i64, publication.events as i64).await?;
+                    }
+                    Ok(publication)
+                }
+                Err(e) => {
+                    if let Some(store) = &metastore {
+                        store.job_failed(&job_id, &e.to_string()).await?;
+                    }
+                    Err(e)
+                }
+            }
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("job_id", &publication.job_id)?;
+        d.set_item("dataset", &publication.dataset)?;
+        d.set_item("stream", &publication.stream)?;
+        d.set_item("events", publication.events)?;
+        d.set_item("input_bytes", publication.input_bytes)?;
+        d.set_item("record_bytes", publication.record_bytes)?;
+        let records: Vec<(String, String, u32)> =
+            publication.records.into_iter().map(|r| (r.shard_id, r.sequence_number, r.events)).collect();
+        d.set_item("records", records)?;
+        Ok(d)
+    }
+
+    /// Creates the dataset's stream if missing.
+    fn ensure_stream(&self, py: Python<'_>, dataset: String) -> PyResult<String> {
+        let kinesis = self.inner.kinesis().clone();
+        run(py, async move {
+            let stream = kinesis.config().stream_name(&dataset);
+            kinesis.ensure_stream(&stream).await?;
+            Ok(stream)
+        })
+    }
+}
+
+fn metrics_dict<'py>(py: Python<'py>, m: &BatchMetrics) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("batch_id", &m.batch_id)?;
+    d.set_item("consumer_id", &m.consumer_id)?;
+    d.set_item("dataset", &m.dataset)?;
+    d.set_item("status", &m.status)?;
+    d.set_item("started_at_ms", m.started_at_ms)?;
+    d.set_item("shards", &m.shards)?;
+    d.set_item("source_records", m.source_records)?;
+    d.set_item("events", m.events)?;
+    d.set_item("valid", m.valid)?;
+    d.set_item("rejected", m.rejected)?;
+    d.set_item("dead_lettered", m.dead_lettered)?;
+    d.set_item("bytes", m.bytes)?;
+    d.set_item("attempts", m.attempts)?;
+    d.set_item("read_ms", m.read_ms)?;
+    d.set_item("process_ms", m.process_ms)?;
+    d.set_item("commit_ms", m.commit_ms)?;
+    d.set_item("batch_ms", m.batch_ms)?;
+    d.set_item("lag_ms", m.lag_ms)?;
+    d.set_item("snapshot_id", m.snapshot_id)?;
+    d.set_item("error", &m.error)?;
+    Ok(d)
+}
+
+#[pyclass(module = "weir._native")]
+pub struct Consumer {
+    inner: Arc<tokio::sync::Mutex<stream::Consumer>>,
+}
+
+fn option<'py, T: for<'a> FromPyObject<'a, 'py>>(options: Option<&Bound<'py, PyDict>>, key: &str) -> PyResult<Option<T>> {
+    match options.map(|o| o.get_item(key)).transpose()?.flatten() {
+        Some(value) => Ok(Some(value.extract().map_err(|_| PyValueError::new_err(format!("consumer option {key}: wrong type")))?)),
+        None => Ok(None),
+    }
+}
+
+#[pymethods]
+impl Consumer {
+    /// A consumer of `processor`'s dataset. `options` (all optional): consumer_id,
+    /// commit_interval_s, max_records_per_shard, poll_interval_s, retries, retry_backoff_s,
+    /// lease_ttl_s, on_failure ("dead_letter" | "halt"), start_from ("oldest" | "newest").
+    #[new]
+    #[pyo3(signature = (lake, properties, processor, options=None))]
+    fn new(
+        py: Python<'_>,
+        lake: &Lake,
+        properties: HashMap<String, String>,
+        processor: &Processor,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let kinesis = connect(py, &properties)?;
+        let mut o = ConsumerOptions::default();
+        if let Some(id) = option::<String>(options, "consumer_id")? {
+            o.consumer_id = id;
+        }
+        let seconds = |v: f64| Duration::from_secs_f64(v.max(0.0));
+        if let Some(v) = option::<f64>(options, "commit_interval_s")? {
+            o.commit_interval = seconds(v);
+        }
+        if let Some(v) = option::<usize>(options, "max_records_per_shard")? {
+            o.max_records_per_shard = v.max(1);
+        }
+        if let Some(v) = option::<f64>(options, "poll_interval_s")? {
+            o.poll_interval = seconds(v);
+        }
+        if let Some(v) = option::<u32>(options, "retries")? {
+            o.retries = v;
+        }
+        if let Some(v) = option::<f64>(options, "retry_backoff_s")? {
+            o.retry_backoff = seconds(v);
+        }
+        if let Some(v) = option::<f64>(options, "lease_ttl_s")? {
+            o.lease_ttl = seconds(v.max(1.0));
+        }
+        if let Some(v) = option::<String>(options, "on_failure")? {
+            o.on_failure = match v.as_str() {
+                "dead_letter" => OnFailure::DeadLetter,
+                "halt" => OnFailure::Halt,
+                other => return Err(PyValueError::new_err(format!("on_failure: expected dead_letter or halt, got {other:?}"))),
+            };
+        }
+        if let Some(v) = option::<String>(options, "start_from")? {
+            o.start_from = match v.as_str() {
+                "oldest" => StartFrom::Oldest,
+                "newest" => StartFrom::Newest,
+                other => return Err(PyValueError::new_err(format!("start_from: expected oldest or newest, got {other:?}"))),
+            };
+        }
+        let lake = lake.inner().clone();
+        let processor = processor.inner.clone();
+        let consumer = run(py, async move { stream::Consumer::new(lake, kinesis, processor, o).await })?;
+        Ok(Self { inner: Arc::new(tokio::sync::Mutex::new(consumer)) })
+    }
+
+    #[getter]
+    fn stream(&self, py: Python<'_>) -> PyResult<String> {
+        let inner = self.inner.clone();
+        Ok(py.detach(|| runtime().block_on(async move { inner.lock().await.stream().to_string() })))
+    }
+
+    /// Every shard id of the stream.
+    fn list_shards(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let inner = self.inner.clone();
+        run(py, async move {
+            let consumer = inner.lock().await;
+            consumer.kinesis().shard_ids(consumer.stream()).await
+        })
+    }
+
+    /// Reads exactly these shards from now on (each from its checkpoint).
+    fn assign(&self, py: Python<'_>, shard_ids: Vec<String>) -> PyResult<()> {
+        let inner = self.inner.clone();
+        run(py, async move { inner.lock().await.assign(&shard_ids).await })
+    }
+
+    /// Renews, takes and gives back shard leases; returns the shards now held.
+    fn balance(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let inner = self.inner.clone();
+        run(py, async move { inner.lock().await.balance().await })
+    }
+
+    /// Gives back every lease (on a clean stop).
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = self.inner.clone();
+        run(py, async move { inner.lock().await.release().await })
+    }
+
+    fn shard_ids(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let inner = self.inner.clone();
+        Ok(py.detach(|| runtime().block_on(async move { inner.lock().await.shard_ids() })))
+    }
+
+    /// Collects, stores and commits one batch; its metrics, or None if nothing arrived.
+    fn run_batch<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let inner = self.inner.clone();
+        let metrics = run(py, async move { inner.lock().await.run_batch().await })?;
+        metrics.map(|m| metrics_dict(py, &m)).transpose()
+    }
+}
