@@ -207,6 +207,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         "commit_interval_s": args.commit_interval,
         "on_failure": args.on_failure,
         "retries": args.retries,
+        "lease_ttl_s": args.lease_ttl,
     }
     if args.consumer_id:
         options["consumer_id"] = args.consumer_id
@@ -265,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         "--commit-interval", type=float, default=1.0, help="seconds a batch collects records"
     )
     consume.add_argument("--retries", type=int, default=3, help="retries of a failing batch")
+    consume.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=10.0,
+        help="seconds a shard lease lasts unrenewed (a dead consumer's shards wait this long)",
+    )
     consume.add_argument(
         "--on-failure",
         choices=["dead_letter", "halt"],

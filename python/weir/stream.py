@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from weir import _native, project
 from weir.config import KinesisSettings, LakeSettings, kinesis_settings, lake_settings
 from weir.lake import open_lake
@@ -123,38 +125,31 @@ def publish(
     return Publication(records=records, **out)
 
 
-def _metastore_engine(settings: LakeSettings) -> Any:
-    return _engine(settings.sqlalchemy_url())
-
-
 @functools.cache
-def _engine(url: str) -> Any:
-    import sqlalchemy
+def _ops(properties: tuple[tuple[str, str], ...]) -> _native.OpsTables:
+    return _native.OpsTables(_native.Lake(dict(properties)))
 
-    return sqlalchemy.create_engine(url)
+
+def _ops_tables(settings: LakeSettings | None) -> _native.OpsTables:
+    # Read through Rust: the writers' SQLite library must be the only one in this process
+    # that opens the metastore file (two SQLite copies undo each other's POSIX locks).
+    settings = settings or lake_settings()
+    return _ops(tuple(sorted(settings.properties().items())))
 
 
 def job(job_id: str, settings: LakeSettings | None = None) -> Job | None:
     """The job's row in the jobs table, or ``None`` for an unknown id."""
-    import sqlalchemy
+    row = _ops_tables(settings).job(job_id)
+    return None if row is None else Job(**row)
 
-    settings = settings or lake_settings()
-    open_lake(settings)  # creates the metastore (and Weir's tables, on first consumer use)
-    query = sqlalchemy.text(
-        "SELECT job_id, dataset, status, received, records, valid, rejected, snapshot_ids, "
-        "error, created_at_ms, updated_at_ms FROM weir_jobs WHERE job_id = :job_id"
-    )
-    try:
-        with _metastore_engine(settings).connect() as connection:
-            row = connection.execute(query, {"job_id": job_id}).first()
-    except sqlalchemy.exc.OperationalError as e:
-        if "no such table" in str(e) or "does not exist" in str(e):
-            return None
-        raise
-    if row is None:
-        return None
-    ids = [int(i) for i in (row.snapshot_ids or "").split(",") if i.strip()]
-    return Job(**{**row._asdict(), "snapshot_ids": ids})
+
+def batches(
+    dataset: str | None = None, *, since_ms: int = 0, settings: LakeSettings | None = None
+) -> pa.Table:
+    """Consumer batch metrics (``weir_consumer_batches``), oldest first: status, shards,
+    records, events, valid, rejected, dead-lettered, bytes, attempts, read/process/commit/batch
+    milliseconds, Kinesis lag, snapshot id and error."""
+    return pa.Table.from_pylist(_ops_tables(settings).batches(dataset, since_ms))
 
 
 def wait_for_jobs(
@@ -169,6 +164,18 @@ def wait_for_jobs(
         if all(j is not None and j.final for j in jobs.values()) or time.monotonic() > deadline:
             return jobs
         time.sleep(0.2)
+
+
+def source_table(dataset: str, settings: KinesisSettings | None = None) -> _native.DataFusionTable:
+    """The records on ``dataset``'s stream now, oldest first, as a table to register in a
+    DataFusion session (columns shard_id, sequence_number, partition_key, arrival_time,
+    data: the packed Weir record)::
+
+        ctx.register_table("incoming", weir.stream.source_table("shop_events"))
+        ctx.sql("select shard_id, count(*) from incoming group by 1").show()
+    """
+    settings = settings or kinesis_settings()
+    return _native.kinesis_table(settings.properties(), settings.stream_name(dataset))
 
 
 def consumer(

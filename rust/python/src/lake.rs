@@ -229,7 +229,7 @@ impl Lake {
     }
 
     /// One table frozen at a snapshot (time travel) for `SessionContext.register_table`.
-    fn snapshot_provider(&self, py: Python<'_>, table: String, snapshot_id: i64) -> PyResult<LakeTable> {
+    fn snapshot_provider(&self, py: Python<'_>, table: String, snapshot_id: i64) -> PyResult<DataFusionTable> {
         let lake = self.inner.clone();
         let provider = self.run(py, async move {
             let loaded = lake.load_table(&table).await?;
@@ -240,7 +240,7 @@ impl Lake {
                 .await
                 .map_err(|source| LakeError::Iceberg { table, context: "cannot open the snapshot".into(), source })
         })?;
-        Ok(LakeTable { provider: Arc::new(provider) })
+        Ok(DataFusionTable { provider: Arc::new(provider) })
     }
 }
 
@@ -260,14 +260,16 @@ impl LakeCatalog {
     }
 }
 
-/// A datafusion-ffi table provider for one table snapshot.
+/// A table for datafusion-python (`ctx.register_table(name, table)`): a lake snapshot or a
+/// Kinesis stream, exported as a datafusion-ffi table provider whose async work runs in the
+/// module's runtime.
 #[pyclass(module = "weir._native", frozen)]
-pub struct LakeTable {
-    provider: Arc<IcebergStaticTableProvider>,
+pub struct DataFusionTable {
+    pub(crate) provider: Arc<dyn TableProvider>,
 }
 
 #[pymethods]
-impl LakeTable {
+impl DataFusionTable {
     fn __datafusion_table_provider__<'py>(&self, py: Python<'py>, session: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyCapsule>> {
         let codec = session_codec(&session)?;
         let provider = Arc::new(LakeTableProvider(self.provider.clone())) as Arc<dyn TableProvider + Send>;

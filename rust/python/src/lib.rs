@@ -24,11 +24,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<processor::Processor>()?;
     m.add_class::<lake::Lake>()?;
     m.add_class::<lake::LakeCatalog>()?;
-    m.add_class::<lake::LakeTable>()?;
+    m.add_class::<lake::DataFusionTable>()?;
     m.add_class::<stream::Producer>()?;
     m.add_class::<stream::Consumer>()?;
+    m.add_class::<stream::OpsTables>()?;
     m.add_class::<udf::WeirScalarUdf>()?;
     m.add_function(wrap_pyfunction!(udf::udfs, m)?)?;
+    m.add_function(wrap_pyfunction!(stream::kinesis_table, m)?)?;
     m.add_function(wrap_pyfunction!(logging::init_logging, m)?)?;
     m.add("SUPPORTED_FORMATS", weir_planner::SUPPORTED_INPUT_FORMATS.to_vec())?;
     Ok(())

@@ -7,8 +7,10 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the JSON log subscriber once; later calls do nothing. Returns whether it was
 /// installed by this call. `level` overrides `WEIR_LOG` (e.g. "warn", "weir_planner=debug").
-/// Warnings, plus the audit trail of lake commits (`weir::audit`, one line per commit).
-pub const DEFAULT_FILTER: &str = "warn,weir::audit=info";
+/// Warnings, the audit trail of lake commits (`weir::audit`, one line per commit), and the
+/// streaming layer's events (one line per consumer batch, leases, streams created). OpenDAL's
+/// retry warnings carry whole backtraces; Weir reports the failures it gives up on itself.
+pub const DEFAULT_FILTER: &str = "warn,weir::audit=info,weir_planner::stream=info,opendal=error";
 
 #[pyfunction]
 #[pyo3(signature = (level=None))]

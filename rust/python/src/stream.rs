@@ -11,13 +11,13 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use weir_planner::stream::{
-    self, BatchMetrics, ConsumerOptions, Kinesis, Metastore, OnFailure, ProducerOptions, StartFrom, StreamConfig,
-    StreamError,
+    self, BatchMetrics, ConsumerOptions, Kinesis, KinesisTable, Metastore, OnFailure, ProducerOptions, StartFrom,
+    StreamConfig, StreamError,
 };
 use weir_planner::InputFormat;
 
 use crate::errors::{stream_err, to_py_err};
-use crate::lake::Lake;
+use crate::lake::{DataFusionTable, Lake};
 use crate::processor::Processor;
 use crate::runtime::runtime;
 
@@ -113,6 +113,55 @@ impl Producer {
             kinesis.ensure_stream(&stream).await?;
             Ok(stream)
         })
+    }
+}
+
+fn job_dict<'py>(py: Python<'py>, job: &stream::Job) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("job_id", &job.job_id)?;
+    d.set_item("dataset", &job.dataset)?;
+    d.set_item("status", &job.status)?;
+    d.set_item("received", job.received)?;
+    d.set_item("records", job.records)?;
+    d.set_item("valid", job.valid)?;
+    d.set_item("rejected", job.rejected)?;
+    d.set_item("snapshot_ids", &job.snapshot_ids)?;
+    d.set_item("error", &job.error)?;
+    d.set_item("created_at_ms", job.created_at_ms)?;
+    d.set_item("updated_at_ms", job.updated_at_ms)?;
+    Ok(d)
+}
+
+/// Weir's operational tables in the lake's metastore (jobs, consumer batches), read through
+/// the same SQLite library as the writers: two SQLite copies in one process must not share a
+/// database file (their POSIX locks would undo each other).
+#[pyclass(module = "weir._native", frozen)]
+pub struct OpsTables {
+    metastore: Metastore,
+}
+
+#[pymethods]
+impl OpsTables {
+    #[new]
+    fn new(py: Python<'_>, lake: &Lake) -> PyResult<Self> {
+        let lake = lake.inner().clone();
+        let metastore = run(py, async move { Metastore::open(&lake).await })?;
+        Ok(Self { metastore })
+    }
+
+    /// The job's row, or None.
+    fn job<'py>(&self, py: Python<'py>, job_id: String) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let metastore = self.metastore.clone();
+        let job = run(py, async move { metastore.job(&job_id).await })?;
+        job.map(|j| job_dict(py, &j)).transpose()
+    }
+
+    /// Consumer batch metrics since `since_ms`, oldest first.
+    #[pyo3(signature = (dataset=None, since_ms=0))]
+    fn batches<'py>(&self, py: Python<'py>, dataset: Option<String>, since_ms: i64) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let metastore = self.metastore.clone();
+        let batches = run(py, async move { metastore.batches(dataset.as_deref(), since_ms).await })?;
+        batches.iter().map(|m| metrics_dict(py, m)).collect()
     }
 }
 
@@ -255,4 +304,13 @@ impl Consumer {
         let metrics = run(py, async move { inner.lock().await.run_batch().await })?;
         metrics.map(|m| metrics_dict(py, &m)).transpose()
     }
+}
+
+/// The records of `stream` available now, from the oldest, as a DataFusion table with
+/// columns shard_id, sequence_number, partition_key, arrival_time, data.
+#[pyfunction]
+pub fn kinesis_table(py: Python<'_>, properties: HashMap<String, String>, stream: String) -> PyResult<DataFusionTable> {
+    let kinesis = connect(py, &properties)?;
+    let table = run(py, async move { KinesisTable::from_trim_horizon(kinesis, &stream).await })?;
+    Ok(DataFusionTable { provider: Arc::new(table) })
 }

@@ -579,4 +579,47 @@ impl Metastore {
         sqlx::query(&gone).bind(stream).bind(consumer_id).execute(&self.pool).await.map_err(db("weir_consumers"))?;
         Ok(())
     }
+
+    /// Consumer batch metrics since `since_ms` (of one dataset, or all), oldest first.
+    pub async fn batches(&self, dataset: Option<&str>, since_ms: i64) -> StreamResult<Vec<BatchMetrics>> {
+        let sql = self.sql(&format!(
+            "SELECT batch_id, consumer_id, dataset, status, started_at_ms, shards, source_records, events, valid, \
+             rejected, dead_lettered, bytes, attempts, read_ms, process_ms, commit_ms, batch_ms, lag_ms, snapshot_id, \
+             error FROM weir_consumer_batches WHERE started_at_ms >= ?{} ORDER BY started_at_ms",
+            if dataset.is_some() { " AND dataset = ?" } else { "" }
+        ));
+        let mut query = sqlx::query(&sql).bind(since_ms);
+        if let Some(dataset) = dataset {
+            query = query.bind(dataset);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db(BATCHES_TABLE))?;
+        rows.iter()
+            .map(|row| -> Result<BatchMetrics, sqlx::Error> {
+                let shards: String = row.try_get(5)?;
+                Ok(BatchMetrics {
+                    batch_id: row.try_get(0)?,
+                    consumer_id: row.try_get(1)?,
+                    dataset: row.try_get(2)?,
+                    status: row.try_get(3)?,
+                    started_at_ms: row.try_get(4)?,
+                    shards: shards.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                    source_records: row.try_get(6)?,
+                    events: row.try_get(7)?,
+                    valid: row.try_get(8)?,
+                    rejected: row.try_get(9)?,
+                    dead_lettered: row.try_get(10)?,
+                    bytes: row.try_get(11)?,
+                    attempts: row.try_get(12)?,
+                    read_ms: row.try_get(13)?,
+                    process_ms: row.try_get(14)?,
+                    commit_ms: row.try_get(15)?,
+                    batch_ms: row.try_get(16)?,
+                    lag_ms: row.try_get(17)?,
+                    snapshot_id: row.try_get(18)?,
+                    error: row.try_get(19)?,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(db(BATCHES_TABLE))
+    }
 }

@@ -1,0 +1,169 @@
+"""Crash tests for exactly-once streaming: while 200,000 events are produced, consumer
+processes (``weir consume``) are killed with SIGKILL at random moments at least 10 times and
+restarted; afterwards the lake holds exactly the produced events (each valid one once in
+``raw.shop_events``, each invalid one once in ``raw.shop_events_rejected``) and every job is
+final. Once with one consumer on 2 shards, once with 2 consumers sharing 4 shards (one of
+them killed again and again, so leases move). Real kinesalite, real lake, real processes."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+import weir
+from weir import samples
+
+EVENTS = 200_000
+JOB_SIZE = 2_000
+KILLS = 10
+
+
+def consume_command(consumer_id: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "weir.cli",
+        "consume",
+        "--dataset",
+        "shop_events",
+        "--commit-interval",
+        "0.5",
+        "--lease-ttl",
+        "2",
+        "--consumer-id",
+        consumer_id,
+    ]
+
+
+class Victim:
+    """The consumer killed with SIGKILL again and again: at random moments by the test, and,
+    to hit the window between the commits of one batch, sometimes right after it logs its
+    commit to the rejected table (before the valid table's commit)."""
+
+    def __init__(self, env: dict[str, str], out: BinaryIO) -> None:
+        self.env, self.out = env, out
+        self.rng = random.Random(7)
+        self.random_kills = 0
+        self.mid_batch_kills = 0
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        process = subprocess.Popen(
+            consume_command("victim"), env=self.env, stderr=subprocess.PIPE, start_new_session=True
+        )
+        threading.Thread(target=self._watch, args=(process,), daemon=True).start()
+        return process
+
+    def _watch(self, process: subprocess.Popen) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            self.out.write(line)
+            rejected_commit = b'"event":"commit"' in line and b"shop_events_rejected" in line
+            if rejected_commit and self.mid_batch_kills < 5 and self.rng.random() < 0.3:
+                process.send_signal(signal.SIGKILL)
+                self.mid_batch_kills += 1
+        process.stderr.close()
+
+    def kill_and_restart(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.random_kills += 1
+        self.process = self._start()
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("consumers", "shards"), [(1, 2), (2, 4)])
+def test_sigkilled_consumers_store_every_event_exactly_once(
+    consumers: int, shards: int, tmp_path: Path, kinesis_endpoint: str, monkeypatch
+):
+    monkeypatch.setenv("WEIR_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("WEIR_KINESIS_STREAM_PREFIX", f"crash{uuid.uuid4().hex[:8]}-")
+    monkeypatch.setenv("WEIR_KINESIS_SHARDS", str(shards))
+    monkeypatch.setenv("WEIR_LOG", "warn,weir::audit=info,weir_planner::stream=info")
+    env = dict(os.environ)
+    events = samples.generate_shop_events(EVENTS, invalid_fraction=0.01, seed=1234)
+    jobs = [samples.to_ndjson(events[i : i + JOB_SIZE]) for i in range(0, EVENTS, JOB_SIZE)]
+    weir.lake.ensure_dataset("shop_events")
+    log = tmp_path / "consumers.log"
+    out = log.open("ab")
+
+    published: list[str] = []
+
+    def produce() -> None:
+        for data in jobs:
+            published.append(weir.publish("shop_events", data).job_id)
+            time.sleep(0.12)  # a steady stream over the kills, not one burst
+
+    producer = threading.Thread(target=produce)
+    # The steady consumer (if any) and the victim, killed with SIGKILL and restarted.
+    steady = [
+        subprocess.Popen(
+            consume_command(f"steady-{i}"), env=env, stderr=out, start_new_session=True
+        )
+        for i in range(consumers - 1)
+    ]
+    victim = Victim(env, out)
+    producer.start()
+    rng = random.Random(99)
+    try:
+        while victim.random_kills < KILLS or producer.is_alive():
+            time.sleep(rng.uniform(0.4, 2.5))
+            victim.kill_and_restart()
+        producer.join()
+        assert len(published) == len(jobs)
+        final = weir.stream.wait_for_jobs(published, timeout=180)
+    finally:
+        producer.join()
+        for process in [victim.process, *steady]:
+            stop(process)
+        out.close()
+    assert victim.random_kills >= KILLS and victim.mid_batch_kills >= 1
+    not_final = [j for j in published if not (final[j] and final[j].final)]
+    assert not not_final, f"{len(not_final)} jobs not final; log: {log.read_text()[-3000:]}"
+
+    expected = [weir.process(data, "ndjson") for data in jobs]
+    want_valid = collections.Counter(
+        event_id for result in expected for event_id in result.output.column("event_id").to_pylist()
+    )
+    stored = weir.lake.read("raw.shop_events").column("event_id").to_pylist()
+    got_valid = collections.Counter(stored)
+    assert sum(got_valid.values()) == sum(want_valid.values())
+    assert got_valid == want_valid, "valid events lost or stored twice"
+    rejected = weir.lake.read("raw.shop_events_rejected")
+    keys = list(
+        zip(rejected["job_id"].to_pylist(), rejected["record_index"].to_pylist(), strict=True)
+    )
+    want_keys = {
+        (job_id, index)
+        for job_id, result in zip(published, expected, strict=True)
+        for index in result.rejected.column("record_index").to_pylist()
+    }
+    assert len(keys) == len(set(keys)) == len(want_keys) and set(keys) == want_keys
+    assert weir.lake.read("raw.shop_events_dead_letter").num_rows == 0
+    for job_id, result in zip(published, expected, strict=True):
+        job = final[job_id]
+        assert (job.valid, job.rejected) == (result.stats["valid"], result.stats["rejected"])
+    if consumers > 1:
+        batches = weir.stream.batches("shop_events")
+        assert {"steady-0", "victim"} <= set(batches.column("consumer_id").to_pylist())
