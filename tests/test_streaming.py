@@ -168,6 +168,7 @@ def test_a_permanent_failure_fails_the_jobs_and_keeps_the_records(stream_env, ru
         failed = weir.publish("shop_events", samples.to_ndjson(lost))
         job = wait_final([failed.job_id])[failed.job_id]
         assert job.status == "failed" and "shop_events" in (job.error or ""), job
+        assert (job.valid, job.rejected) == (0, 0)
         broken.unlink()
         ok = weir.publish("shop_events", samples.to_ndjson(later))
         assert wait_final([ok.job_id])[ok.job_id].status == "committed"
@@ -220,5 +221,7 @@ def test_producer_errors_are_clear(stream_env):
         weir.publish("shop_events", samples.to_ndjson([{"a": 1}, huge]))
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         weir.publish("nope", b"{}")
+    with pytest.raises(weir.UnpublishableError, match="no events"):
+        weir.publish("shop_events", b"\n\n")
     with pytest.raises(weir.UnpublishableError, match="invalid JSON"):
         weir.publish("shop_events", b"[{", "json")

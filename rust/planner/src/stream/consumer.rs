@@ -86,7 +86,7 @@ impl Default for ConsumerOptions {
             consumer_id: format!("consumer-{}", std::process::id()),
             commit_interval: Duration::from_secs(1),
             max_records_per_shard: 10_000,
-            max_bytes_per_shard: 64 << 20,
+            max_bytes_per_shard: 8 << 20,
             poll_interval: Duration::from_millis(200),
             retries: 3,
             retry_backoff: Duration::from_millis(500),

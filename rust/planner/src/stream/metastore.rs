@@ -409,8 +409,12 @@ impl Metastore {
                     tally.done += 1;
                 }
                 tally.failed |= state == "failed";
-                tally.valid += row.try_get::<i64, _>(3).map_err(get)?;
-                tally.rejected += row.try_get::<i64, _>(4).map_err(get)?;
+                // Counts of records that were stored; a failed record's events are in the
+                // dead-letter table, not in these counts.
+                if state == "committed" {
+                    tally.valid += row.try_get::<i64, _>(3).map_err(get)?;
+                    tally.rejected += row.try_get::<i64, _>(4).map_err(get)?;
+                }
                 if let Some(id) = row.try_get::<Option<i64>, _>(5).map_err(get)? {
                     if !tally.snapshots.contains(&id) {
                         tally.snapshots.push(id);

@@ -111,6 +111,9 @@ impl Producer {
             self.ensured.lock().await.insert(stream.clone());
         }
         let chunks = pack(dataset, job_id, data, format, &self.options)?;
+        if chunks.is_empty() {
+            return Err(StreamError::Input { dataset: dataset.to_string(), message: format!("job {job_id}: the input holds no events") });
+        }
         let events: u64 = chunks.iter().map(|c| c.1 as u64).sum();
         let record_bytes: u64 = chunks.iter().map(|c| c.0.len() as u64).sum();
         let mut replies = Vec::with_capacity(chunks.len());
