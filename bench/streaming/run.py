@@ -14,6 +14,8 @@ interval 1 s) as a user would run them.
   1 and by 2 ``weir consume`` processes sharing ``--shards`` shards. Sustained rate =
   events / (end of the last batch - start of the first), from the consumer batch metrics.
   The batches of at least 100,000 events give the time to process and commit such a batch.
+* **a 100,000-event batch**: that many events waiting, one consumer: the batch's read,
+  process (unpack, contract, pipeline SQL) and commit (Parquet + 2 Iceberg commits) times.
 * **freshness**: with the consumers running, jobs of ``--rate``/10 events published every
   100 ms for ``--freshness-seconds``; per job, put acknowledged → job committed (its rows are
   visible through ``weir.connect()`` by then): p50/p99.
@@ -137,6 +139,27 @@ def throughput(consumers: int, lines: list[bytes], args: argparse.Namespace, log
             result[f"big_batch_{key}_p50"] = round(statistics.median(b[key] for b in big), 1)
         result["big_batch_events_p50"] = round(statistics.median(b["events"] for b in big))
     print(json.dumps(result), flush=True)
+    return result
+
+
+def batch_100k(lines: list[bytes], args: argparse.Namespace, log: Path) -> dict:
+    """One backlog of 100,000 events taken by one consumer: the batch's timings."""
+    fresh_streams(args.shards)
+    since = int(time.time() * 1000)
+    ids, _ = publish_all(lines[:100_000], args.job_size)
+    processes = start_consumers(1, log)
+    try:
+        weir.stream.wait_for_jobs(ids, timeout=120)
+    finally:
+        stop_consumers(processes)
+    batches = weir.stream.batches("shop_events", since_ms=since).to_pylist()
+    biggest = max(batches, key=lambda b: b["events"])
+    result = {
+        key: round(biggest[key], 1)
+        for key in ("events", "source_records", "read_ms", "process_ms", "commit_ms", "batch_ms")
+    }
+    result["process_and_commit_ms"] = round(biggest["process_ms"] + biggest["commit_ms"], 1)
+    print(json.dumps({"batch_100k": result}), flush=True)
     return result
 
 
@@ -302,6 +325,7 @@ def main() -> None:
             "job_size": args.job_size,
             "shards": args.shards,
             "throughput": [throughput(n, lines[: args.events], args, log) for n in (1, 2)],
+            "batch_100k": batch_100k(lines, args, log),
             "freshness": [freshness(n, lines, args, log) for n in (1, 2)],
             "baseline": naive_baseline(lines, args, folder),
         }

@@ -86,7 +86,7 @@ impl Default for ConsumerOptions {
             consumer_id: format!("consumer-{}", std::process::id()),
             commit_interval: Duration::from_secs(1),
             max_records_per_shard: 10_000,
-            max_bytes_per_shard: 8 << 20,
+            max_bytes_per_shard: 4 << 20,
             poll_interval: Duration::from_millis(200),
             retries: 3,
             retry_backoff: Duration::from_millis(500),
@@ -238,6 +238,25 @@ impl Consumer {
     /// Collects one batch (up to the commit interval), stores it, and returns its metrics;
     /// `None` when no record arrived.
     pub async fn run_batch(&mut self) -> StreamResult<Option<BatchMetrics>> {
+        // A long batch (a backlog, retries) must not lose its shards: renew the leases meanwhile.
+        let heartbeat = {
+            let (metastore, stream) = (self.metastore.clone(), self.stream.clone());
+            let (consumer_id, ttl) = (self.options.consumer_id.clone(), self.options.lease_ttl);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    if let Err(e) = metastore.renew_leases(&stream, &consumer_id, ttl.as_millis() as i64).await {
+                        tracing::warn!(component = "consumer", event = "lease_renewal_failed", error = %e);
+                    }
+                }
+            })
+        };
+        let batch = self.collect_and_store().await;
+        heartbeat.abort();
+        batch
+    }
+
+    async fn collect_and_store(&mut self) -> StreamResult<Option<BatchMetrics>> {
         let started = Instant::now();
         let started_at_ms = now_ms();
         let records = self.read().await?;
@@ -264,6 +283,32 @@ impl Consumer {
         shards.dedup();
         metrics.shards = shards;
 
+        self.store_with_retries(&records, &mut metrics).await?;
+        metrics.batch_ms = started.elapsed().as_secs_f64() * 1e3;
+        if let Err(e) = self.metastore.record_batch(&metrics).await {
+            tracing::warn!(component = "consumer", event = "metrics_not_stored", error = %e);
+        }
+        tracing::info!(
+            component = "consumer",
+            event = "batch",
+            dataset = %self.dataset,
+            status = %metrics.status,
+            source_records = metrics.source_records,
+            events = metrics.events,
+            valid = metrics.valid,
+            rejected = metrics.rejected,
+            dead_lettered = metrics.dead_lettered,
+            batch_ms = metrics.batch_ms,
+            commit_ms = metrics.commit_ms,
+            lag_ms = metrics.lag_ms,
+            snapshot_id = metrics.snapshot_id,
+        );
+        Ok(Some(metrics))
+    }
+
+    /// Stores a batch, retrying failures; after the last retry dead-letters it (or returns the
+    /// error, to halt).
+    async fn store_with_retries(&mut self, records: &[SourceRecord], metrics: &mut BatchMetrics) -> StreamResult<()> {
         let mut last_error = None;
         for attempt in 0..=self.options.retries {
             if attempt > 0 {
@@ -271,7 +316,7 @@ impl Consumer {
                 tokio::time::sleep(delay).await;
             }
             metrics.attempts = attempt as i64 + 1;
-            match self.store(&records, &mut metrics).await {
+            match self.store(records, metrics).await {
                 Ok(Attempt::Committed { snapshot_id }) => {
                     metrics.status = "committed".into();
                     metrics.snapshot_id = snapshot_id;
@@ -303,28 +348,9 @@ impl Consumer {
                 // Nothing moved past the failed records: they are read again after a restart.
                 return Err(error);
             }
-            self.dead_letter_batch(&records, &error, &mut metrics).await?;
+            self.dead_letter_batch(records, &error, metrics).await?;
         }
-        metrics.batch_ms = started.elapsed().as_secs_f64() * 1e3;
-        if let Err(e) = self.metastore.record_batch(&metrics).await {
-            tracing::warn!(component = "consumer", event = "metrics_not_stored", error = %e);
-        }
-        tracing::info!(
-            component = "consumer",
-            event = "batch",
-            dataset = %self.dataset,
-            status = %metrics.status,
-            source_records = metrics.source_records,
-            events = metrics.events,
-            valid = metrics.valid,
-            rejected = metrics.rejected,
-            dead_lettered = metrics.dead_lettered,
-            batch_ms = metrics.batch_ms,
-            commit_ms = metrics.commit_ms,
-            lag_ms = metrics.lag_ms,
-            snapshot_id = metrics.snapshot_id,
-        );
-        Ok(Some(metrics))
+        Ok(())
     }
 
     /// One scan of the Kinesis table over the held shards.

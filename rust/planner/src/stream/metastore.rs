@@ -575,6 +575,16 @@ impl Metastore {
         Ok(mine)
     }
 
+    /// Extends this consumer's unexpired leases (and its liveness) by `ttl_ms`, during a batch.
+    pub async fn renew_leases(&self, stream: &str, consumer_id: &str, ttl_ms: i64) -> StreamResult<()> {
+        let now = now_ms();
+        let renew = self.sql("UPDATE weir_shard_leases SET expires_at_ms = ? WHERE stream = ? AND owner = ? AND expires_at_ms >= ?");
+        sqlx::query(&renew).bind(now + ttl_ms).bind(stream).bind(consumer_id).bind(now).execute(&self.pool).await.map_err(db(LEASES_TABLE))?;
+        let alive = self.sql("UPDATE weir_consumers SET expires_at_ms = ? WHERE stream = ? AND consumer_id = ?");
+        sqlx::query(&alive).bind(now + ttl_ms).bind(stream).bind(consumer_id).execute(&self.pool).await.map_err(db("weir_consumers"))?;
+        Ok(())
+    }
+
     /// Gives back every lease of a consumer that stops, so others take over at once.
     pub async fn release_leases(&self, stream: &str, consumer_id: &str) -> StreamResult<()> {
         let give = self.sql("UPDATE weir_shard_leases SET owner = NULL, expires_at_ms = 0 WHERE stream = ? AND owner = ?");

@@ -92,13 +92,16 @@ pub struct ShardCursor {
     pub last_read: Option<String>,
     /// How far behind the newest record the last read was (Kinesis's MillisBehindLatest).
     pub millis_behind: i64,
+    /// Mean size of the records read so far, to keep a read near its byte limit (one
+    /// GetRecords call may return many megabytes).
+    mean_record_bytes: usize,
     /// The shard was split or merged and has no more records.
     pub closed: bool,
 }
 
 impl ShardCursor {
     pub fn new(shard_id: &str, start: StartPosition) -> Self {
-        Self { shard_id: shard_id.into(), start, iterator: None, last_read: None, millis_behind: 0, closed: false }
+        Self { shard_id: shard_id.into(), start, iterator: None, last_read: None, millis_behind: 0, mean_record_bytes: 0, closed: false }
     }
 
     /// Forgets the iterator: the next read starts at `start`.
@@ -142,7 +145,12 @@ impl ShardCursor {
         let mut bytes = 0;
         while !self.closed && records.len() < limits.max_records && bytes < limits.max_bytes {
             let iterator = self.iterator(kinesis, stream).await?;
-            let limit = (limits.max_records - records.len()).min(MAX_RECORDS_PER_GET) as i32;
+            let by_bytes = match self.mean_record_bytes {
+                // Unknown sizes: a first, small call finds out (Weir records reach 1 MiB).
+                0 => 4,
+                mean => ((limits.max_bytes - bytes) / mean).max(1),
+            };
+            let limit = (limits.max_records - records.len()).min(MAX_RECORDS_PER_GET).min(by_bytes) as i32;
             let out = match kinesis.client().get_records().shard_iterator(iterator).limit(limit).send().await {
                 Ok(out) => out,
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_expired_iterator_exception()) => {
@@ -161,6 +169,12 @@ impl ShardCursor {
             self.closed = self.iterator.is_none();
             self.millis_behind = out.millis_behind_latest().unwrap_or(0);
             let got = out.records().len();
+            let got_bytes: usize = out.records().iter().map(|r| r.data().as_ref().len()).sum();
+            if got > 0 {
+                let mean = got_bytes / got;
+                self.mean_record_bytes =
+                    if self.mean_record_bytes == 0 { mean } else { (self.mean_record_bytes * 3 + mean) / 4 };
+            }
             for record in out.records() {
                 let data = record.data().as_ref().to_vec();
                 bytes += data.len();
