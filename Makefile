@@ -65,6 +65,8 @@ test-python:
 
 bench: setup
 	$(PY) bench/processor/run.py $(BENCH_ARGS)
+	$(PY) bench/lake/run.py --json-out bench/results/lake.json
+	$(PY) bench/streaming/run.py --json-out bench/results/streaming.json
 
 lint: setup
 	$(VENV)/bin/ruff check python tests bench

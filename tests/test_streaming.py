@@ -225,3 +225,39 @@ def test_producer_errors_are_clear(stream_env):
         weir.publish("shop_events", b"\n\n")
     with pytest.raises(weir.UnpublishableError, match="invalid JSON"):
         weir.publish("shop_events", b"[{", "json")
+
+
+def test_consumers_share_shards_fairly_and_take_over_a_dead_ones(stream_env, monkeypatch):
+    monkeypatch.setenv("WEIR_KINESIS_SHARDS", "4")
+    first = weir.stream.consumer("shop_events", consumer_id="first", lease_ttl_s=1.0)
+    assert len(first.balance()) == 4  # alone: every shard
+    second = weir.stream.consumer("shop_events", consumer_id="second", lease_ttl_s=1.0)
+    assert second.balance() == []  # nothing free yet
+    assert len(first.balance()) == 2  # someone is waiting: gives back its extra share
+    assert len(second.balance()) == 2
+    assert set(first.shard_ids()).isdisjoint(second.shard_ids())
+    # `second` dies (stops renewing): its shards are free once the lease expires.
+    time.sleep(1.2)
+    assert len(first.balance()) == 4
+    second.release()
+    first.release()
+    assert first.shard_ids() == []
+
+
+@pytest.mark.slow
+def test_halt_stops_without_moving_past_the_failed_records(stream_env, running_consumer):
+    weir.lake.ensure_dataset("shop_events")
+    broken = _break(_data_folder("raw.shop_events"))
+    events = samples.generate_shop_events(200, seed=61)
+    published = weir.publish("shop_events", samples.to_ndjson(events))
+    with running_consumer(retries=0, on_failure="halt") as consumer:
+        consumer.thread.join(timeout=60)
+    assert isinstance(consumer.error, weir.LakeError), consumer.error
+    assert weir.stream.job(published.job_id).status == "published"
+    assert rows("raw.shop_events_dead_letter").num_rows == 0
+    broken.unlink()
+    with running_consumer():
+        assert wait_final([published.job_id])[published.job_id].status == "committed"
+    assert sorted(rows("raw.shop_events").column("event_id").to_pylist()) == sorted(
+        e["event_id"] for e in events
+    )
