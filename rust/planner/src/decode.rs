@@ -323,7 +323,7 @@ fn number_cell(kind: FieldKind, text: &str) -> std::result::Result<Cell<'static>
         FieldKind::Number => Ok(Cell::F64(v)),
         _ if v.fract() != 0.0 => Err(TypeMismatch(format!("expected integer, got {text}"))),
         // 2^63 is exactly representable; anything at or beyond it does not fit an i64.
-        _ if v >= 9_223_372_036_854_775_808.0 || v < -9_223_372_036_854_775_808.0 => {
+        _ if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&v) => {
             Err(TypeMismatch(format!("integer {text} does not fit in 64 bits")))
         }
         _ => Ok(Cell::I64(v as i64)),
@@ -837,7 +837,7 @@ impl ScalarSeed {
                 Err(Box::new((format!("expected integer, got {value}"), value.to_string())))
             }
             // 2^63 is exactly representable; anything at or beyond it does not fit an i64.
-            FieldKind::Integer if value >= 9_223_372_036_854_775_808.0 || value < -9_223_372_036_854_775_808.0 => {
+            FieldKind::Integer if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&value) => {
                 Err(Box::new((format!("integer {value} does not fit in 64 bits"), value.to_string())))
             }
             FieldKind::Integer => Ok(Cell::I64(value as i64)),

@@ -223,7 +223,7 @@ impl Lake {
         let provider = self.run(py, async move {
             IcebergCatalogProvider::try_new(lake.catalog())
                 .await
-                .map_err(|source| LakeError::Iceberg { table: "*".into(), context: "cannot list the catalog".into(), source })
+                .map_err(|source| LakeError::Iceberg { table: "*".into(), context: "cannot list the catalog".into(), source: Box::new(source) })
         })?;
         Ok(LakeCatalog { provider: Arc::new(provider) })
     }
@@ -238,7 +238,7 @@ impl Lake {
             }
             IcebergStaticTableProvider::try_new_from_table_snapshot(loaded, snapshot_id)
                 .await
-                .map_err(|source| LakeError::Iceberg { table, context: "cannot open the snapshot".into(), source })
+                .map_err(|source| LakeError::Iceberg { table, context: "cannot open the snapshot".into(), source: Box::new(source) })
         })?;
         Ok(DataFusionTable { provider: Arc::new(provider) })
     }

@@ -166,7 +166,7 @@ impl Lake {
             .map_err(|e| LakeError::Iceberg {
                 table: table.to_string(),
                 context: "cannot update the catalog".into(),
-                source: iceberg::Error::new(ErrorKind::Unexpected, e.to_string()),
+                source: Box::new(iceberg::Error::new(ErrorKind::Unexpected, e.to_string())),
             })?;
         Ok(result.rows_affected() == 1)
     }

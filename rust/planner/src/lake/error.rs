@@ -34,8 +34,9 @@ pub enum LakeError {
     Iceberg {
         table: String,
         context: String,
+        // Boxed: iceberg's error is large, and every Result of the lake carries this enum.
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
 
     /// The processor failed while deriving a table schema from the pipeline SQL.
@@ -60,6 +61,6 @@ pub(crate) trait IcebergContext<T> {
 
 impl<T> IcebergContext<T> for iceberg::Result<T> {
     fn context(self, table: &str, context: &str) -> LakeResult<T> {
-        self.map_err(|source| LakeError::Iceberg { table: table.to_string(), context: context.to_string(), source })
+        self.map_err(|source| LakeError::Iceberg { table: table.to_string(), context: context.to_string(), source: Box::new(source) })
     }
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+    ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
 };
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef, UInt64Type};
@@ -33,7 +33,7 @@ use super::error::{StreamError, StreamResult};
 use super::kinesis::Kinesis;
 use super::metastore::{now_ms, BatchMetrics, JobRecord, Metastore};
 use super::record::{decode, WeirRecord};
-use super::source::{KinesisTable, ReadLimits, ShardCursor, SourceRecord, StartPosition};
+use super::source::{records_from_batch, KinesisTable, ReadLimits, ShardCursor, SourceRecord, StartPosition};
 use crate::lake::tables::{dead_letter_schema, rejected_table_schema, DatasetTables};
 use crate::lake::{compare_sequence_numbers, CheckpointAdvance, Checkpoint, Lake, LakeError, ShardAdvance};
 use crate::{InputFormat, Processor};
@@ -371,7 +371,6 @@ impl Consumer {
         let ctx = SessionContext::new();
         let batches = ctx
             .read_table(Arc::new(table))
-            .and_then(|frame| Ok(frame))
             .map_err(|e| StreamError::Internal(e.to_string()))?
             .collect()
             .await
@@ -385,20 +384,7 @@ impl Consumer {
             })?;
         let mut records = Vec::new();
         for batch in &batches {
-            let shard = batch.column(0).as_string::<i32>();
-            let sequence = batch.column(1).as_string::<i32>();
-            let key = batch.column(2).as_string::<i32>();
-            let arrival = batch.column(3).as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
-            let data = batch.column(4).as_binary::<i32>();
-            for i in 0..batch.num_rows() {
-                records.push(SourceRecord {
-                    shard_id: shard.value(i).into(),
-                    sequence_number: sequence.value(i).to_string(),
-                    partition_key: key.value(i).to_string(),
-                    arrival_ms: arrival.is_valid(i).then(|| arrival.value(i)),
-                    data: data.value(i).to_vec(),
-                });
-            }
+            records.extend(records_from_batch(batch)?);
         }
         Ok(records)
     }
@@ -522,7 +508,10 @@ impl Consumer {
         let mut valid_batches: Vec<RecordBatch> = Vec::new();
         let mut rejected_batches: Vec<RecordBatch> = Vec::new();
         let mut rejected_per_record: HashMap<usize, i64> = HashMap::new();
-        let mut inputs: Vec<(Vec<u8>, InputFormat, Vec<(usize, usize, usize)>)> = Vec::new();
+        // Processor inputs: bytes, format, and per Kinesis record (record index, first event
+        // index in the input, events).
+        type Spans = Vec<(usize, usize, usize)>;
+        let mut inputs: Vec<(Vec<u8>, InputFormat, Spans)> = Vec::new();
         if !ndjson_records.is_empty() {
             inputs.push((ndjson, InputFormat::Ndjson, ndjson_records));
         }

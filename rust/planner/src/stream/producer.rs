@@ -252,7 +252,7 @@ pub(crate) fn pack(
     while start < input.events.len() {
         let mut end = start;
         let mut size = input.header.len();
-        while end < input.events.len() && (end == start || size + input.events[end].len() + 1 <= target) {
+        while end < input.events.len() && (end == start || size + input.events[end].len() < target) {
             size += input.events[end].len() + 1;
             end += 1;
         }

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use datafusion::arrow::array::{ArrayRef, BinaryBuilder, RecordBatch, StringBuilder, TimestampMillisecondBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DFResult};
@@ -170,8 +172,7 @@ impl ShardCursor {
             self.millis_behind = out.millis_behind_latest().unwrap_or(0);
             let got = out.records().len();
             let got_bytes: usize = out.records().iter().map(|r| r.data().as_ref().len()).sum();
-            if got > 0 {
-                let mean = got_bytes / got;
+            if let Some(mean) = got_bytes.checked_div(got) {
                 self.mean_record_bytes =
                     if self.mean_record_bytes == 0 { mean } else { (self.mean_record_bytes * 3 + mean) / 4 };
             }
@@ -234,6 +235,27 @@ pub fn records_batch(records: &[SourceRecord]) -> StreamResult<RecordBatch> {
         Arc::new(data.finish()),
     ];
     Ok(RecordBatch::try_new(source_schema(), columns)?)
+}
+
+/// The records of a batch of [`source_schema`] (the inverse of [`records_batch`]).
+pub fn records_from_batch(batch: &RecordBatch) -> StreamResult<Vec<SourceRecord>> {
+    let column = |name: &str| {
+        batch.column_by_name(name).ok_or_else(|| StreamError::Internal(format!("a source batch without {name}")))
+    };
+    let shard = column("shard_id")?.as_string::<i32>();
+    let sequence = column("sequence_number")?.as_string::<i32>();
+    let key = column("partition_key")?.as_string::<i32>();
+    let arrival = column("arrival_time")?.as_primitive::<TimestampMillisecondType>();
+    let data = column("data")?.as_binary::<i32>();
+    Ok((0..batch.num_rows())
+        .map(|i| SourceRecord {
+            shard_id: shard.value(i).into(),
+            sequence_number: sequence.value(i).to_string(),
+            partition_key: key.value(i).to_string(),
+            arrival_ms: arrival.is_valid(i).then(|| arrival.value(i)),
+            data: data.value(i).to_vec(),
+        })
+        .collect())
 }
 
 /// A DataFusion table over a stream's shards; see the module documentation.
