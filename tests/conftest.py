@@ -64,3 +64,12 @@ def kinesis_endpoint() -> Iterator[str]:
                 os.environ.pop("WEIR_KINESIS_ENDPOINT", None)
             else:
                 os.environ["WEIR_KINESIS_ENDPOINT"] = previous
+
+
+@pytest.fixture
+def running_consumer() -> type:
+    """``RunningConsumer`` (tests/stream_helpers.py): ``with running_consumer(**options):``
+    runs ``weir.stream.consume`` in a thread for the block."""
+    from stream_helpers import RunningConsumer
+
+    return RunningConsumer

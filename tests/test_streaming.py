@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 import weir
+from stream_helpers import wait_final
 from weir import samples
 from weir.config import lake_settings
 
@@ -28,46 +29,6 @@ def stream_env(tmp_path: Path, kinesis_endpoint: str, monkeypatch: pytest.Monkey
     monkeypatch.setenv("WEIR_KINESIS_STREAM_PREFIX", f"t{uuid.uuid4().hex[:10]}-")
     monkeypatch.setenv("WEIR_KINESIS_SHARDS", "2")
     return tmp_path
-
-
-class RunningConsumer:
-    """``weir.stream.consume`` in a thread, stopped on exit; batches are collected."""
-
-    def __init__(self, **options: object) -> None:
-        self.stop = threading.Event()
-        self.batches: list[dict] = []
-        self.error: BaseException | None = None
-        self.options = {"commit_interval_s": 0.3, "poll_interval_s": 0.05, **options}
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            weir.stream.consume(
-                ["shop_events"], stop=self.stop, on_batch=self.batches.append, **self.options
-            )
-        except BaseException as e:
-            self.error = e
-
-    def __enter__(self) -> RunningConsumer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "the consumer did not stop"
-
-
-@pytest.fixture
-def running_consumer() -> type[RunningConsumer]:
-    return RunningConsumer
-
-
-def wait_final(job_ids: list[str], timeout: float = 60.0) -> dict[str, weir.stream.Job]:
-    jobs = weir.stream.wait_for_jobs(job_ids, timeout=timeout)
-    pending = {k: (v.status if v else None) for k, v in jobs.items() if not (v and v.final)}
-    assert not pending, f"jobs not final after {timeout} s: {pending}"
-    return jobs  # type: ignore[return-value]
 
 
 def rows(table: str) -> pa.Table:

@@ -6,6 +6,8 @@
     weir maintain [--table raw.shop_events] [--retain-last 10] [--max-age-hours 168]
     weir up | weir status | weir down
     weir consume [--dataset shop_events] [--commit-interval 1.0] [--on-failure dead_letter]
+    weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
+    weir api-key create
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` generates
 sample shop events (some deliberately broken), processes them and shows what came out,
@@ -215,6 +217,47 @@ def cmd_consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = config.api_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    workers = args.workers or settings.workers
+    if not settings.key_hashes:
+        print(
+            "weir serve: note: no API keys are configured, so every protected route answers "
+            "401; make one with `weir api-key create`",
+            file=sys.stderr,
+        )
+    weir.init_logging()
+    print(f"weir serve: http://{host}:{port} ({workers} worker(s)), docs at /docs", file=sys.stderr)
+    uvicorn.run(
+        "weir.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # the app writes its own JSON access log, with request ids
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_api_key(args: argparse.Namespace) -> int:
+    from weir.api import keys
+
+    key = keys.create_key()
+    print(key)
+    print(
+        f"weir api-key: the key above is shown once; its SHA-256 hash was added to "
+        f"{config.api_keys_file()}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="weir", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -280,6 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     consume.add_argument("--consumer-id", help="name in leases and metrics (default: from the pid)")
     consume.set_defaults(run=cmd_consume)
+
+    serve = commands.add_parser("serve", help="run the ingest API (FastAPI on uvicorn)")
+    serve.add_argument("--host", help="default: api.host (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="default: api.port (8000)")
+    serve.add_argument("--workers", type=int, help="processes; default: api.workers (1)")
+    serve.set_defaults(run=cmd_serve)
+
+    api_key = commands.add_parser("api-key", help="manage API keys of the ingest API")
+    api_key.add_argument("action", choices=["create"], help="create: print a new key once")
+    api_key.set_defaults(run=cmd_api_key)
 
     args = parser.parse_args(argv)
     try:

@@ -411,3 +411,105 @@ def kinesis_settings(env: Mapping[str, str] | None = None) -> KinesisSettings:
         shards=shards,
         source=" < ".join(dict.fromkeys(sources)),
     )
+
+
+_API_KEYS = ("key_hashes", "max_body_bytes", "host", "port", "workers")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The ingest API (``weir serve``): who may call it and how it listens.
+
+    ``key_hashes`` are ``sha256:<hex>`` digests of the accepted API keys; keys themselves are
+    never stored. ``weir api-key create`` makes a key, prints it once and appends its hash to
+    ``<state>/api-keys``, which is read together with the configured hashes.
+    """
+
+    key_hashes: tuple[str, ...] = ()
+    max_body_bytes: int = 10 * 1024 * 1024
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    source: str = "defaults"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def api_keys_file() -> Path:
+    """Hashes of the keys made by ``weir api-key create``, one per line."""
+    return state_dir() / "api-keys"
+
+
+def _key_hash(setting: str, value: str) -> str:
+    text = value.strip().lower()
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", text):
+        raise _error(setting, f"expected sha256:<64 hex digits>, got {value[:20]!r}...")
+    return text
+
+
+def _positive(setting: str, value: object) -> int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise _error(setting, f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise _error(setting, f"expected at least 1, got {number}")
+    return number
+
+
+def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
+    """The API settings from defaults, ``weir.toml`` (``[api]``), ``WEIR_API_*`` variables
+    (``WEIR_API_KEY_HASHES`` comma-separated, ``WEIR_API_MAX_BODY_BYTES``, ``WEIR_API_HOST``,
+    ``WEIR_API_PORT``, ``WEIR_API_WORKERS``) and the key file of ``weir api-key create``."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    sources = ["defaults"]
+    path = config_file()
+    if path is not None:
+        table = _read_document(path).get("api", {})
+        if not isinstance(table, dict):
+            raise _error(f"{path}: api", "expected a table ([api])")
+        for key, value in table.items():
+            if key not in _API_KEYS:
+                raise _error(
+                    f"{path}: api.{key}", f"unknown setting (known: {', '.join(_API_KEYS)})"
+                )
+            values[key], origins[key] = value, f"{path}: api.{key}"
+        if table:
+            sources.append(str(path))
+    for key in _API_KEYS:
+        variable = f"WEIR_API_{key.upper()}"
+        if env.get(variable):
+            value: Any = env[variable]
+            if key == "key_hashes":
+                value = [part for part in value.split(",") if part.strip()]
+            values[key], origins[key] = value, variable
+            sources.append(variable)
+    hashes = [
+        _key_hash(origins["key_hashes"], h)
+        for h in (values.get("key_hashes") or [])
+        if isinstance(h, str)
+    ]
+    keys_file = api_keys_file()
+    if keys_file.is_file():
+        for number, line in enumerate(keys_file.read_text().splitlines(), 1):
+            if line.strip() and not line.startswith("#"):
+                hashes.append(_key_hash(f"{keys_file}:{number}", line))
+    defaults = ApiSettings()
+    return ApiSettings(
+        key_hashes=tuple(dict.fromkeys(hashes)),
+        max_body_bytes=_positive(origins["max_body_bytes"], values["max_body_bytes"])
+        if "max_body_bytes" in values
+        else defaults.max_body_bytes,
+        host=str(values.get("host", defaults.host)),
+        port=_positive(origins["port"], values["port"]) if "port" in values else defaults.port,
+        workers=_positive(origins["workers"], values["workers"])
+        if "workers" in values
+        else defaults.workers,
+        source=" < ".join(dict.fromkeys(sources)),
+    )

@@ -105,6 +105,12 @@ impl Producer {
         Ok(d)
     }
 
+    /// Names of the streams Kinesis has (a reachability check for readiness probes).
+    fn list_streams(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let kinesis = self.inner.kinesis().clone();
+        run(py, async move { kinesis.stream_names().await })
+    }
+
     /// Creates the dataset's stream if missing.
     fn ensure_stream(&self, py: Python<'_>, dataset: String) -> PyResult<String> {
         let kinesis = self.inner.kinesis().clone();

@@ -95,6 +95,29 @@ impl Kinesis {
         }
     }
 
+    /// Names of the streams of the account and region (also a cheap reachability check).
+    pub async fn stream_names(&self) -> StreamResult<Vec<String>> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let request = match &token {
+                Some(t) => self.client.list_streams().next_token(t),
+                None => self.client.list_streams(),
+            };
+            let out = request.send().await.map_err(|e| StreamError::Kinesis {
+                operation: "ListStreams",
+                stream: "*".into(),
+                message: sdk_message(&e),
+            })?;
+            names.extend(out.stream_names().iter().cloned());
+            token = out.next_token().map(str::to_string);
+            if token.is_none() || !out.has_more_streams() {
+                break;
+            }
+        }
+        Ok(names)
+    }
+
     /// The ids of every shard of `stream`, sorted.
     pub async fn shard_ids(&self, stream: &str) -> StreamResult<Vec<String>> {
         let mut ids = Vec::new();

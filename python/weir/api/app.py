@@ -1,0 +1,512 @@
+"""The ingest API's FastAPI application: routes, checks, errors, access logs.
+
+    weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
+
+Routes (every one but ``/health*`` needs ``Authorization: Bearer <API key>``):
+
+* ``POST /v1/ingest/{dataset}[?mode=strict|lenient]``: a JSON object, a JSON array, NDJSON
+  (``application/x-ndjson``) or CSV (``text/csv``). The Rust processor parses and validates
+  the body against the dataset's contract and SQL rules. ``strict`` (default): any invalid
+  record rejects the request (422, every violation). ``lenient``: the body is published and
+  the consumer quarantines the invalid records in ``raw.<dataset>_rejected``. 202 with
+  ``{job_id, status_url, received, valid, rejected}`` only after Kinesis accepted every record.
+* ``GET /v1/jobs/{job_id}``: the job's status, counts, snapshot ids, error.
+* ``GET /health`` (liveness) and ``GET /health/ready`` (Kinesis, metastore, warehouse).
+
+Errors are RFC 9457 problem details (``weir.api.problems``); never a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import weir
+from weir import project
+from weir.api import keys
+from weir.api.problems import PROBLEM_SCHEMA, ProblemError, problem_response
+from weir.config import ApiSettings, api_settings, kinesis_settings, lake_settings
+
+#: Content types the ingest route reads, and the processor format of each.
+CONTENT_TYPES = {
+    "application/json": "json",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "text/csv": "csv",
+}
+#: Violations listed in one 422 response; ``violations_total`` gives the full count.
+MAX_VIOLATIONS = 1000
+RETRY_AFTER_SECONDS = "5"
+#: ``strict``: any invalid record rejects the request; ``lenient``: invalid ones are quarantined.
+IngestMode = Literal["strict", "lenient"]
+
+access_log = logging.getLogger("weir.api.access")
+error_log = logging.getLogger("weir.api")
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per log line, like the Rust side's logs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "component": "api",
+            "event": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def _setup_logging() -> None:
+    for logger in (access_log, error_log):
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(JsonLines())
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+
+
+def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {
+            "description": problem_titles(status),
+            "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
+def problem_titles(status: int) -> str:
+    from weir.api.problems import TITLES
+
+    return TITLES.get(status, "Error")
+
+
+ACCEPTED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["job_id", "dataset", "status", "received", "valid", "rejected", "status_url"],
+    "properties": {
+        "job_id": {"type": "string", "format": "uuid"},
+        "dataset": {"type": "string"},
+        "status": {"type": "string", "enum": ["published"]},
+        "mode": {"type": "string", "enum": ["strict", "lenient"]},
+        "received": {"type": "integer"},
+        "valid": {"type": "integer"},
+        "rejected": {"type": "integer"},
+        "status_url": {"type": "string"},
+    },
+}
+
+JOB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["job_id", "dataset", "status", "received"],
+    "properties": {
+        "job_id": {"type": "string"},
+        "dataset": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": ["accepted", "published", "committed", "partially_rejected", "failed"],
+        },
+        "received": {"type": "integer"},
+        "valid": {"type": ["integer", "null"]},
+        "rejected": {"type": ["integer", "null"]},
+        "kinesis_records": {"type": ["integer", "null"]},
+        "snapshot_ids": {"type": "array", "items": {"type": "integer"}},
+        "error": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _contract_schema(dataset: str) -> dict[str, Any]:
+    schema = json.loads(project.contract_path(dataset).read_text())
+    return {k: v for k, v in schema.items() if not k.startswith("$")}
+
+
+def _request_body(dataset: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{dataset}"}
+    text = {"type": "string"}
+    return {
+        "required": True,
+        "description": f"Records of {dataset}: one object, an array, NDJSON lines or CSV "
+        "with a header row.",
+        "content": {
+            "application/json": {"schema": {"anyOf": [ref, {"type": "array", "items": ref}]}},
+            "application/x-ndjson": {"schema": text},
+            "text/csv": {"schema": text},
+        },
+    }
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ProblemError(
+            413, "body-too-large", f"the body is {declared} bytes; the limit is {limit}"
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProblemError(
+                413, "body-too-large", f"the body is over the limit of {limit} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """The application; settings default to :func:`weir.config.api_settings`."""
+    settings = settings or api_settings()
+    _setup_logging()
+    app = FastAPI(
+        title="Weir ingest API",
+        version=weir.__version__,
+        description="Send records to Weir: they are validated against their dataset's "
+        "contract, published to Kinesis and committed to Iceberg exactly once.",
+        openapi_tags=[{"name": "ingest"}, {"name": "jobs"}, {"name": "health"}],
+    )
+
+    # -- errors ------------------------------------------------------------------------
+    @app.exception_handler(ProblemError)
+    async def on_problem(request: Request, e: ProblemError) -> JSONResponse:
+        return problem_response(request, e.status, e.kind, e.detail, e.headers, **e.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(e.status_code, "http-error")
+        return problem_response(request, e.status_code, kind, str(e.detail), dict(e.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
+            for err in e.errors()
+        )
+        return problem_response(request, 422, "invalid-request", details or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def on_error(request: Request, e: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "")
+        error_log.error(
+            "unhandled_error",
+            exc_info=e,
+            extra={"fields": {"request_id": request_id, "path": request.url.path}},
+        )
+        return problem_response(
+            request, 500, "internal", f"an internal error occurred (request id {request_id})"
+        )
+
+    # -- access log and request ids -----------------------------------------------------
+    @app.middleware("http")
+    async def access(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
+        given = request.headers.get("x-request-id", "")
+        request_id = given if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", given) else uuid.uuid4().hex
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["x-request-id"] = request_id
+        fields = {
+            "request_id": request_id,
+            "method": request.method,
+            "path": request.url.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "client": request.client.host if request.client else None,
+        }
+        access_log.info("request", extra={"fields": fields})
+        return response
+
+    # -- auth ----------------------------------------------------------------------------
+    async def api_key(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ProblemError(
+                401,
+                "unauthorized",
+                "send an API key as `Authorization: Bearer <key>`",
+                headers={"WWW-Authenticate": 'Bearer realm="weir"'},
+            )
+        if not keys.is_valid(key.strip(), settings.key_hashes):
+            raise ProblemError(
+                401,
+                "unauthorized",
+                "the API key is not valid",
+                headers={"WWW-Authenticate": 'Bearer realm="weir", error="invalid_token"'},
+            )
+
+    protected = [Depends(api_key)]
+
+    # -- ingest --------------------------------------------------------------------------
+    async def ingest(request: Request, dataset: str, mode: str) -> JSONResponse:
+        media_type = _media_type(request)
+        if media_type not in CONTENT_TYPES:
+            raise ProblemError(
+                415,
+                "unsupported-content-type",
+                f"content type {media_type or '(none)'!r} is not supported",
+                supported=sorted(CONTENT_TYPES),
+            )
+        body = await _read_body(request, settings.max_body_bytes)
+        if not body.strip():
+            raise ProblemError(400, "unparseable", "the body holds no records")
+        fmt = CONTENT_TYPES[media_type]
+        result = await run_in_threadpool(weir.validate, body, dataset, format=fmt)
+        violations = result.violation_list()
+        received = result.valid.num_rows + result.rejected.num_rows
+        syntax = [v for v in violations if v["rule"] == "syntax"]
+        unreadable = {v["record_index"] for v in syntax}
+        if syntax and (mode == "strict" or len(unreadable) == received):
+            raise ProblemError(
+                400,
+                "unparseable",
+                f"{len(unreadable)} of {received} records cannot be parsed as {fmt}; first: "
+                f"record {syntax[0]['record_index']}: {syntax[0]['message']}",
+                violations=syntax[:MAX_VIOLATIONS],
+                violations_total=len(syntax),
+            )
+        if violations and mode == "strict":
+            rejected = result.rejected.num_rows
+            raise ProblemError(
+                422,
+                "contract-violation",
+                f"{rejected} of {received} records break the {dataset} contract; nothing was "
+                "accepted (send ?mode=lenient to accept the valid ones)",
+                violations=violations[:MAX_VIOLATIONS],
+                violations_total=len(violations),
+            )
+        job_id = str(uuid.uuid4())
+        try:
+            await run_in_threadpool(weir.publish, dataset, body, fmt, job_id=job_id)
+        except (weir.KinesisError, weir.LakeError) as e:
+            error_log.warning(
+                "publish_failed",
+                extra={"fields": {"request_id": request.state.request_id, "error": str(e)}},
+            )
+            raise ProblemError(
+                503,
+                "unavailable",
+                "the records could not be published (Kinesis or the metastore is unreachable); "
+                "nothing was accepted, retry later",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            ) from e
+        except weir.UnpublishableError as e:
+            raise ProblemError(413, "record-too-large", str(e)) from e
+        return JSONResponse(
+            {
+                "job_id": job_id,
+                "dataset": dataset,
+                "status": "published",
+                "mode": mode,
+                "received": received,
+                "valid": result.valid.num_rows,
+                "rejected": result.rejected.num_rows,
+                "status_url": f"/v1/jobs/{job_id}",
+            },
+            status_code=202,
+            headers={"Location": f"/v1/jobs/{job_id}"},
+        )
+
+    ingest_responses = {
+        202: {
+            "description": "Published to Kinesis; follow status_url",
+            "content": {"application/json": {"schema": ACCEPTED_SCHEMA}},
+        },
+        **_problem_responses(400, 401, 413, 415, 422, 503),
+    }
+    for name in project.datasets():
+
+        def make_route(dataset: str) -> Callable[..., Awaitable[JSONResponse]]:
+            async def route(
+                request: Request, mode: Annotated[IngestMode, Query()] = "strict"
+            ) -> JSONResponse:
+                return await ingest(request, dataset, mode)
+
+            route.__name__ = f"ingest_{dataset}"
+            return route
+
+        app.post(
+            f"/v1/ingest/{name}",
+            tags=["ingest"],
+            summary=f"Send {name} records",
+            status_code=202,
+            dependencies=protected,
+            responses=ingest_responses,
+            openapi_extra={"requestBody": _request_body(name)},
+        )(make_route(name))
+
+    @app.post(
+        "/v1/ingest/{dataset}",
+        tags=["ingest"],
+        summary="Any other dataset: not found",
+        dependencies=protected,
+        responses=_problem_responses(401, 404),
+        include_in_schema=True,
+    )
+    async def ingest_unknown(dataset: str) -> JSONResponse:
+        raise ProblemError(
+            404,
+            "unknown-dataset",
+            f"no dataset {dataset!r}; datasets: {', '.join(project.datasets())}",
+        )
+
+    # -- jobs ----------------------------------------------------------------------------
+    @app.get(
+        "/v1/jobs/{job_id}",
+        tags=["jobs"],
+        summary="An ingest job's status",
+        dependencies=protected,
+        responses={
+            200: {"content": {"application/json": {"schema": JOB_SCHEMA}}},
+            **_problem_responses(401, 404, 422, 503),
+        },
+    )
+    async def job_status(job_id: str) -> JSONResponse:
+        try:
+            uuid.UUID(job_id)
+        except ValueError:
+            raise ProblemError(
+                422, "invalid-job-id", f"{job_id[:80]!r} is not a job id (a UUID)"
+            ) from None
+        try:
+            job = await run_in_threadpool(weir.stream.job, job_id)
+        except weir.WeirError as e:
+            raise ProblemError(
+                503,
+                "unavailable",
+                "the metastore is unreachable; retry later",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            ) from e
+        if job is None:
+            raise ProblemError(404, "unknown-job", f"no job {job_id}")
+        return JSONResponse(
+            {
+                "job_id": job.job_id,
+                "dataset": job.dataset,
+                "status": job.status,
+                "received": job.received,
+                "valid": job.valid,
+                "rejected": job.rejected,
+                "kinesis_records": job.records,
+                "snapshot_ids": job.snapshot_ids,
+                "error": job.error,
+                "created_at": _iso(job.created_at_ms),
+                "updated_at": _iso(job.updated_at_ms),
+            }
+        )
+
+    # -- health --------------------------------------------------------------------------
+    @app.get("/health", tags=["health"], summary="Liveness: the process answers")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": weir.__version__}
+
+    async def check(name: str, probe: Callable[[], object]) -> tuple[str, dict[str, Any]]:
+        started = time.perf_counter()
+        try:
+            detail = await asyncio.wait_for(run_in_threadpool(probe), timeout=3.0)
+            status = {"status": "ok"}
+            if isinstance(detail, str):
+                status["detail"] = detail
+        except Exception as e:  # every failure is a check result here
+            status = {"status": "unavailable", "error": f"{type(e).__name__}: {e}"[:300]}
+        status["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return name, status
+
+    def probe_kinesis() -> str:
+        streams = weir.stream.producer(register_jobs=False).list_streams()
+        return f"{len(streams)} streams at {kinesis_settings().endpoint or 'AWS'}"
+
+    def probe_metastore() -> str:
+        weir.stream.job("00000000-0000-0000-0000-000000000000")
+        return "jobs table readable"
+
+    def probe_warehouse() -> str:
+        weir.lake.open_lake()  # opening the lake creates a local warehouse folder
+        warehouse = lake_settings().warehouse
+        if warehouse.startswith("s3://"):
+            weir.lake.tables()
+            return "catalog readable (S3 not probed)"
+        path = Path(warehouse)
+        if not (path.is_dir() and os.access(path, os.W_OK)):
+            raise OSError(f"{warehouse} is not a writable folder")
+        return warehouse
+
+    @app.get(
+        "/health/ready",
+        tags=["health"],
+        summary="Readiness: Kinesis, the metastore and the warehouse are reachable",
+        responses={
+            200: {"description": "Every check passed"},
+            **_problem_responses(503),
+        },
+    )
+    async def ready(request: Request) -> JSONResponse:
+        results = dict(
+            await asyncio.gather(
+                check("kinesis", probe_kinesis),
+                check("metastore", probe_metastore),
+                check("warehouse", probe_warehouse),
+            )
+        )
+        if all(r["status"] == "ok" for r in results.values()):
+            return JSONResponse({"status": "ready", "checks": results})
+        failing = ", ".join(name for name, r in results.items() if r["status"] != "ok")
+        return problem_response(
+            request,
+            503,
+            "not-ready",
+            f"not ready: {failing}",
+            {"Retry-After": RETRY_AFTER_SECONDS},
+            checks=results,
+        )
+
+    _add_components(app)
+    return app
+
+
+def _add_components(app: FastAPI) -> None:
+    """Puts each dataset's contract into the OpenAPI components (the request bodies refer
+    to them)."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = base()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for dataset in project.datasets():
+            components[dataset] = _contract_schema(dataset)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,46 @@
+"""API keys: made at random, stored only as SHA-256 digests, checked in constant time.
+
+    weir api-key create        # prints a new key once; its hash goes to <state>/api-keys
+
+Keys are 32 random bytes (URL-safe base64), so a plain SHA-256 digest is enough: there is
+nothing to brute-force, unlike a password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from weir.config import api_keys_file
+
+PREFIX = "weir_"
+
+
+def key_hash(key: str) -> str:
+    """The stored form of a key: ``sha256:<hex>``."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def create_key() -> str:
+    """Makes a key, appends its hash to the key file, returns the key (shown once)."""
+    key = new_key()
+    path = api_keys_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(key_hash(key) + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def is_valid(presented: str, hashes: tuple[str, ...]) -> bool:
+    """Whether ``presented`` is one of the keys; compares every stored hash in constant time."""
+    digest = key_hash(presented)
+    found = False
+    for stored in hashes:
+        found |= hmac.compare_digest(digest, stored)
+    return found
