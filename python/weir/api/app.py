@@ -152,7 +152,9 @@ def _request_body(dataset: str) -> dict[str, Any]:
         "description": f"Records of {dataset}: one object, an array, NDJSON lines or CSV "
         "with a header row.",
         "content": {
-            "application/json": {"schema": {"anyOf": [ref, {"type": "array", "items": ref}]}},
+            "application/json": {
+                "schema": {"anyOf": [ref, {"type": "array", "items": ref, "minItems": 1}]}
+            },
             "application/x-ndjson": {"schema": text},
             "text/csv": {"schema": text},
         },
@@ -284,6 +286,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         result = await run_in_threadpool(weir.validate, body, dataset, format=fmt)
         violations = result.violation_list()
         received = result.valid.num_rows + result.rejected.num_rows
+        if received == 0:
+            raise ProblemError(400, "unparseable", "the body holds no records")
         syntax = [v for v in violations if v["rule"] == "syntax"]
         unreadable = {v["record_index"] for v in syntax}
         if syntax and (mode == "strict" or len(unreadable) == received):
