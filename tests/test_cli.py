@@ -1,5 +1,5 @@
 """The `weir` command line: `weir process` summarises a file and writes its outputs; `weir
-demo` fills the lake and `weir maintain` compacts it."""
+demo` runs the whole ingestion path on a private stack and `weir maintain` compacts the lake."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from weir import cli, samples
+import weir
+from weir import cli, samples, stack
 
 
 def test_process_writes_outputs_and_prints_a_summary(tmp_path, capsys):
@@ -44,11 +45,25 @@ def test_weir_errors_exit_2_with_the_message(tmp_path, capsys):
     assert "UnsupportedFormatError" in capsys.readouterr().err
 
 
-def test_demo_fills_the_lake_and_maintain_compacts_it(capsys):
-    assert cli.main(["demo", "--records", "400"]) == 0
-    assert cli.main(["demo", "--records", "400"]) == 0
+@pytest.mark.slow
+def test_demo_runs_the_whole_path_and_maintain_compacts_it(tmp_path, monkeypatch, capsys):
+    from servers import free_port
+
+    monkeypatch.setenv("WEIR_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("WEIR_KINESIS_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("WEIR_API_PORT", str(free_port()))
+    # The first run leaves the stack up, the second finds it running and stops it.
+    assert cli.main(["demo", "--records", "600", "--batch-size", "200"]) == 0
+    assert cli.main(["demo", "--records", "400", "--batch-size", "200", "--exit"]) == 0
     out = capsys.readouterr().out
-    assert "raw.shop_events: snapshot" in out and "lake.raw.shop_events" in out
+    assert "already running" in out and "stopped" in out
+    assert "partially_rejected" in out and "A quarantined record" in out
+    assert (
+        weir.lake.read("raw.shop_events").num_rows
+        + weir.lake.read("raw.shop_events_rejected").num_rows
+        == 1000
+    )
+    assert all(not s.running for s in stack.status())
     assert (
         cli.main(
             ["maintain", "--table", "raw.shop_events", "--retain-last", "1", "--max-age-hours", "0"]

@@ -2,20 +2,22 @@
 
     weir process FILE [--format ndjson] [--dataset shop_events] [--output out.parquet]
                       [--rejected rejected.ndjson]
-    weir demo [--records 20000] [--invalid-fraction 0.02]
+    weir demo [--records 20000] [--invalid-fraction 0.02] [--exit]
     weir maintain [--table raw.shop_events] [--retain-last 10] [--max-age-hours 168]
     weir up | weir status | weir down
     weir consume [--dataset shop_events] [--commit-interval 1.0] [--on-failure dead_letter]
     weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
     weir api-key create
 
-``process`` runs a file through the processor and prints a JSON summary; ``demo`` generates
-sample shop events (some deliberately broken), processes them and shows what came out,
-appends them to the lake (``.weir/`` by default, see ``weir.config``) and queries it through
-``weir.connect()``; ``maintain`` compacts small files and expires old snapshots. ``up``,
-``status`` and ``down`` start, show and stop the local stack (``weir.stack``: for now the
-local Kinesis-API server). ``consume`` runs the Kinesis consumers (one per dataset, sharing
-shards with other ``weir consume`` processes) until SIGINT or SIGTERM.
+``process`` runs a file through the processor and prints a JSON summary; ``demo`` starts the
+local stack (Kinesis-API server, consumer, ingest API), posts generated shop events (some
+deliberately broken) through the API, waits until their jobs are committed and shows the
+lake (``.weir/`` by default, see ``weir.config``) through ``weir.connect()``; ``maintain``
+compacts small files and expires old snapshots. ``up``, ``status`` and ``down`` start, show
+and stop the local stack (``weir.stack``: Kinesis-API server, consumer, API). ``consume``
+runs the Kinesis consumers (one per dataset, sharing shards with other ``weir consume``
+processes) until SIGINT or SIGTERM; ``serve`` runs the ingest API (``weir.api``);
+``api-key create`` prints a new API key once and stores its hash.
 """
 
 from __future__ import annotations
@@ -75,57 +77,136 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    # The demo summarises rejected records itself; set WEIR_LOG=warn to see the JSON logs too.
-    weir.init_logging(os.environ.get("WEIR_LOG", "error"))
-    print(
-        f"Generating {args.records:,} shop events ({args.invalid_fraction:.0%} broken on purpose)…"
-    )
-    events = samples.generate_shop_events(
-        args.records, invalid_fraction=args.invalid_fraction, seed=7
-    )
-    for fmt, data in (("ndjson", samples.to_ndjson(events)), ("csv", samples.to_csv(events))):
-        started = time.perf_counter()
-        result = weir.process(data, fmt)
-        elapsed = time.perf_counter() - started
-        print(
-            f"\n{fmt}: {len(data) / 1e6:.1f} MB, {result.stats['records']:,} records in "
-            f"{elapsed * 1000:.0f} ms ({result.stats['records'] / elapsed:,.0f} records/s): "
-            f"{result.stats['valid']:,} valid, {result.stats['rejected']:,} rejected"
-        )
-    print("\nViolations by field and rule:")
-    for key, count in _summary(result)["violations_by_field_and_rule"].items():  # type: ignore[union-attr]
-        print(f"  {count:6,}  {key}")
-    if result.rejected.num_rows:
-        first = result.rejected.slice(0, 1).to_pylist()[0]
-        print(f"\nFirst rejected record (#{first['record_index']}): {first['raw'][:160]}")
-        for v in first["violations"]:
-            print(f"  - {v['field'] or '(record)'}: {v['rule']}: {v['message']}")
+def _demo_api_key() -> str:
+    """The demo's API key, kept (readable only by you) in the state folder so repeated demos
+    reuse it; its hash is in the key file the API reads."""
+    from weir.api import keys
 
-    settings = weir.config.lake_settings()
-    valid = weir.append("raw.shop_events", result.output, {"weir.source": "demo"})
-    rejected = weir.append("raw.shop_events_rejected", result.rejected, {"weir.source": "demo"})
-    print(
-        f"\nLake ({settings.warehouse}, metastore {settings.metastore}):\n"
-        f"  raw.shop_events: snapshot {valid.snapshot_id}, {valid.record_count:,} rows in "
-        f"{len(valid.data_files)} zstd Parquet files\n"
-        f"  raw.shop_events_rejected: snapshot {rejected.snapshot_id}, "
-        f"{rejected.record_count:,} rows"
-    )
+    path = config.state_dir() / "demo-api-key"
+    if path.is_file():
+        key = path.read_text().strip()
+        if keys.key_hash(key) in config.api_settings().key_hashes:
+            return key
+    key = keys.create_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole ingestion path on the embedded defaults: stack up, events through the API,
+    jobs to committed, a look at the lake."""
+    import httpx
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    weir.init_logging(os.environ.get("WEIR_LOG", "error"))
+    console = Console(highlight=False)
+    key = _demo_api_key()
+    console.print("[bold]Starting the local stack[/] (Kinesis-API server, consumer, ingest API)…")
+    _print_states(stack.up(timeout=60))
+    api = config.api_settings()
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{api.port}",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    ) as http:
+        events = samples.generate_shop_events(
+            args.records, invalid_fraction=args.invalid_fraction, seed=int(time.time())
+        )
+        batch = max(1, args.batch_size)
+        accepted: list[dict] = []
+        started = time.perf_counter()
+        with Progress(console=console, transient=False) as progress:
+            task = progress.add_task("POST /v1/ingest/shop_events?mode=lenient", total=len(events))
+            for i in range(0, len(events), batch):
+                response = http.post(
+                    "/v1/ingest/shop_events",
+                    params={"mode": "lenient"},
+                    content=samples.to_ndjson(events[i : i + batch]),
+                    headers={"content-type": "application/x-ndjson"},
+                )
+                if response.status_code != 202:
+                    raise SystemExit(
+                        f"weir demo: the API answered {response.status_code}: {response.text}"
+                    )
+                accepted.append(response.json())
+                progress.advance(task, len(events[i : i + batch]))
+        elapsed = time.perf_counter() - started
+        valid = sum(a["valid"] for a in accepted)
+        rejected = sum(a["rejected"] for a in accepted)
+        console.print(
+            f"Sent {len(events):,} events in {len(accepted)} requests ({elapsed:.1f} s): "
+            f"{valid:,} valid, {rejected:,} to be quarantined."
+        )
+        broken = next((e for e in events if "event_id" not in e or "user_id" not in e), None)
+        if broken is not None:
+            strict = http.post(
+                "/v1/ingest/shop_events",
+                content=json.dumps(broken),
+                headers={"content-type": "application/json"},
+            )
+            problem = strict.json()
+            console.print(
+                f"A strict request with a broken event: {strict.status_code} {problem['title']}: "
+                f"{problem['violations'][0]['message']}"
+            )
+
+        statuses: Counter[str] = Counter()
+        with Progress(console=console, transient=False) as progress:
+            task = progress.add_task("waiting for the jobs to be committed", total=len(accepted))
+            pending = {a["job_id"] for a in accepted}
+            deadline = time.monotonic() + args.timeout
+            while pending and time.monotonic() < deadline:
+                for job_id in list(pending):
+                    job = http.get(f"/v1/jobs/{job_id}").json()
+                    if job["status"] in ("committed", "partially_rejected", "failed"):
+                        statuses[job["status"]] += 1
+                        pending.discard(job_id)
+                        progress.advance(task)
+                time.sleep(0.2)
+        statuses.update({"still pending": len(pending)} if pending else {})
+
+    table = Table(title="Jobs")
+    table.add_column("status")
+    table.add_column("jobs", justify="right")
+    for status_name, count in statuses.most_common():
+        table.add_row(status_name, f"{count:,}")
+    console.print(table)
     ctx = weir.connect()
+    lake = Table(title="Lake")
+    for column in ("table", "rows", "snapshots"):
+        lake.add_column(column, justify="right" if column != "table" else "left")
+    for name in ("raw.shop_events", "raw.shop_events_rejected"):
+        rows = ctx.sql(f"select count(*) as n from lake.{name}").to_pydict()["n"][0]
+        lake.add_row(name, f"{rows:,}", f"{weir.lake.snapshots(name).num_rows:,}")
+    console.print(lake)
     query = (
-        "select event_date, event_type, count(*) as events, round(sum(amount), 2) as amount "
-        "from lake.raw.shop_events group by 1, 2 order by 1, 2 limit 8"
+        "select event_type, count(*) as events, round(sum(amount), 2) as amount "
+        "from lake.raw.shop_events group by 1 order by 2 desc"
     )
-    print(f"\nSQL over the lake through weir.connect():\n  {query}")
+    console.print(f"SQL over the lake through weir.connect():\n  {query}")
     ctx.sql(query).show()
-    udf_query = (
-        "select weir_normalize_email(' Ann@Example.COM ') as email,"
-        " weir_to_utc('2026-11-27T10:00:00+02:00') as utc"
-    )
-    udf_row = ctx.sql(udf_query).to_arrow_table().to_pylist()[0]
-    print(f"\nA Weir UDF in SQL:\n  {udf_query}\n  -> {udf_row}")
-    return 0
+    quarantined = ctx.sql(
+        "select job_id, record_index, violations from lake.raw.shop_events_rejected limit 1"
+    ).to_pylist()
+    if quarantined:
+        first = quarantined[0]
+        console.print(
+            f"A quarantined record: job {first['job_id']}, record {first['record_index']}: "
+            f"{first['violations'][0]['message']}"
+        )
+    if args.exit:
+        console.print("Stopping the local stack (--exit)…")
+        _print_states(stack.down())
+    else:
+        console.print(
+            f"The stack keeps running: API http://127.0.0.1:{api.port} (docs at /docs, key in "
+            f"{config.state_dir() / 'demo-api-key'}). Stop it with `weir down`."
+        )
+    return 0 if not pending and statuses.get("failed", 0) == 0 else 1
 
 
 def cmd_maintain(args: argparse.Namespace) -> int:
@@ -270,9 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     process.add_argument("--rejected", help="write rejected records to this NDJSON file")
     process.set_defaults(run=cmd_process)
 
-    demo = commands.add_parser("demo", help="process generated sample events and show the results")
+    demo = commands.add_parser(
+        "demo", help="the whole ingestion path: stack up, events through the API, into the lake"
+    )
     demo.add_argument("--records", type=int, default=20_000)
     demo.add_argument("--invalid-fraction", type=float, default=0.02)
+    demo.add_argument("--batch-size", type=int, default=500, help="events per request")
+    demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for jobs")
+    demo.add_argument("--exit", action="store_true", help="stop the local stack at the end")
     demo.set_defaults(run=cmd_demo)
 
     maintain = commands.add_parser(

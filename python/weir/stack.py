@@ -5,7 +5,7 @@
     weir down      # stop them; their data stays on disk for the next `weir up`
 
 The stack is a list of :class:`Service` records (name, command, pid file, log file, readiness
-check), started in order and stopped in reverse. For now it holds one service:
+check), started in order and stopped in reverse:
 
 * ``kinesis``: kinesalite, a Kinesis-API server on Node.js, bound to 127.0.0.1 on the port of
   the configured endpoint (:func:`weir.config.kinesis_settings`, default
@@ -14,6 +14,8 @@ check), started in order and stopped in reverse. For now it holds one service:
   under ``<state>/kinesis``, so acknowledged records survive ``weir down`` / ``weir up`` and
   a killed server (not a power cut: LevelDB does not fsync each write).
   ``weir up`` refuses when the endpoint is not local (AWS or another host).
+* ``consumer``: ``weir consume`` for every dataset (consumer id ``local``).
+* ``api``: ``weir serve`` on 127.0.0.1 at the configured API port (default 8000).
 
 Pid and log files are ``<state>/stack/<service>.pid`` and ``<service>.log``, where ``<state>``
 is :func:`weir.config.state_dir`. A pid file whose process is gone (or is something else
@@ -45,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from weir import project
-from weir.config import KinesisSettings, kinesis_settings, state_dir
+from weir.config import KinesisSettings, api_settings, kinesis_settings, state_dir
 from weir.exceptions import StackError
 
 _LAUNCHER = Path(__file__).with_name("kinesalite_server.js")
@@ -431,11 +433,49 @@ def _local_kinesis(settings: KinesisSettings) -> LocalKinesis:
     )
 
 
+def _api_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _weir_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "weir.cli", *args]
+
+
 def services(settings: KinesisSettings | None = None) -> list[Service]:
-    """The local stack's services, in start order."""
+    """The local stack's services, in start order: the Kinesis-API server, the consumers
+    (``weir consume``, every dataset) and the ingest API (``weir serve``)."""
     settings = kinesis_settings() if settings is None else settings
     folder = stack_dir()
-    return [_local_kinesis(settings).service(folder / "kinesis.pid")]
+    api = api_settings()
+    return [
+        _local_kinesis(settings).service(folder / "kinesis.pid"),
+        Service(
+            name="consumer",
+            command=_weir_command("consume", "--consumer-id", "local"),
+            pid_file=folder / "consumer.pid",
+            log_file=folder / "consumer.log",
+            ready=lambda: True,
+            marker="weir.cli\x00consume",
+            details={"datasets": ", ".join(project.datasets())},
+        ),
+        Service(
+            name="api",
+            command=_weir_command("serve", "--host", "127.0.0.1", "--port", str(api.port)),
+            pid_file=folder / "api.pid",
+            log_file=folder / "api.log",
+            ready=lambda: _api_answers(f"http://127.0.0.1:{api.port}"),
+            marker="weir.cli\x00serve",
+            port=api.port,
+            details={
+                "url": f"http://127.0.0.1:{api.port}",
+                "docs": f"http://127.0.0.1:{api.port}/docs",
+            },
+        ),
+    ]
 
 
 def _read_pid(service: Service) -> int | None:
