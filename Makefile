@@ -17,7 +17,7 @@ export PYO3_PYTHON := $(PY)
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: setup postgresql demo test test-rust test-python bench lint clean
+.PHONY: setup postgresql wrk demo test test-rust test-python bench lint clean
 
 setup: $(VENV)/.deps-installed node_modules/.installed postgresql
 	@echo "== building the Rust extension (weir._native) =="
@@ -49,6 +49,14 @@ postgresql:
 	    { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null 2>&1; }; } ; } || \
 	  echo "note: could not install PostgreSQL; the PostgreSQL metastore test will be skipped"
 
+# wrk (Debian's package), the HTTP load generator of bench/api; without it that benchmark
+# tries apt-get itself and stops with the reason if it cannot.
+wrk:
+	@command -v wrk >/dev/null || \
+	  { command -v apt-get >/dev/null && { apt-get install -y -qq wrk >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq wrk >/dev/null 2>&1; }; } ; } || \
+	  echo "note: could not install wrk; bench/api needs it (apt-get install wrk)"
+
 demo: setup
 	$(VENV)/bin/weir demo $(DEMO_ARGS)
 
@@ -63,10 +71,11 @@ test-python:
 	$(VENV)/bin/ruff check python tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: setup
+bench: setup wrk
 	$(PY) bench/processor/run.py $(BENCH_ARGS)
 	$(PY) bench/lake/run.py --json-out bench/results/lake.json
 	$(PY) bench/streaming/run.py --json-out bench/results/streaming.json
+	$(PY) bench/api/run.py --json-out bench/results/api.json
 
 lint: setup
 	$(VENV)/bin/ruff check python tests bench
