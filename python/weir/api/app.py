@@ -283,7 +283,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         if not body.strip():
             raise ProblemError(400, "unparseable", "the body holds no records")
         fmt = CONTENT_TYPES[media_type]
-        result = await run_in_threadpool(weir.validate, body, dataset, format=fmt)
+        try:
+            result = await run_in_threadpool(weir.validate, body, dataset, format=fmt)
+        except weir.UnsupportedFormatError as e:
+            raise ProblemError(
+                415, "unsupported-content-type", str(e), supported=sorted(CONTENT_TYPES)
+            ) from e
+        except weir.ParseError as e:  # the input as a whole (e.g. a CSV header) is unreadable
+            raise ProblemError(400, "unparseable", str(e)) from e
         violations = result.violation_list()
         received = result.valid.num_rows + result.rejected.num_rows
         if received == 0:

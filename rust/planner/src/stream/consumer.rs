@@ -114,7 +114,11 @@ pub struct Consumer {
     tables: [String; 3],
     options: ConsumerOptions,
     shards: BTreeMap<String, ShardState>,
+    last_job_sweep: Instant,
 }
+
+/// How often a consumer finalizes jobs another process left open.
+const JOB_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The rows a batch writes, per table, and what it learned about each job's records.
 struct Prepared {
@@ -153,6 +157,7 @@ impl Consumer {
             tables: [dead_letter, rejected, valid],
             options,
             shards: BTreeMap::new(),
+            last_job_sweep: Instant::now(),
         })
     }
 
@@ -232,6 +237,16 @@ impl Consumer {
         if settled > 0 {
             tracing::info!(component = "consumer", event = "job_records_settled", dataset = %self.dataset, records = settled);
         }
+        self.sweep_jobs().await
+    }
+
+    /// Finalizes open jobs whose records are all done (see [`Metastore::finalize_open_jobs`]).
+    async fn sweep_jobs(&mut self) -> StreamResult<()> {
+        self.last_job_sweep = Instant::now();
+        let finalized = self.metastore.finalize_open_jobs(&self.dataset).await?;
+        if finalized > 0 {
+            tracing::info!(component = "consumer", event = "jobs_finalized_by_sweep", dataset = %self.dataset, jobs = finalized);
+        }
         Ok(())
     }
 
@@ -257,6 +272,9 @@ impl Consumer {
     }
 
     async fn collect_and_store(&mut self) -> StreamResult<Option<BatchMetrics>> {
+        if self.last_job_sweep.elapsed() > JOB_SWEEP_INTERVAL {
+            self.sweep_jobs().await?;
+        }
         let started = Instant::now();
         let started_at_ms = now_ms();
         let records = self.read().await?;

@@ -373,6 +373,19 @@ impl Metastore {
         Ok(settled.len())
     }
 
+    /// Finalizes every open job of `dataset` whose records are all done: heals the gaps where
+    /// a process died between marking a job's last record and finalizing the job. Returns
+    /// how many moved.
+    pub async fn finalize_open_jobs(&self, dataset: &str) -> StreamResult<usize> {
+        let sql = self.sql(
+            "SELECT job_id FROM weir_jobs WHERE dataset = ? AND status IN ('accepted', 'published') \
+             AND records IS NOT NULL",
+        );
+        let rows = sqlx::query(&sql).bind(dataset).fetch_all(&self.pool).await.map_err(db(JOBS_TABLE))?;
+        let ids: Vec<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>().map_err(db(JOBS_TABLE))?;
+        self.finalize_jobs(&ids).await
+    }
+
     /// Moves jobs whose every record is done to their final state. Returns how many moved.
     pub async fn finalize_jobs(&self, job_ids: &[String]) -> StreamResult<usize> {
         let mut finalized = 0;
