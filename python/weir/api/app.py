@@ -41,6 +41,7 @@ import weir
 from weir import project
 from weir.api import keys
 from weir.api.problems import PROBLEM_SCHEMA, ProblemError, problem_response
+from weir.api.validation import ValidationBatcher
 from weir.config import ApiSettings, api_settings, kinesis_settings, lake_settings
 
 #: Content types the ingest route reads, and the processor format of each.
@@ -268,6 +269,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             )
 
     protected = [Depends(api_key)]
+    batchers = {name: ValidationBatcher(name) for name in project.datasets()}
 
     # -- ingest --------------------------------------------------------------------------
     async def ingest(request: Request, dataset: str, mode: str) -> JSONResponse:
@@ -284,15 +286,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             raise ProblemError(400, "unparseable", "the body holds no records")
         fmt = CONTENT_TYPES[media_type]
         try:
-            result = await run_in_threadpool(weir.validate, body, dataset, format=fmt)
+            checked = await batchers[dataset].check(body, fmt)
         except weir.UnsupportedFormatError as e:
             raise ProblemError(
                 415, "unsupported-content-type", str(e), supported=sorted(CONTENT_TYPES)
             ) from e
         except weir.ParseError as e:  # the input as a whole (e.g. a CSV header) is unreadable
             raise ProblemError(400, "unparseable", str(e)) from e
-        violations = result.violation_list()
-        received = result.valid.num_rows + result.rejected.num_rows
+        violations = checked.violations
+        received = checked.received
         if received == 0:
             raise ProblemError(400, "unparseable", "the body holds no records")
         syntax = [v for v in violations if v["rule"] == "syntax"]
@@ -307,7 +309,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 violations_total=len(syntax),
             )
         if violations and mode == "strict":
-            rejected = result.rejected.num_rows
+            rejected = checked.rejected
             raise ProblemError(
                 422,
                 "contract-violation",
@@ -340,8 +342,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "status": "published",
                 "mode": mode,
                 "received": received,
-                "valid": result.valid.num_rows,
-                "rejected": result.rejected.num_rows,
+                "valid": checked.valid,
+                "rejected": checked.rejected,
                 "status_url": f"/v1/jobs/{job_id}",
             },
             status_code=202,

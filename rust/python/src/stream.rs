@@ -11,7 +11,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use weir_planner::stream::{
-    self, BatchMetrics, ConsumerOptions, Kinesis, KinesisTable, Metastore, OnFailure, ProducerOptions, StartFrom,
+    self, BatchMetrics, ConsumerOptions, JobLedger, Kinesis, KinesisTable, Metastore, OnFailure, ProducerOptions, StartFrom,
     StreamConfig, StreamError,
 };
 use weir_planner::InputFormat;
@@ -33,7 +33,7 @@ fn connect(py: Python<'_>, properties: &HashMap<String, String>) -> PyResult<Kin
 #[pyclass(module = "weir._native", frozen)]
 pub struct Producer {
     inner: Arc<stream::Producer>,
-    metastore: Option<Metastore>,
+    ledger: Option<JobLedger>,
 }
 
 #[pymethods]
@@ -49,14 +49,16 @@ impl Producer {
             let _entered = runtime().enter();
             Arc::new(stream::Producer::new(kinesis, options))
         };
-        let metastore = match lake {
+        let ledger = match lake {
             Some(lake) => {
                 let lake = lake.inner().clone();
-                Some(run(py, async move { Metastore::open(&lake).await })?)
+                let metastore = run(py, async move { Metastore::open(&lake).await })?;
+                let _entered = runtime().enter();
+                Some(JobLedger::start(metastore))
             }
             None => None,
         };
-        Ok(Self { inner, metastore })
+        Ok(Self { inner, ledger })
     }
 
     /// Publishes `data` (bytes in `format`) as one job; returns where every record went.
@@ -72,21 +74,21 @@ impl Producer {
         let format = InputFormat::parse(format).map_err(|e| to_py_err(py, e))?;
         let job_id = job_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let producer = self.inner.clone();
-        let metastore = self.metastore.clone();
+        let ledger = self.ledger.clone();
         let publication = run(py, async move {
-            if let Some(store) = &metastore {
-                store.jobs_accepted(&[(job_id.as_str(), dataset.as_str(), 0)]).await?;
+            if let Some(ledger) = &ledger {
+                ledger.accepted(&job_id, &dataset, 0).await?;
             }
             match producer.publish(&dataset, &job_id, &data, format).await {
                 Ok(publication) => {
-                    if let Some(store) = &metastore {
-                        store.job_published(&job_id, publication.records.len() as i64, publication.events as i64).await?;
+                    if let Some(ledger) = &ledger {
+                        ledger.published(&job_id, publication.records.len() as i64, publication.events as i64).await?;
                     }
                     Ok(publication)
                 }
                 Err(e) => {
-                    if let Some(store) = &metastore {
-                        store.job_failed(&job_id, &e.to_string()).await?;
+                    if let Some(ledger) = &ledger {
+                        ledger.failed(&job_id, &e.to_string()).await?;
                     }
                     Err(e)
                 }

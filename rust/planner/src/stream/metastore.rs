@@ -201,6 +201,7 @@ impl Metastore {
     /// Registers jobs as `accepted` (before publishing). An existing job id is an error.
     pub async fn jobs_accepted(&self, jobs: &[(&str, &str, i64)]) -> StreamResult<()> {
         let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
         for chunk in jobs.chunks(200) {
             let sql = self.sql(&format!(
                 "INSERT INTO weir_jobs (job_id, dataset, status, received, created_at_ms, updated_at_ms) VALUES {}",
@@ -210,28 +211,40 @@ impl Metastore {
             for (job_id, dataset, received) in chunk {
                 query = query.bind(*job_id).bind(*dataset).bind(status::ACCEPTED).bind(*received).bind(now).bind(now);
             }
-            query.execute(&self.pool).await.map_err(db(JOBS_TABLE))?;
+            query.execute(&mut *tx).await.map_err(db(JOBS_TABLE))?;
         }
+        tx.commit().await.map_err(db(JOBS_TABLE))?;
         Ok(())
     }
 
     /// Kinesis accepted every record of the job: `published`, or final right away if a
     /// consumer already stored them all.
     pub async fn job_published(&self, job_id: &str, records: i64, received: i64) -> StreamResult<()> {
+        self.jobs_published(&[(job_id, records, received)]).await
+    }
+
+    /// [`Metastore::job_published`] for many jobs `(job id, records, events)`, in one transaction.
+    pub async fn jobs_published(&self, jobs: &[(&str, i64, i64)]) -> StreamResult<()> {
         let sql = self.sql(
             "UPDATE weir_jobs SET status = ?, records = ?, received = ?, updated_at_ms = ? WHERE job_id = ? AND status = ?",
         );
-        sqlx::query(&sql)
-            .bind(status::PUBLISHED)
-            .bind(records)
-            .bind(received)
-            .bind(now_ms())
-            .bind(job_id)
-            .bind(status::ACCEPTED)
-            .execute(&self.pool)
-            .await
-            .map_err(db(JOBS_TABLE))?;
-        self.finalize_jobs(&[job_id.to_string()]).await?;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
+        for (job_id, records, received) in jobs {
+            sqlx::query(&sql)
+                .bind(status::PUBLISHED)
+                .bind(*records)
+                .bind(*received)
+                .bind(now)
+                .bind(*job_id)
+                .bind(status::ACCEPTED)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(JOBS_TABLE))?;
+        }
+        tx.commit().await.map_err(db(JOBS_TABLE))?;
+        let ids: Vec<String> = jobs.iter().map(|(id, _, _)| id.to_string()).collect();
+        self.finalize_jobs(&ids).await?;
         Ok(())
     }
 
