@@ -26,12 +26,14 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request, Response
+import anyio
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -75,6 +77,63 @@ class JsonLines(logging.Formatter):
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class AccessLog:
+    """ASGI middleware: a request id for every request (the caller's ``X-Request-ID`` when it
+    is sane, else a new one; returned in that header) and one JSON access-log line per
+    request. Never logs bodies or headers. (Plain ASGI: Starlette's ``BaseHTTPMiddleware``
+    costs a task and two streams per request.)"""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
+            "latin-1"
+        )
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            client = scope.get("client")
+            fields = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "client": client[0] if client else None,
+            }
+            access_log.info("request", extra={"fields": fields})
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Publishing blocks a worker thread until Kinesis acknowledges (a few ms, shared by the
+    # group commit): allow many at once, or the default 40 threads cap concurrent requests.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = 512
+    yield
 
 
 def _setup_logging() -> None:
@@ -197,6 +256,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description="Send records to Weir: they are validated against their dataset's "
         "contract, published to Kinesis and committed to Iceberg exactly once.",
         openapi_tags=[{"name": "ingest"}, {"name": "jobs"}, {"name": "health"}],
+        lifespan=_lifespan,
     )
 
     # -- errors ------------------------------------------------------------------------
@@ -230,24 +290,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
 
     # -- access log and request ids -----------------------------------------------------
-    @app.middleware("http")
-    async def access(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
-        given = request.headers.get("x-request-id", "")
-        request_id = given if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", given) else uuid.uuid4().hex
-        request.state.request_id = request_id
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["x-request-id"] = request_id
-        fields = {
-            "request_id": request_id,
-            "method": request.method,
-            "path": request.url.path,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            "client": request.client.host if request.client else None,
-        }
-        access_log.info("request", extra={"fields": fields})
-        return response
+    app.add_middleware(AccessLog)
 
     # -- auth ----------------------------------------------------------------------------
     async def api_key(request: Request) -> None:
