@@ -314,6 +314,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     protected = [Depends(api_key)]
     batchers = {name: ValidationBatcher(name) for name in project.datasets()}
 
+    def producer() -> Any:
+        # Settings are resolved once per process, not per request (weir.publish would).
+        if not hasattr(app.state, "producer"):
+            app.state.producer = weir.stream.producer()
+        return app.state.producer
+
     # -- ingest --------------------------------------------------------------------------
     async def ingest(request: Request, dataset: str, mode: str) -> JSONResponse:
         media_type = _media_type(request)
@@ -363,7 +369,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             )
         job_id = str(uuid.uuid4())
         try:
-            await run_in_threadpool(weir.publish, dataset, body, fmt, job_id=job_id)
+            await run_in_threadpool(producer().publish, dataset, body, fmt, job_id)
         except (weir.KinesisError, weir.LakeError) as e:
             error_log.warning(
                 "publish_failed",
