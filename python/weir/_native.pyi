@@ -1,5 +1,6 @@
 """Type stub of the Rust extension module ``weir._native`` (rust/python). Use ``weir``."""
 
+from collections.abc import Callable
 from os import PathLike
 from typing import Any
 
@@ -88,6 +89,14 @@ class Producer:
     def publish(
         self, dataset: str, data: bytes, format: str = "ndjson", job_id: str | None = None
     ) -> dict[str, Any]: ...
+    def publish_then(
+        self,
+        dataset: str,
+        data: bytes,
+        format: str,
+        job_id: str | None,
+        done: Callable[[bool, Any], None],
+    ) -> None: ...
     def ensure_stream(self, dataset: str) -> str: ...
     def list_streams(self) -> list[str]: ...
 

@@ -369,7 +369,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             )
         job_id = str(uuid.uuid4())
         try:
-            await run_in_threadpool(producer().publish, dataset, body, fmt, job_id)
+            await weir.stream.publish_receipt(producer(), dataset, body, fmt, job_id)
         except (weir.KinesisError, weir.LakeError) as e:
             error_log.warning(
                 "publish_failed",

@@ -36,6 +36,57 @@ pub struct Producer {
     ledger: Option<JobLedger>,
 }
 
+impl Producer {
+    /// The work of one publish: register the job, put its records, mark it published (or
+    /// failed), as a future for either calling style.
+    fn publication(
+        &self,
+        py: Python<'_>,
+        dataset: String,
+        data: Vec<u8>,
+        format: &str,
+        job_id: Option<String>,
+    ) -> PyResult<impl std::future::Future<Output = Result<stream::Publication, StreamError>> + Send + 'static> {
+        let format = InputFormat::parse(format).map_err(|e| to_py_err(py, e))?;
+        let job_id = job_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let producer = self.inner.clone();
+        let ledger = self.ledger.clone();
+        Ok(async move {
+            if let Some(ledger) = &ledger {
+                ledger.accepted(&job_id, &dataset, 0).await?;
+            }
+            match producer.publish(&dataset, &job_id, &data, format).await {
+                Ok(publication) => {
+                    if let Some(ledger) = &ledger {
+                        ledger.published(&job_id, publication.records.len() as i64, publication.events as i64).await?;
+                    }
+                    Ok(publication)
+                }
+                Err(e) => {
+                    if let Some(ledger) = &ledger {
+                        ledger.failed(&job_id, &e.to_string()).await?;
+                    }
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+fn publication_dict(py: Python<'_>, publication: stream::Publication) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("job_id", &publication.job_id)?;
+    d.set_item("dataset", &publication.dataset)?;
+    d.set_item("stream", &publication.stream)?;
+    d.set_item("events", publication.events)?;
+    d.set_item("input_bytes", publication.input_bytes)?;
+    d.set_item("record_bytes", publication.record_bytes)?;
+    let records: Vec<(String, String, u32)> =
+        publication.records.into_iter().map(|r| (r.shard_id, r.sequence_number, r.events)).collect();
+    d.set_item("records", records)?;
+    Ok(d)
+}
+
 #[pymethods]
 impl Producer {
     /// A producer for the Kinesis settings `properties`; with `lake`, every published job is
@@ -71,40 +122,39 @@ impl Producer {
         format: &str,
         job_id: Option<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let format = InputFormat::parse(format).map_err(|e| to_py_err(py, e))?;
-        let job_id = job_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let producer = self.inner.clone();
-        let ledger = self.ledger.clone();
-        let publication = run(py, async move {
-            if let Some(ledger) = &ledger {
-                ledger.accepted(&job_id, &dataset, 0).await?;
-            }
-            match producer.publish(&dataset, &job_id, &data, format).await {
-                Ok(publication) => {
-                    if let Some(ledger) = &ledger {
-                        ledger.published(&job_id, publication.records.len() as i64, publication.events as i64).await?;
-                    }
-                    Ok(publication)
+        let work = self.publication(py, dataset, data, format, job_id)?;
+        let publication = run(py, work)?;
+        publication_dict(py, publication)
+    }
+
+    /// [`Producer::publish`] without blocking a thread: returns at once and later calls
+    /// `done(True, receipt)` or `done(False, exception)` from a Rust thread (with the GIL);
+    /// an asyncio caller passes a callback that uses `loop.call_soon_threadsafe`.
+    #[pyo3(signature = (dataset, data, format, job_id, done))]
+    fn publish_then<'py>(
+        &self,
+        py: Python<'py>,
+        dataset: String,
+        data: Vec<u8>,
+        format: &str,
+        job_id: Option<String>,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
+        let work = self.publication(py, dataset, data, format, job_id)?;
+        runtime().spawn(async move {
+            let outcome = work.await;
+            Python::attach(|py| {
+                let (ok, value) = match outcome.map(|p| publication_dict(py, p)) {
+                    Ok(Ok(receipt)) => (true, receipt.into_any().unbind()),
+                    Ok(Err(e)) => (false, e.into_value(py).into_any()),
+                    Err(e) => (false, stream_err(py, e).into_value(py).into_any()),
+                };
+                if let Err(e) = done.call1(py, (ok, value)) {
+                    e.write_unraisable(py, None);
                 }
-                Err(e) => {
-                    if let Some(ledger) = &ledger {
-                        ledger.failed(&job_id, &e.to_string()).await?;
-                    }
-                    Err(e)
-                }
-            }
-        })?;
-        let d = PyDict::new(py);
-        d.set_item("job_id", &publication.job_id)?;
-        d.set_item("dataset", &publication.dataset)?;
-        d.set_item("stream", &publication.stream)?;
-        d.set_item("events", publication.events)?;
-        d.set_item("input_bytes", publication.input_bytes)?;
-        d.set_item("record_bytes", publication.record_bytes)?;
-        let records: Vec<(String, String, u32)> =
-            publication.records.into_iter().map(|r| (r.shard_id, r.sequence_number, r.events)).collect();
-        d.set_item("records", records)?;
-        Ok(d)
+            });
+        });
+        Ok(())
     }
 
     /// Names of the streams Kinesis has (a reachability check for readiness probes).
