@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servers import free_port
+from servers import free_port, stop_process
 from stream_helpers import wait_final
 from weir import samples
 from weir.api import keys
@@ -54,13 +54,7 @@ def api_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess
                 time.sleep(0.1)
             yield url, process
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from typing import BinaryIO
 import pytest
 
 import weir
+from servers import stop_process
 from weir import samples
 
 EVENTS = 200_000
@@ -82,16 +83,6 @@ class Victim:
         self.process = self._start()
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("consumers", "shards"), [(1, 2), (2, 4)])
 def test_sigkilled_consumers_store_every_event_exactly_once(
@@ -136,7 +127,7 @@ def test_sigkilled_consumers_store_every_event_exactly_once(
     finally:
         producer.join()
         for process in [victim.process, *steady]:
-            stop(process)
+            stop_process(process)
         out.close()
     assert victim.random_kills >= KILLS and victim.mid_batch_kills >= 1
     not_final = [j for j in published if not (final[j] and final[j].final)]

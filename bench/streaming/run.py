@@ -202,10 +202,11 @@ def freshness(consumers: int, lines: list[bytes], args: argparse.Namespace, log:
 
 def naive_baseline(lines: list[bytes], args: argparse.Namespace, folder: Path) -> dict:
     """boto3 + json + pyarrow + pyiceberg, draining the same Weir records."""
-    import boto3
     import pyarrow as pa
     import zstandard
     from pyiceberg.catalog.sql import SqlCatalog
+
+    from servers import kinesis_client
 
     fresh_streams(args.shards)
     ids, _ = publish_all(lines[: args.baseline_events], args.job_size)
@@ -228,13 +229,7 @@ def naive_baseline(lines: list[bytes], args: argparse.Namespace, folder: Path) -
         ]
     )
     table = catalog.create_table("bench.naive", schema=schema)
-    client = boto3.client(
-        "kinesis",
-        endpoint_url=os.environ["WEIR_KINESIS_ENDPOINT"],
-        region_name="us-east-1",
-        aws_access_key_id="weir",
-        aws_secret_access_key="weir",
-    )
+    client = kinesis_client(os.environ["WEIR_KINESIS_ENDPOINT"])
     stream = f"{os.environ['WEIR_KINESIS_STREAM_PREFIX']}shop_events"
     shards = [s["ShardId"] for s in client.list_shards(StreamName=stream)["Shards"]]
     iterators = {

@@ -42,7 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import weir
 from weir import project
 from weir.api import keys
-from weir.api.problems import PROBLEM_SCHEMA, ProblemError, problem_response
+from weir.api.problems import PROBLEM_SCHEMA, TITLES, ProblemError, problem_response
 from weir.api.validation import ValidationBatcher
 from weir.config import ApiSettings, api_settings, kinesis_settings, lake_settings
 
@@ -149,17 +149,11 @@ def _setup_logging() -> None:
 def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
-            "description": problem_titles(status),
+            "description": TITLES.get(status, "Error"),
             "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
         }
         for status in statuses
     }
-
-
-def problem_titles(status: int) -> str:
-    from weir.api.problems import TITLES
-
-    return TITLES.get(status, "Error")
 
 
 ACCEPTED_SCHEMA: dict[str, Any] = {

@@ -32,7 +32,7 @@ use tokio::sync::Mutex;
 use super::error::{StreamError, StreamResult};
 use super::kinesis::Kinesis;
 use super::metastore::{now_ms, BatchMetrics, JobRecord, Metastore};
-use super::record::{decode, WeirRecord};
+use super::record::{decode, decode_header, WeirRecord};
 use super::source::{records_from_batch, KinesisTable, ReadLimits, ShardCursor, SourceRecord, StartPosition};
 use crate::lake::tables::{dead_letter_schema, rejected_table_schema, DatasetTables};
 use crate::lake::{compare_sequence_numbers, CheckpointAdvance, Checkpoint, Lake, LakeError, ShardAdvance};
@@ -109,6 +109,8 @@ pub struct Consumer {
     kinesis: Kinesis,
     metastore: Metastore,
     processor: Processor,
+    /// The valid table's rows as the pipeline SQL produces them (planned once).
+    output_schema: SchemaRef,
     dataset: String,
     stream: String,
     tables: [String; 3],
@@ -147,11 +149,13 @@ impl Consumer {
         let [dead_letter, rejected, valid] = tables.in_commit_order().map(|t| t.qualified_name());
         kinesis.ensure_stream(&stream).await?;
         let metastore = Metastore::open(&lake).await?;
+        let output_schema = processor.output_schema().await?;
         Ok(Self {
             lake,
             kinesis,
             metastore,
             processor,
+            output_schema,
             dataset,
             stream,
             tables: [dead_letter, rejected, valid],
@@ -522,7 +526,7 @@ impl Consumer {
             }
         }
 
-        let output_schema = self.processor.output_schema().await?;
+        let output_schema = self.output_schema.clone();
         let mut valid_batches: Vec<RecordBatch> = Vec::new();
         let mut rejected_batches: Vec<RecordBatch> = Vec::new();
         let mut rejected_per_record: HashMap<usize, i64> = HashMap::new();
@@ -628,12 +632,12 @@ impl Consumer {
                 let job_records: Vec<JobRecord> = records
                     .iter()
                     .filter_map(|r| {
-                        let weir = decode(&r.data).ok()?;
+                        let header = decode_header(&r.data).ok()?;
                         Some(JobRecord {
-                            job_id: weir.header.job_id,
+                            job_id: header.job_id,
                             shard_id: r.shard_id.to_string(),
                             sequence_number: r.sequence_number.clone(),
-                            events: weir.header.event_count as i64,
+                            events: header.event_count as i64,
                             valid: 0,
                             rejected: 0,
                         })
@@ -689,7 +693,7 @@ fn dead_letter_batch(stream: &str, records: &[SourceRecord], rows: &[(usize, Str
     let pick = |f: &dyn Fn(&SourceRecord) -> String| -> ArrayRef {
         Arc::new(rows.iter().map(|(i, _)| Some(f(&records[*i]))).collect::<StringArray>())
     };
-    let job_ids: StringArray = rows.iter().map(|(i, _)| decode(&records[*i].data).ok().map(|w| w.header.job_id)).collect();
+    let job_ids: StringArray = rows.iter().map(|(i, _)| decode_header(&records[*i].data).ok().map(|h| h.job_id)).collect();
     let arrival: TimestampMicrosecondArray =
         rows.iter().map(|(i, _)| records[*i].arrival_ms.map(|ms| ms * 1000)).collect::<TimestampMicrosecondArray>().with_timezone("UTC");
     let data: BinaryArray = rows.iter().map(|(i, _)| Some(records[*i].data.as_slice())).collect();

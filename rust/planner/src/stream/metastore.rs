@@ -454,8 +454,12 @@ impl Metastore {
                 "UPDATE weir_jobs SET status = ?, valid = ?, rejected = ?, snapshot_ids = ?, error = ?, updated_at_ms = ? \
                  WHERE job_id = ? AND status IN ('accepted', 'published')",
             );
+            let complete: Vec<(String, Tally)> = tallies.into_iter().filter(|(_, t)| t.done == t.records).collect();
+            if complete.is_empty() {
+                continue;
+            }
             let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
-            for (job_id, tally) in tallies.into_iter().filter(|(_, t)| t.done == t.records) {
+            for (job_id, tally) in complete {
                 let state = if tally.failed {
                     status::FAILED
                 } else if tally.rejected > 0 {

@@ -66,6 +66,25 @@ pub fn encode(header: &RecordHeader, events: &[u8], zstd_level: i32) -> std::io:
 
 /// Unpacks record bytes; the error says what is wrong with them.
 pub fn decode(data: &[u8]) -> Result<WeirRecord, String> {
+    let (header, flags, crc, rest) = split(data)?;
+    let events = if flags & FLAG_ZSTD != 0 {
+        zstd::stream::decode_all(rest).map_err(|e| format!("cannot decompress the events: {e}"))?
+    } else {
+        rest.to_vec()
+    };
+    if crc32fast::hash(&events) != crc {
+        return Err("checksum mismatch: the events are corrupt".into());
+    }
+    Ok(WeirRecord { header, events })
+}
+
+/// Reads only the header (no decompression, no checksum), e.g. to name a record's job.
+pub fn decode_header(data: &[u8]) -> Result<RecordHeader, String> {
+    Ok(split(data)?.0)
+}
+
+/// The header, flags, checksum and the (compressed) events of record bytes.
+fn split(data: &[u8]) -> Result<(RecordHeader, u8, u32, &[u8]), String> {
     let mut rest = data;
     let mut take = |n: usize, what: &str| -> Result<&[u8], String> {
         if rest.len() < n {
@@ -97,15 +116,7 @@ pub fn decode(data: &[u8]) -> Result<WeirRecord, String> {
         1 => InputFormat::Csv,
         other => return Err(format!("unknown event format code {other}")),
     };
-    let events = if flags & FLAG_ZSTD != 0 {
-        zstd::stream::decode_all(rest).map_err(|e| format!("cannot decompress the events: {e}"))?
-    } else {
-        rest.to_vec()
-    };
-    if crc32fast::hash(&events) != crc {
-        return Err("checksum mismatch: the events are corrupt".into());
-    }
-    Ok(WeirRecord { header: RecordHeader { job_id, dataset, format, event_count, first_index }, events })
+    Ok((RecordHeader { job_id, dataset, format, event_count, first_index }, flags, crc, rest))
 }
 
 #[cfg(test)]
@@ -124,6 +135,7 @@ mod tests {
         let events = b"{\"a\":1}\n{\"a\":2}\n".repeat(1);
         let bytes = encode(&header, &events, 3).unwrap();
         assert_eq!(decode(&bytes).unwrap(), WeirRecord { header: header.clone(), events: events.clone() });
+        assert_eq!(decode_header(&bytes).unwrap(), header);
         assert!(decode(b"{\"a\":1}").unwrap_err().contains("not a Weir record"));
         assert!(decode(&bytes[..10]).unwrap_err().contains("truncated"));
         let mut flipped = bytes.clone();
