@@ -23,6 +23,7 @@ mod decode;
 mod error;
 pub mod lake;
 mod pipeline;
+mod prepared;
 mod processor;
 pub mod stream;
 mod validate;

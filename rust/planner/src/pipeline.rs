@@ -23,6 +23,7 @@ use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{ProcessorError, Result};
+use crate::prepared::PreparedQuery;
 use crate::violation::{clip_value, Violation};
 
 /// The table name pipeline queries read from.
@@ -30,13 +31,13 @@ pub const EVENTS_TABLE: &str = "events";
 
 const QUERY_NAMES: &[&str] = &["violations", "transformed"];
 
-/// A parsed pipeline file. Each run gets its own DataFusion session ([`session_state`]), so
-/// concurrent batches never see each other's `events` table.
+/// A parsed pipeline file. Its queries are planned once and run on every batch
+/// ([`PreparedQuery`]); concurrent batches never see each other's `events` rows.
 #[derive(Clone)]
 pub struct PipelineSql {
     origin: String,
-    violations: Option<String>,
-    transformed: String,
+    violations: Option<Arc<PreparedQuery>>,
+    transformed: Arc<PreparedQuery>,
 }
 
 impl std::fmt::Debug for PipelineSql {
@@ -116,9 +117,9 @@ impl PipelineSql {
                 .map(|(_, body)| strip_sql(body).to_string())
                 .filter(|body| !body.is_empty())
         };
-        let violations = take("violations");
+        let violations = take("violations").map(|sql| Arc::new(PreparedQuery::new(sql)));
         let transformed = take("transformed").ok_or_else(|| err("no `-- name: transformed` query".into()))?;
-        Ok(Self { origin: origin.to_string(), violations, transformed })
+        Ok(Self { origin: origin.to_string(), violations, transformed: Arc::new(PreparedQuery::new(transformed)) })
     }
 
     /// Where the SQL came from (a path, or a description).
@@ -130,19 +131,14 @@ impl PipelineSql {
         ProcessorError::PipelineSql { origin: self.origin.clone(), message: format!("query {query:?}: {e}") }
     }
 
-    async fn run(&self, query: &str, sql: &str, events: RecordBatch) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let ctx = SessionContext::new_with_state(session_state());
-        ctx.register_batch(EVENTS_TABLE, events).map_err(|e| self.sql_error(query, e))?;
-        let frame = ctx.sql(sql).await.map_err(|e| self.sql_error(query, e))?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await.map_err(|e| self.sql_error(query, e))?;
-        Ok((schema, batches))
+    async fn run(&self, name: &str, query: &PreparedQuery, events: RecordBatch) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        query.run(events).await.map_err(|e| self.sql_error(name, e))
     }
 
     /// Runs the `violations` query over `events`; no query means no violations.
     pub async fn rule_violations(&self, events: RecordBatch) -> Result<Vec<Violation>> {
-        let Some(sql) = &self.violations else { return Ok(Vec::new()) };
-        let (schema, batches) = self.run("violations", sql, events).await?;
+        let Some(query) = &self.violations else { return Ok(Vec::new()) };
+        let (schema, batches) = self.run("violations", query, events).await?;
         for required in ["record_index", "rule"] {
             if schema.column_with_name(required).is_none() {
                 return Err(self.sql_error("violations", format!("the result needs a {required:?} column")));
