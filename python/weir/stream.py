@@ -16,7 +16,6 @@ the metastore tables ``weir_jobs`` and ``weir_consumer_batches``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import threading
@@ -124,31 +123,6 @@ def publish(
     out = producer(settings, lake).publish(dataset, bytes(data), format, job_id)
     records = [RecordReceipt(*r) for r in out.pop("records")]
     return Publication(records=records, **out)
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
-async def publish_receipt(
-    producer: _native.Producer, dataset: str, data: bytes, format: str, job_id: str | None
-) -> dict[str, Any]:
-    """``producer.publish`` for asyncio code, without a thread per call: the Rust side
-    finishes the job on its own runtime and resolves the returned future (what the ingest
-    API awaits). Returns the raw receipt dict of ``_native.Producer.publish``."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[dict[str, Any]] = loop.create_future()
-
-    def done(ok: bool, value: Any) -> None:  # called on a Rust thread
-        loop.call_soon_threadsafe(_settle, future, ok, value)
-
-    producer.publish_then(dataset, data, format, job_id, done)
-    return await future
 
 
 @functools.cache

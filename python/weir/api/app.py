@@ -42,8 +42,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import weir
 from weir import project
 from weir.api import keys
+from weir.api.ingest import Ingestor
 from weir.api.problems import PROBLEM_SCHEMA, TITLES, ProblemError, problem_response
-from weir.api.validation import ValidationBatcher
 from weir.config import ApiSettings, api_settings, kinesis_settings, lake_settings
 
 #: Content types the ingest route reads, and the processor format of each.
@@ -53,8 +53,6 @@ CONTENT_TYPES = {
     "application/ndjson": "ndjson",
     "text/csv": "csv",
 }
-#: Violations listed in one 422 response; ``violations_total`` gives the full count.
-MAX_VIOLATIONS = 1000
 RETRY_AFTER_SECONDS = "5"
 #: ``strict``: any invalid record rejects the request; ``lenient``: invalid ones are quarantined.
 IngestMode = Literal["strict", "lenient"]
@@ -306,13 +304,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             )
 
     protected = [Depends(api_key)]
-    batchers = {name: ValidationBatcher(name) for name in project.datasets()}
 
-    def producer() -> Any:
-        # Settings are resolved once per process, not per request (weir.publish would).
-        if not hasattr(app.state, "producer"):
-            app.state.producer = weir.stream.producer()
-        return app.state.producer
+    def ingestor() -> Ingestor:
+        # Settings and processors are resolved once per process, not per request.
+        if not hasattr(app.state, "ingestor"):
+            app.state.ingestor = Ingestor.for_datasets(project.datasets())
+        return app.state.ingestor
 
     # -- ingest --------------------------------------------------------------------------
     async def ingest(request: Request, dataset: str, mode: str) -> JSONResponse:
@@ -328,42 +325,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         if not body.strip():
             raise ProblemError(400, "unparseable", "the body holds no records")
         fmt = CONTENT_TYPES[media_type]
+        job_id = str(uuid.uuid4())
         try:
-            checked = await batchers[dataset].check(body, fmt)
+            outcome = await ingestor().submit(
+                dataset, body, fmt, strict=mode == "strict", job_id=job_id
+            )
         except weir.UnsupportedFormatError as e:
             raise ProblemError(
                 415, "unsupported-content-type", str(e), supported=sorted(CONTENT_TYPES)
             ) from e
         except weir.ParseError as e:  # the input as a whole (e.g. a CSV header) is unreadable
             raise ProblemError(400, "unparseable", str(e)) from e
-        violations = checked.violations
-        received = checked.received
-        if received == 0:
-            raise ProblemError(400, "unparseable", "the body holds no records")
-        syntax = [v for v in violations if v["rule"] == "syntax"]
-        unreadable = {v["record_index"] for v in syntax}
-        if syntax and (mode == "strict" or len(unreadable) == received):
-            raise ProblemError(
-                400,
-                "unparseable",
-                f"{len(unreadable)} of {received} records cannot be parsed as {fmt}; first: "
-                f"record {syntax[0]['record_index']}: {syntax[0]['message']}",
-                violations=syntax[:MAX_VIOLATIONS],
-                violations_total=len(syntax),
-            )
-        if violations and mode == "strict":
-            rejected = checked.rejected
-            raise ProblemError(
-                422,
-                "contract-violation",
-                f"{rejected} of {received} records break the {dataset} contract; nothing was "
-                "accepted (send ?mode=lenient to accept the valid ones)",
-                violations=violations[:MAX_VIOLATIONS],
-                violations_total=len(violations),
-            )
-        job_id = str(uuid.uuid4())
-        try:
-            await weir.stream.publish_receipt(producer(), dataset, body, fmt, job_id)
         except (weir.KinesisError, weir.LakeError) as e:
             error_log.warning(
                 "publish_failed",
@@ -378,6 +350,29 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             ) from e
         except weir.UnpublishableError as e:
             raise ProblemError(413, "record-too-large", str(e)) from e
+        received = outcome["received"]
+        refused = outcome["outcome"]
+        if refused == "empty":
+            raise ProblemError(400, "unparseable", "the body holds no records")
+        if refused == "unparseable":
+            first = outcome["violations"][0]
+            raise ProblemError(
+                400,
+                "unparseable",
+                f"{outcome['unreadable']} of {received} records cannot be parsed as {fmt}; "
+                f"first: record {first['record_index']}: {first['message']}",
+                violations=outcome["violations"],
+                violations_total=outcome["violations_total"],
+            )
+        if refused == "violations":
+            raise ProblemError(
+                422,
+                "contract-violation",
+                f"{outcome['rejected']} of {received} records break the {dataset} contract; "
+                "nothing was accepted (send ?mode=lenient to accept the valid ones)",
+                violations=outcome["violations"],
+                violations_total=outcome["violations_total"],
+            )
         return JSONResponse(
             {
                 "job_id": job_id,
@@ -385,8 +380,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "status": "published",
                 "mode": mode,
                 "received": received,
-                "valid": checked.valid,
-                "rejected": checked.rejected,
+                "valid": outcome["valid"],
+                "rejected": outcome["rejected"],
                 "status_url": f"/v1/jobs/{job_id}",
             },
             status_code=202,

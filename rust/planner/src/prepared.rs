@@ -61,10 +61,6 @@ impl PreparedQuery {
         Self { sql: sql.into(), plans: Mutex::new(Vec::new()) }
     }
 
-    pub fn sql(&self) -> &str {
-        &self.sql
-    }
-
     /// Runs the query over `events`: its output schema and batches.
     pub async fn run(&self, events: RecordBatch) -> DFResult<(SchemaRef, Vec<RecordBatch>)> {
         let prepared = self.plan_for(events.schema()).await?;

@@ -8,6 +8,7 @@
 mod arrow_stream;
 mod errors;
 mod in_runtime;
+mod ingest;
 mod lake;
 mod logging;
 mod processor;
@@ -26,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lake::LakeCatalog>()?;
     m.add_class::<lake::DataFusionTable>()?;
     m.add_class::<stream::Producer>()?;
+    m.add_class::<ingest::IngestService>()?;
     m.add_class::<stream::Consumer>()?;
     m.add_class::<stream::OpsTables>()?;
     m.add_class::<udf::WeirScalarUdf>()?;

@@ -32,13 +32,13 @@ fn connect(py: Python<'_>, properties: &HashMap<String, String>) -> PyResult<Kin
 
 #[pyclass(module = "weir._native", frozen)]
 pub struct Producer {
-    inner: Arc<stream::Producer>,
-    ledger: Option<JobLedger>,
+    pub(crate) inner: Arc<stream::Producer>,
+    pub(crate) ledger: Option<JobLedger>,
 }
 
 impl Producer {
     /// The work of one publish: register the job, put its records, mark it published (or
-    /// failed), as a future for either calling style.
+    /// failed).
     fn publication(
         &self,
         py: Python<'_>,
@@ -51,25 +51,7 @@ impl Producer {
         let job_id = job_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let producer = self.inner.clone();
         let ledger = self.ledger.clone();
-        Ok(async move {
-            if let Some(ledger) = &ledger {
-                ledger.accepted(&job_id, &dataset, 0).await?;
-            }
-            match producer.publish(&dataset, &job_id, &data, format).await {
-                Ok(publication) => {
-                    if let Some(ledger) = &ledger {
-                        ledger.published(&job_id, publication.records.len() as i64, publication.events as i64).await?;
-                    }
-                    Ok(publication)
-                }
-                Err(e) => {
-                    if let Some(ledger) = &ledger {
-                        ledger.failed(&job_id, &e.to_string()).await?;
-                    }
-                    Err(e)
-                }
-            }
-        })
+        Ok(async move { stream::publish_job(&producer, ledger.as_ref(), &dataset, &job_id, &data, format).await })
     }
 }
 
@@ -125,36 +107,6 @@ impl Producer {
         let work = self.publication(py, dataset, data, format, job_id)?;
         let publication = run(py, work)?;
         publication_dict(py, publication)
-    }
-
-    /// [`Producer::publish`] without blocking a thread: returns at once and later calls
-    /// `done(True, receipt)` or `done(False, exception)` from a Rust thread (with the GIL);
-    /// an asyncio caller passes a callback that uses `loop.call_soon_threadsafe`.
-    #[pyo3(signature = (dataset, data, format, job_id, done))]
-    fn publish_then<'py>(
-        &self,
-        py: Python<'py>,
-        dataset: String,
-        data: Vec<u8>,
-        format: &str,
-        job_id: Option<String>,
-        done: Py<PyAny>,
-    ) -> PyResult<()> {
-        let work = self.publication(py, dataset, data, format, job_id)?;
-        runtime().spawn(async move {
-            let outcome = work.await;
-            Python::attach(|py| {
-                let (ok, value) = match outcome.map(|p| publication_dict(py, p)) {
-                    Ok(Ok(receipt)) => (true, receipt.into_any().unbind()),
-                    Ok(Err(e)) => (false, e.into_value(py).into_any()),
-                    Err(e) => (false, stream_err(py, e).into_value(py).into_any()),
-                };
-                if let Err(e) = done.call1(py, (ok, value)) {
-                    e.write_unraisable(py, None);
-                }
-            });
-        });
-        Ok(())
     }
 
     /// Names of the streams Kinesis has (a reachability check for readiness probes).

@@ -52,6 +52,14 @@ impl Lake {
             setting: "metastore".into(),
             message: format!("cannot connect to {}: {e}", redact(&config.metastore)),
         })?;
+        if url.starts_with("sqlite:") {
+            // Write-ahead logging: a commit appends to one file (one fsync) instead of writing
+            // a rollback journal, and readers do not block the writers (the API's job ledger,
+            // consumers, catalog commits). The mode is kept in the database file.
+            if let Err(e) = sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await {
+                tracing::warn!(component = "lake", event = "wal_not_enabled", error = %e);
+            }
+        }
         Ok(Self { config, catalog: Arc::new(catalog), pool })
     }
 

@@ -132,6 +132,16 @@ struct Prepared {
     dead_lettered: i64,
 }
 
+/// Where one segment's events are in a processor input.
+struct EventSpan {
+    /// Index of the Kinesis record in the batch, and of the segment in the record.
+    record: usize,
+    segment: usize,
+    /// Index of its first event in the input, and its event count.
+    first: usize,
+    events: usize,
+}
+
 /// Where a batch's attempt stopped.
 enum Attempt {
     Committed { snapshot_id: Option<i64> },
@@ -438,7 +448,7 @@ impl Consumer {
         metrics.commit_ms = committing.elapsed().as_secs_f64() * 1e3;
         match outcome {
             Ok(snapshot_id) => {
-                self.metastore.job_records_done(&prepared.job_records, snapshot_id, None).await?;
+                self.metastore.job_records_done(&self.stream, &prepared.job_records, snapshot_id, None).await?;
                 Ok(Attempt::Committed { snapshot_id })
             }
             Err(StreamError::Lake(e @ LakeError::CheckpointMoved { .. })) => {
@@ -497,8 +507,7 @@ impl Consumer {
     async fn prepare(&self, records: &[SourceRecord]) -> StreamResult<Prepared> {
         let mut dead: Vec<(usize, String)> = Vec::new();
         let mut ndjson: Vec<u8> = Vec::new();
-        // (record index, first event index in the NDJSON input, events)
-        let mut ndjson_records: Vec<(usize, usize, usize)> = Vec::new();
+        let mut ndjson_spans: Vec<EventSpan> = Vec::new();
         let mut csv_records: Vec<usize> = Vec::new();
         let mut decoded: Vec<Option<WeirRecord>> = Vec::with_capacity(records.len());
         let mut ndjson_events = 0;
@@ -512,8 +521,11 @@ impl Consumer {
                     match weir.header.format {
                         InputFormat::Csv => csv_records.push(i),
                         _ => {
-                            ndjson_records.push((i, ndjson_events, weir.header.event_count as usize));
-                            ndjson_events += weir.header.event_count as usize;
+                            for (s, segment) in weir.header.segments.iter().enumerate() {
+                                let events = segment.event_count as usize;
+                                ndjson_spans.push(EventSpan { record: i, segment: s, first: ndjson_events, events });
+                                ndjson_events += events;
+                            }
                             ndjson.extend_from_slice(&weir.events);
                         }
                     }
@@ -529,23 +541,22 @@ impl Consumer {
         let output_schema = self.output_schema.clone();
         let mut valid_batches: Vec<RecordBatch> = Vec::new();
         let mut rejected_batches: Vec<RecordBatch> = Vec::new();
-        let mut rejected_per_record: HashMap<usize, i64> = HashMap::new();
-        // Processor inputs: bytes, format, and per Kinesis record (record index, first event
-        // index in the input, events).
-        type Spans = Vec<(usize, usize, usize)>;
-        let mut inputs: Vec<(Vec<u8>, InputFormat, Spans)> = Vec::new();
-        if !ndjson_records.is_empty() {
-            inputs.push((ndjson, InputFormat::Ndjson, ndjson_records));
+        // Rejected events per (record, segment).
+        let mut rejected_per_segment: HashMap<(usize, usize), i64> = HashMap::new();
+        let mut inputs: Vec<(Vec<u8>, InputFormat, Vec<EventSpan>)> = Vec::new();
+        if !ndjson_spans.is_empty() {
+            inputs.push((ndjson, InputFormat::Ndjson, ndjson_spans));
         }
         for i in csv_records {
             let weir = decoded[i].as_ref().expect("decoded");
-            inputs.push((weir.events.clone(), InputFormat::Csv, vec![(i, 0, weir.header.event_count as usize)]));
+            let spans = vec![EventSpan { record: i, segment: 0, first: 0, events: weir.header.event_count() as usize }];
+            inputs.push((weir.events.clone(), InputFormat::Csv, spans));
         }
         for (data, format, spans) in inputs {
             let outcome = self.processor.process(&data, format).await?;
-            let expected: usize = spans.iter().map(|s| s.2).sum();
+            let expected: usize = spans.iter().map(|s| s.events).sum();
             if outcome.stats.records != expected {
-                let (first, _, _) = spans[0];
+                let first = spans[0].record;
                 return Err(StreamError::Record {
                     stream: self.stream.clone(),
                     shard: records[first].shard_id.to_string(),
@@ -557,8 +568,8 @@ impl Consumer {
                 });
             }
             valid_batches.extend(outcome.output);
-            // Each rejected row: to its Kinesis record, skipped if that table has it already,
-            // renumbered within the job, labelled with the job.
+            // Each rejected row: to its Kinesis record and job, skipped if that table has the
+            // record already, renumbered within the job, labelled with the job.
             let rejected = &outcome.rejected;
             let index = rejected.column(0).as_primitive::<UInt64Type>();
             let mut keep = Vec::with_capacity(rejected.num_rows());
@@ -566,13 +577,12 @@ impl Consumer {
             let mut job_ids = Vec::with_capacity(rejected.num_rows());
             for row in 0..rejected.num_rows() {
                 let event = index.value(row) as usize;
-                let at = spans.partition_point(|s| s.1 + s.2 <= event);
-                let (record, first, _) = spans[at];
-                let header = &decoded[record].as_ref().expect("decoded").header;
-                *rejected_per_record.entry(record).or_default() += 1;
-                keep.push(!self.stored_in(REJECTED, &records[record]));
-                job_index.push(header.first_index + (event - first) as u64);
-                job_ids.push(header.job_id.clone());
+                let span = &spans[spans.partition_point(|s| s.first + s.events <= event)];
+                let segment = &decoded[span.record].as_ref().expect("decoded").header.segments[span.segment];
+                *rejected_per_segment.entry((span.record, span.segment)).or_default() += 1;
+                keep.push(!self.stored_in(REJECTED, &records[span.record]));
+                job_index.push(segment.first_index + (event - span.first) as u64);
+                job_ids.push(segment.job_id.clone());
             }
             let mut columns: Vec<ArrayRef> = rejected.columns().to_vec();
             columns[0] = Arc::new(UInt64Array::from(job_index));
@@ -586,18 +596,20 @@ impl Consumer {
         let mut rejected_total = 0;
         for (i, weir) in decoded.iter().enumerate() {
             let Some(weir) = weir else { continue };
-            let count = weir.header.event_count as i64;
-            let rejected = rejected_per_record.get(&i).copied().unwrap_or(0);
-            events += count;
-            rejected_total += rejected;
-            job_records.push(JobRecord {
-                job_id: weir.header.job_id.clone(),
-                shard_id: records[i].shard_id.to_string(),
-                sequence_number: records[i].sequence_number.clone(),
-                events: count,
-                valid: count - rejected,
-                rejected,
-            });
+            for (s, segment) in weir.header.segments.iter().enumerate() {
+                let count = segment.event_count as i64;
+                let rejected = rejected_per_segment.get(&(i, s)).copied().unwrap_or(0);
+                events += count;
+                rejected_total += rejected;
+                job_records.push(JobRecord {
+                    job_id: segment.job_id.clone(),
+                    shard_id: records[i].shard_id.to_string(),
+                    sequence_number: records[i].sequence_number.clone(),
+                    events: count,
+                    valid: count - rejected,
+                    rejected,
+                });
+            }
         }
         let dead_rows: Vec<(usize, String)> =
             dead.into_iter().filter(|(i, _)| !self.stored_in(DEAD_LETTER, &records[*i])).collect();
@@ -631,13 +643,13 @@ impl Consumer {
             let attempt = async {
                 let job_records: Vec<JobRecord> = records
                     .iter()
-                    .filter_map(|r| {
-                        let header = decode_header(&r.data).ok()?;
-                        Some(JobRecord {
-                            job_id: header.job_id,
+                    .filter_map(|r| Some((r, decode_header(&r.data).ok()?)))
+                    .flat_map(|(r, header)| {
+                        header.segments.into_iter().map(move |segment| JobRecord {
+                            job_id: segment.job_id,
                             shard_id: r.shard_id.to_string(),
                             sequence_number: r.sequence_number.clone(),
-                            events: header.event_count as i64,
+                            events: segment.event_count as i64,
                             valid: 0,
                             rejected: 0,
                         })
@@ -653,7 +665,7 @@ impl Consumer {
                     ("weir.failed".to_string(), "true".to_string()),
                 ]);
                 let snapshot_id = self.commit_chain(records, &chain, &properties).await?;
-                self.metastore.job_records_done(&job_records, None, Some(&message)).await?;
+                self.metastore.job_records_done(&self.stream, &job_records, None, Some(&message)).await?;
                 Ok::<_, StreamError>((snapshot_id, rows.len()))
             };
             match attempt.await {
@@ -693,7 +705,7 @@ fn dead_letter_batch(stream: &str, records: &[SourceRecord], rows: &[(usize, Str
     let pick = |f: &dyn Fn(&SourceRecord) -> String| -> ArrayRef {
         Arc::new(rows.iter().map(|(i, _)| Some(f(&records[*i]))).collect::<StringArray>())
     };
-    let job_ids: StringArray = rows.iter().map(|(i, _)| decode_header(&records[*i].data).ok().map(|h| h.job_id)).collect();
+    let job_ids: StringArray = rows.iter().map(|(i, _)| decode_header(&records[*i].data).ok().map(|h| h.job_ids())).collect();
     let arrival: TimestampMicrosecondArray =
         rows.iter().map(|(i, _)| records[*i].arrival_ms.map(|ms| ms * 1000)).collect::<TimestampMicrosecondArray>().with_timezone("UTC");
     let data: BinaryArray = rows.iter().map(|(i, _)| Some(records[*i].data.as_slice())).collect();

@@ -225,22 +225,21 @@ impl Metastore {
 
     /// [`Metastore::job_published`] for many jobs `(job id, records, events)`, in one transaction.
     pub async fn jobs_published(&self, jobs: &[(&str, i64, i64)]) -> StreamResult<()> {
-        let sql = self.sql(
-            "UPDATE weir_jobs SET status = ?, records = ?, received = ?, updated_at_ms = ? WHERE job_id = ? AND status = ?",
-        );
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
-        for (job_id, records, received) in jobs {
-            sqlx::query(&sql)
-                .bind(status::PUBLISHED)
-                .bind(*records)
-                .bind(*received)
-                .bind(now)
-                .bind(*job_id)
-                .bind(status::ACCEPTED)
-                .execute(&mut *tx)
-                .await
-                .map_err(db(JOBS_TABLE))?;
+        // One statement per chunk: a write transaction holds the database's single write
+        // lock, so it must be short (consumers and other API processes wait for it).
+        for chunk in jobs.chunks(200) {
+            let sql = self.sql(&format!(
+                "UPDATE weir_jobs SET status = ?, records = v.column2, received = v.column3, updated_at_ms = ? \
+                 FROM (VALUES {}) AS v WHERE weir_jobs.job_id = v.column1 AND weir_jobs.status = ?",
+                Self::placeholders(chunk.len(), 3)
+            ));
+            let mut query = sqlx::query(&sql).bind(status::PUBLISHED).bind(now);
+            for (job_id, records, received) in chunk {
+                query = query.bind(*job_id).bind(*records).bind(*received);
+            }
+            query.bind(status::ACCEPTED).execute(&mut *tx).await.map_err(db(JOBS_TABLE))?;
         }
         tx.commit().await.map_err(db(JOBS_TABLE))?;
         let ids: Vec<String> = jobs.iter().map(|(id, _, _)| id.to_string()).collect();
@@ -320,31 +319,38 @@ impl Metastore {
         Ok(())
     }
 
-    /// Marks a batch's records stored (`snapshot_id` of the valid table) or failed (`error`),
-    /// then finalizes their jobs.
+    /// Marks a batch's records of `stream` stored (`snapshot_id` of the valid table) or
+    /// failed (`error`), then finalizes their jobs.
     pub async fn job_records_done(
         &self,
+        stream: &str,
         records: &[JobRecord],
         snapshot_id: Option<i64>,
         error: Option<&str>,
     ) -> StreamResult<()> {
         let state = if error.is_some() { "failed" } else { "committed" };
-        let mut tx = self.pool.begin().await.map_err(db(JOB_RECORDS_TABLE))?;
-        let sql = self.sql(
-            "UPDATE weir_job_records SET state = ?, snapshot_id = ?, error = ? \
-             WHERE job_id = ? AND shard_id = ? AND sequence_number = ? AND state = 'pending'",
-        );
+        // Every job of a Kinesis record shares its position: one statement per shard and
+        // chunk of positions, not one per job record (short write transactions).
+        let mut by_shard: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for r in records {
-            sqlx::query(&sql)
-                .bind(state)
-                .bind(snapshot_id)
-                .bind(error)
-                .bind(r.job_id.as_str())
-                .bind(r.shard_id.as_str())
-                .bind(r.sequence_number.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db(JOB_RECORDS_TABLE))?;
+            by_shard.entry(r.shard_id.as_str()).or_default().push(r.sequence_number.as_str());
+        }
+        let mut tx = self.pool.begin().await.map_err(db(JOB_RECORDS_TABLE))?;
+        for (shard, mut sequences) in by_shard {
+            sequences.sort_unstable();
+            sequences.dedup();
+            for chunk in sequences.chunks(500) {
+                let sql = self.sql(&format!(
+                    "UPDATE weir_job_records SET state = ?, snapshot_id = ?, error = ? \
+                     WHERE stream = ? AND state = 'pending' AND shard_id = ? AND sequence_number IN ({})",
+                    vec!["?"; chunk.len()].join(", ")
+                ));
+                let mut query = sqlx::query(&sql).bind(state).bind(snapshot_id).bind(error).bind(stream).bind(shard);
+                for sequence in chunk {
+                    query = query.bind(*sequence);
+                }
+                query.execute(&mut *tx).await.map_err(db(JOB_RECORDS_TABLE))?;
+            }
         }
         tx.commit().await.map_err(db(JOB_RECORDS_TABLE))?;
         let mut jobs: Vec<String> = records.iter().map(|r| r.job_id.clone()).collect();
@@ -381,7 +387,7 @@ impl Metastore {
             }
         }
         if !settled.is_empty() {
-            self.job_records_done(&settled, None, None).await?;
+            self.job_records_done(stream, &settled, None, None).await?;
         }
         Ok(settled.len())
     }
@@ -450,16 +456,18 @@ impl Metastore {
                     tally.error.get_or_insert(e);
                 }
             }
-            let update = self.sql(
-                "UPDATE weir_jobs SET status = ?, valid = ?, rejected = ?, snapshot_ids = ?, error = ?, updated_at_ms = ? \
-                 WHERE job_id = ? AND status IN ('accepted', 'published')",
-            );
             let complete: Vec<(String, Tally)> = tallies.into_iter().filter(|(_, t)| t.done == t.records).collect();
             if complete.is_empty() {
                 continue;
             }
-            let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
-            for (job_id, tally) in complete {
+            let update = self.sql(&format!(
+                "UPDATE weir_jobs SET status = v.column2, valid = v.column3, rejected = v.column4, snapshot_ids = v.column5, \
+                 error = v.column6, updated_at_ms = ? FROM (VALUES {}) AS v \
+                 WHERE weir_jobs.job_id = v.column1 AND weir_jobs.status IN ('accepted', 'published')",
+                Self::placeholders(complete.len(), 6)
+            ));
+            let mut query = sqlx::query(&update).bind(now_ms());
+            for (job_id, tally) in &complete {
                 let state = if tally.failed {
                     status::FAILED
                 } else if tally.rejected > 0 {
@@ -468,20 +476,16 @@ impl Metastore {
                     status::COMMITTED
                 };
                 let snapshots = tally.snapshots.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-                sqlx::query(&update)
+                query = query
+                    .bind(job_id.as_str())
                     .bind(state)
                     .bind(tally.valid)
                     .bind(tally.rejected)
                     .bind(Some(snapshots).filter(|s| !s.is_empty()))
-                    .bind(tally.error)
-                    .bind(now_ms())
-                    .bind(job_id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(JOBS_TABLE))?;
-                finalized += 1;
+                    .bind(tally.error.clone());
             }
-            tx.commit().await.map_err(db(JOBS_TABLE))?;
+            query.execute(&self.pool).await.map_err(db(JOBS_TABLE))?;
+            finalized += complete.len();
         }
         Ok(finalized)
     }

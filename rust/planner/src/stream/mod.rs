@@ -7,11 +7,13 @@
 //!           ─▶ raw.<dataset>_dead_letter, raw.<dataset>_rejected, raw.<dataset>
 //!              (each commit carries its checkpoint: per shard, the last sequence number stored)
 //! ```
+//! The ingest API's path ([`Ingest`]): grouped validation, then the producer.
 //! Jobs, job records, batch metrics and shard leases live in the metastore ([`Metastore`]).
 
 mod config;
 mod consumer;
 mod error;
+mod ingest;
 mod kinesis;
 mod ledger;
 pub mod metastore;
@@ -22,6 +24,7 @@ pub mod source;
 pub use config::StreamConfig;
 pub use consumer::{Consumer, ConsumerOptions, OnFailure, StartFrom};
 pub use error::{StreamError, StreamResult};
+pub use ingest::{publish_job, Checked, Ingest, IngestMode, IngestOutcome, Refusal, MAX_GROUPED_BODY};
 pub use kinesis::Kinesis;
 pub use ledger::JobLedger;
 pub use metastore::{BatchMetrics, Job, JobRecord, Metastore};

@@ -4,7 +4,10 @@
 //! Kinesis record ([`super::record`]), and hands the records to a background flusher. The
 //! flusher is a group commit: records of every concurrent `publish` call waiting at that
 //! moment go out together in PutRecords calls (at most 500 records / 5 MB each), several
-//! calls in flight. Records Kinesis refuses (throttling, internal failures) are retried with
+//! calls in flight. Small NDJSON jobs (up to 64 KiB, what single-event API requests are)
+//! are not packed alone: the flusher packs every small job waiting into shared records, one
+//! segment per job, so a thousand one-event requests cost a few Kinesis records, not a
+//! thousand. Records Kinesis refuses (throttling, internal failures) are retried with
 //! exponential backoff; `publish` returns only when every record of the job is accepted,
 //! with the shard and sequence number of each, or fails saying how many were accepted.
 
@@ -19,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 
 use super::error::{StreamError, StreamResult};
 use super::kinesis::{sdk_message, Kinesis};
-use super::record::{encode, RecordHeader, MAX_KINESIS_RECORD_BYTES};
+use super::record::{encode, RecordHeader, Segment, MAX_KINESIS_RECORD_BYTES};
 use crate::decode::json_is_line_delimited;
 use crate::InputFormat;
 
@@ -39,6 +42,11 @@ pub struct ProducerOptions {
     pub retry_backoff: Duration,
     /// PutRecords calls in flight at once.
     pub max_in_flight: usize,
+    /// NDJSON jobs up to this size share records with other small jobs.
+    pub max_segment_bytes: usize,
+    /// Uncompressed events of one shared record at most (well below the record limit even
+    /// if they do not compress).
+    pub max_shared_record_bytes: usize,
 }
 
 impl Default for ProducerOptions {
@@ -48,17 +56,22 @@ impl Default for ProducerOptions {
             zstd_level: 3,
             max_attempts: 10,
             retry_backoff: Duration::from_millis(50),
-            max_in_flight: 8,
+            max_in_flight: 2,
+            max_segment_bytes: 64 * 1024,
+            max_shared_record_bytes: 512 * 1024,
         }
     }
 }
 
-/// Where Kinesis stored one record.
+/// Where Kinesis stored (a part of) a job: one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordReceipt {
     pub shard_id: String,
     pub sequence_number: String,
+    /// The job's events in the record.
     pub events: u32,
+    /// The job's share of the record's bytes (all of them unless it shares the record).
+    pub bytes: u64,
 }
 
 /// One published job.
@@ -68,18 +81,35 @@ pub struct Publication {
     pub dataset: String,
     pub stream: String,
     pub events: u64,
-    /// Bytes of the input, and of the records after packing.
+    /// Bytes of the input, and of its records after packing (its share of shared records).
     pub input_bytes: u64,
     pub record_bytes: u64,
     pub records: Vec<RecordReceipt>,
 }
 
+type Reply = oneshot::Sender<Result<RecordReceipt, String>>;
+
+/// What `publish` hands the flusher.
+enum Payload {
+    /// A packed record: a part of a large job, or a CSV job.
+    Record { partition_key: String, data: Vec<u8> },
+    /// A small NDJSON job's events, to share a record with other small jobs.
+    Segment { job_id: String, events: Vec<u8> },
+}
+
 struct Pending {
     stream: String,
+    dataset: String,
+    payload: Payload,
+    events: u32,
+    reply: Reply,
+}
+
+/// One record of a PutRecords call, and the jobs waiting for it (their events in it).
+struct Outgoing {
     partition_key: String,
     data: Vec<u8>,
-    events: u32,
-    reply: oneshot::Sender<Result<RecordReceipt, String>>,
+    replies: Vec<(Reply, u32)>,
 }
 
 /// A Kinesis producer; share one per process (it is `Send + Sync`).
@@ -110,16 +140,30 @@ impl Producer {
             self.kinesis.ensure_stream(&stream).await?;
             self.ensured.lock().await.insert(stream.clone());
         }
-        let chunks = pack(dataset, job_id, data, format, &self.options)?;
-        if chunks.is_empty() {
+        let input = split_events(dataset, data, format)?;
+        if input.events.is_empty() {
             return Err(StreamError::Input { dataset: dataset.to_string(), message: format!("job {job_id}: the input holds no events") });
         }
-        let events: u64 = chunks.iter().map(|c| c.1 as u64).sum();
-        let record_bytes: u64 = chunks.iter().map(|c| c.0.len() as u64).sum();
-        let mut replies = Vec::with_capacity(chunks.len());
-        for (i, (data, events)) in chunks.into_iter().enumerate() {
+        let size: usize = input.header.len() + input.events.iter().map(|e| e.len() + 1).sum::<usize>();
+        let payloads: Vec<(Payload, u32)> = if input.format == InputFormat::Ndjson && size <= self.options.max_segment_bytes {
+            let mut events = Vec::with_capacity(size);
+            for event in &input.events {
+                events.extend_from_slice(event);
+                events.push(b'\n');
+            }
+            vec![(Payload::Segment { job_id: job_id.to_string(), events }, input.events.len() as u32)]
+        } else {
+            pack_events(dataset, job_id, &input, &self.options)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, (data, events))| (Payload::Record { partition_key: format!("{job_id}/{i}"), data }, events))
+                .collect()
+        };
+        let events: u64 = payloads.iter().map(|p| p.1 as u64).sum();
+        let mut replies = Vec::with_capacity(payloads.len());
+        for (payload, events) in payloads {
             let (reply, receipt) = oneshot::channel();
-            let pending = Pending { stream: stream.clone(), partition_key: format!("{job_id}/{i}"), data, events, reply };
+            let pending = Pending { stream: stream.clone(), dataset: dataset.to_string(), payload, events, reply };
             self.queue.send(pending).await.map_err(|_| StreamError::Internal("the producer's flusher stopped".into()))?;
             replies.push(receipt);
         }
@@ -151,7 +195,7 @@ impl Producer {
             stream,
             events,
             input_bytes: data.len() as u64,
-            record_bytes,
+            record_bytes: records.iter().map(|r| r.bytes).sum(),
             records,
         })
     }
@@ -237,6 +281,7 @@ fn split_events<'a>(dataset: &str, data: &'a [u8], format: InputFormat) -> Strea
 }
 
 /// Cuts the input into records of at most `max_record_bytes` each: `(record bytes, events)`.
+#[cfg(test)]
 pub(crate) fn pack(
     dataset: &str,
     job_id: &str,
@@ -244,7 +289,11 @@ pub(crate) fn pack(
     format: InputFormat,
     options: &ProducerOptions,
 ) -> StreamResult<Vec<(Vec<u8>, u32)>> {
-    let input = split_events(dataset, data, format)?;
+    pack_events(dataset, job_id, &split_events(dataset, data, format)?, options)
+}
+
+/// Cuts a job's events into records of at most `max_record_bytes` each: `(record bytes, events)`.
+fn pack_events(dataset: &str, job_id: &str, input: &Events<'_>, options: &ProducerOptions) -> StreamResult<Vec<(Vec<u8>, u32)>> {
     let mut records = Vec::new();
     // Uncompressed bytes per record, adapted to the compression ratio seen so far.
     let mut target = 4 * options.max_record_bytes;
@@ -257,7 +306,7 @@ pub(crate) fn pack(
             end += 1;
         }
         loop {
-            let record = encode_chunk(dataset, job_id, &input, start, end, options)?;
+            let record = encode_chunk(dataset, job_id, input, start, end, options)?;
             if record.len() <= options.max_record_bytes {
                 let ratio = record.len() as f64 / size.max(1) as f64;
                 target = ((options.max_record_bytes as f64 * 0.85 / ratio.max(0.01)) as usize).max(1024);
@@ -299,13 +348,7 @@ fn encode_chunk(
             events.push(b'\n');
         }
     }
-    let header = RecordHeader {
-        job_id: job_id.to_string(),
-        dataset: dataset.to_string(),
-        format: input.format,
-        event_count: (end - start) as u32,
-        first_index: start as u64,
-    };
+    let header = RecordHeader::single(job_id, dataset, input.format, start as u64, (end - start) as u32);
     encode(&header, &events, options.zstd_level)
         .map_err(|e| StreamError::Input { dataset: dataset.to_string(), message: format!("cannot pack job {job_id}: {e}") })
 }
@@ -328,11 +371,11 @@ async fn flush(kinesis: Kinesis, options: ProducerOptions, mut queue: mpsc::Rece
                 Err(_) => break,
             }
         }
-        let mut calls: Vec<(String, Vec<Pending>)> = Vec::new();
-        for (stream, records) in by_stream {
-            let mut call: Vec<Pending> = Vec::new();
+        let mut calls: Vec<(String, Vec<Outgoing>)> = Vec::new();
+        for (stream, pending) in by_stream {
+            let mut call: Vec<Outgoing> = Vec::new();
             let mut bytes = 0;
-            for record in records {
+            for record in outgoing(pending, &options) {
                 let size = record.data.len() + record.partition_key.len();
                 if !call.is_empty() && (call.len() == MAX_RECORDS_PER_CALL || bytes + size > MAX_BYTES_PER_CALL) {
                     calls.push((stream.clone(), std::mem::take(&mut call)));
@@ -361,8 +404,64 @@ async fn flush(kinesis: Kinesis, options: ProducerOptions, mut queue: mpsc::Rece
     }
 }
 
+/// The records to send for one stream's waiting payloads: packed records as they are, small
+/// jobs packed together into shared records (one segment each).
+fn outgoing(pending: Vec<Pending>, options: &ProducerOptions) -> Vec<Outgoing> {
+    let mut out = Vec::new();
+    let mut shared: Vec<(String, Vec<u8>, u32, Reply)> = Vec::new();
+    let mut shared_bytes = 0;
+    let mut dataset = String::new();
+    for p in pending {
+        match p.payload {
+            Payload::Record { partition_key, data } => out.push(Outgoing { partition_key, data, replies: vec![(p.reply, p.events)] }),
+            Payload::Segment { job_id, events } => {
+                if !shared.is_empty() && shared_bytes + events.len() > options.max_shared_record_bytes {
+                    out.extend(shared_record(&dataset, std::mem::take(&mut shared), options));
+                    shared_bytes = 0;
+                }
+                dataset = p.dataset;
+                shared_bytes += events.len();
+                shared.push((job_id, events, p.events, p.reply));
+            }
+        }
+    }
+    if !shared.is_empty() {
+        out.extend(shared_record(&dataset, shared, options));
+    }
+    out
+}
+
+/// One record holding several small jobs (or none, if it cannot be encoded: each job is told).
+fn shared_record(dataset: &str, jobs: Vec<(String, Vec<u8>, u32, Reply)>, options: &ProducerOptions) -> Option<Outgoing> {
+    let mut events = Vec::with_capacity(jobs.iter().map(|j| j.1.len()).sum());
+    let mut segments = Vec::with_capacity(jobs.len());
+    for (job_id, job_events, count, _) in &jobs {
+        events.extend_from_slice(job_events);
+        segments.push(Segment { job_id: job_id.clone(), first_index: 0, event_count: *count });
+    }
+    let partition_key = format!("{}/0", segments[0].job_id);
+    let header = RecordHeader { dataset: dataset.to_string(), format: InputFormat::Ndjson, segments };
+    match encode(&header, &events, options.zstd_level) {
+        Ok(data) => Some(Outgoing { partition_key, data, replies: jobs.into_iter().map(|(_, _, count, reply)| (reply, count)).collect() }),
+        Err(e) => {
+            for (job_id, _, _, reply) in jobs {
+                let _ = reply.send(Err(format!("cannot pack job {job_id}: {e}")));
+            }
+            None
+        }
+    }
+}
+
+/// Each job's share of a record's bytes, by events; the shares add up to the record's size.
+fn byte_shares(record_bytes: u64, events: &[u32]) -> Vec<u64> {
+    let total: u64 = events.iter().map(|&e| e as u64).sum::<u64>().max(1);
+    let mut shares: Vec<u64> = events.iter().map(|&e| record_bytes * e as u64 / total).collect();
+    shares[0] += record_bytes - shares.iter().sum::<u64>();
+    shares
+}
+
 /// One PutRecords group, retrying refused records until accepted or out of attempts.
-async fn put_records(kinesis: &Kinesis, options: &ProducerOptions, stream: &str, mut pending: Vec<Pending>) {
+async fn put_records(kinesis: &Kinesis, options: &ProducerOptions, stream: &str, mut pending: Vec<Outgoing>) {
     let mut delay = options.retry_backoff;
     for attempt in 1..=options.max_attempts {
         let entries: Vec<PutRecordsRequestEntry> = pending
@@ -382,17 +481,24 @@ async fn put_records(kinesis: &Kinesis, options: &ProducerOptions, stream: &str,
                 for (p, result) in pending.into_iter().zip(out.records()) {
                     match (result.shard_id(), result.sequence_number(), result.error_code()) {
                         (Some(shard), Some(sequence), None) => {
-                            let receipt = RecordReceipt {
-                                shard_id: shard.to_string(),
-                                sequence_number: sequence.to_string(),
-                                events: p.events,
-                            };
-                            let _ = p.reply.send(Ok(receipt));
+                            let counts: Vec<u32> = p.replies.iter().map(|r| r.1).collect();
+                            let shares = byte_shares(p.data.len() as u64, &counts);
+                            for ((reply, events), bytes) in p.replies.into_iter().zip(shares) {
+                                let receipt = RecordReceipt {
+                                    shard_id: shard.to_string(),
+                                    sequence_number: sequence.to_string(),
+                                    events,
+                                    bytes,
+                                };
+                                let _ = reply.send(Ok(receipt));
+                            }
                         }
                         (_, _, code) => {
                             let message = format!("{}: {}", code.unwrap_or("no result"), result.error_message().unwrap_or(""));
                             if last {
-                                let _ = p.reply.send(Err(message));
+                                for (reply, _) in p.replies {
+                                    let _ = reply.send(Err(message.clone()));
+                                }
                             } else {
                                 retry.push(p);
                             }
@@ -409,8 +515,8 @@ async fn put_records(kinesis: &Kinesis, options: &ProducerOptions, stream: &str,
                 let message = sdk_message(&e);
                 tracing::warn!(component = "producer", event = "put_records_failed", stream, attempt, error = %message);
                 if last {
-                    for p in pending {
-                        let _ = p.reply.send(Err(message.clone()));
+                    for (reply, _) in pending.into_iter().flat_map(|p| p.replies) {
+                        let _ = reply.send(Err(message.clone()));
                     }
                     return;
                 }
@@ -424,7 +530,7 @@ async fn put_records(kinesis: &Kinesis, options: &ProducerOptions, stream: &str,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::record::decode;
+    use crate::stream::record::{decode, WeirRecord};
 
     fn options(max: usize) -> ProducerOptions {
         ProducerOptions { max_record_bytes: max, ..ProducerOptions::default() }
@@ -435,8 +541,8 @@ mod tests {
         let mut firsts = Vec::new();
         for (bytes, events) in records {
             let record = decode(bytes).unwrap();
-            assert_eq!(record.header.event_count, *events);
-            firsts.push(record.header.first_index);
+            assert_eq!(record.header.event_count(), *events as u64);
+            firsts.push(record.header.segments[0].first_index);
             let text = String::from_utf8(record.events).unwrap();
             lines.extend(text.lines().map(str::to_string));
         }
@@ -464,7 +570,7 @@ mod tests {
         let records = pack("d", "job", csv, InputFormat::Csv, &options(1 << 20)).unwrap();
         let record = decode(&records[0].0).unwrap();
         assert_eq!(record.events, b"a,b\n1,\"x\ny\"\n2,z\n");
-        assert_eq!(record.header.event_count, 2);
+        assert_eq!(record.header.event_count(), 2);
     }
 
     #[test]
@@ -473,5 +579,34 @@ mod tests {
         let data = format!("{{\"a\":1}}\n{{\"big\":\"{big}\"}}\n");
         let err = pack("d", "job", data.as_bytes(), InputFormat::Ndjson, &options(4096)).unwrap_err().to_string();
         assert!(err.contains("event 1 of job job"), "{err}");
+    }
+
+    #[test]
+    fn small_jobs_share_records_and_each_gets_its_events_back() {
+        let options = ProducerOptions { max_shared_record_bytes: 39, ..ProducerOptions::default() };
+        let mut answers = Vec::new();
+        let mut pending = Vec::new();
+        for (job, events) in [("j1", "{\"a\":1}\n"), ("j2", "{\"a\":2}\n{\"a\":3}\n"), ("j3", "{\"a\":4}\n"), ("j4", "{\"a\":5}\n")] {
+            let (reply, answer) = oneshot::channel();
+            answers.push(answer);
+            let count = events.lines().count() as u32;
+            let payload = Payload::Segment { job_id: job.into(), events: events.as_bytes().to_vec() };
+            pending.push(Pending { stream: "s".into(), dataset: "d".into(), payload, events: count, reply });
+        }
+        let (reply, _answer) = oneshot::channel();
+        let payload = Payload::Record { partition_key: "big/0".into(), data: b"packed".to_vec() };
+        pending.insert(1, Pending { stream: "s".into(), dataset: "d".into(), payload, events: 9, reply });
+        let out = outgoing(pending, &options);
+        // The packed record as it is; the 4 small jobs (8 + 16 + 8 + 8 bytes) in two records.
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].data, b"packed");
+        let shared: Vec<WeirRecord> = out[1..].iter().map(|o| decode(&o.data).unwrap()).collect();
+        let jobs: Vec<Vec<(String, u32)>> =
+            shared.iter().map(|r| r.header.segments.iter().map(|s| (s.job_id.clone(), s.event_count)).collect()).collect();
+        assert_eq!(jobs, vec![vec![("j1".into(), 1), ("j2".into(), 2), ("j3".into(), 1)], vec![("j4".into(), 1)]]);
+        assert_eq!(shared[0].events, b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":4}\n");
+        assert_eq!(out[1].partition_key, "j1/0");
+        assert_eq!(out[1].replies.iter().map(|r| r.1).collect::<Vec<_>>(), vec![1, 2, 1]);
+        assert_eq!(byte_shares(101, &[1, 2, 1]), vec![26, 50, 25]);
     }
 }

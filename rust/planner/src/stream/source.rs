@@ -190,7 +190,7 @@ impl ShardCursor {
             }
             let caught_up = got == 0 && self.millis_behind == 0;
             if caught_up {
-                if limits.stop_when_caught_up || !records.is_empty() || Instant::now() + limits.poll_interval > limits.deadline {
+                if limits.stop_when_caught_up || Instant::now() + limits.poll_interval > limits.deadline {
                     break;
                 }
                 tokio::time::sleep(limits.poll_interval).await;
