@@ -26,34 +26,28 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import anyio
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import weir
 from weir import project
 from weir.api import keys
-from weir.api.ingest import Ingestor
+from weir.api.ingest import (
+    RETRY_AFTER_SECONDS,
+    ClientDisconnectedError,
+    IngestEndpoint,
+)
 from weir.api.problems import PROBLEM_SCHEMA, TITLES, ProblemError, problem_response
 from weir.config import ApiSettings, api_settings, kinesis_settings, lake_settings
 
-#: Content types the ingest route reads, and the processor format of each.
-CONTENT_TYPES = {
-    "application/json": "json",
-    "application/x-ndjson": "ndjson",
-    "application/ndjson": "ndjson",
-    "text/csv": "csv",
-}
-RETRY_AFTER_SECONDS = "5"
 #: ``strict``: any invalid record rejects the request; ``lenient``: invalid ones are quarantined.
 IngestMode = Literal["strict", "lenient"]
 
@@ -84,10 +78,15 @@ class AccessLog:
     """ASGI middleware: a request id for every request (the caller's ``X-Request-ID`` when it
     is sane, else a new one; returned in that header) and one JSON access-log line per
     request. Never logs bodies or headers. (Plain ASGI: Starlette's ``BaseHTTPMiddleware``
-    costs a task and two streams per request.)"""
+    costs a task and two streams per request.)
 
-    def __init__(self, app: Any) -> None:
+    It also serves ``POST /v1/ingest/{dataset}`` itself, through ``endpoint``: FastAPI's
+    routing, dependency injection and response classes cost more than the rest of a
+    single-event request (the FastAPI routes of those paths call the same endpoint)."""
+
+    def __init__(self, app: Any, endpoint: IngestEndpoint) -> None:
         self.app = app
+        self.endpoint = endpoint
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -111,8 +110,20 @@ class AccessLog:
                 ]
             await send(message)
 
+        dataset = self.endpoint.paths.get(scope["path"]) if scope["method"] == "POST" else None
         try:
-            await self.app(scope, receive, send_with_id)
+            if dataset is None:
+                await self.app(scope, receive, send_with_id)
+            else:
+                try:
+                    code, headers, body = await self.endpoint.respond(dataset, scope, receive)
+                except ClientDisconnectedError:
+                    status = 499  # nothing to answer: the client went away
+                    return
+                await send_with_id(
+                    {"type": "http.response.start", "status": code, "headers": headers}
+                )
+                await send_with_id({"type": "http.response.body", "body": body})
         finally:
             client = scope.get("client")
             fields = {
@@ -124,14 +135,6 @@ class AccessLog:
                 "client": client[0] if client else None,
             }
             access_log.info("request", extra={"fields": fields})
-
-
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Publishing blocks a worker thread until Kinesis acknowledges (a few ms, shared by the
-    # group commit): allow many at once, or the default 40 threads cap concurrent requests.
-    anyio.to_thread.current_default_thread_limiter().total_tokens = 512
-    yield
 
 
 def _setup_logging() -> None:
@@ -213,27 +216,6 @@ def _request_body(dataset: str) -> dict[str, Any]:
     }
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ProblemError(
-            413, "body-too-large", f"the body is {declared} bytes; the limit is {limit}"
-        )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ProblemError(
-                413, "body-too-large", f"the body is over the limit of {limit} bytes"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _iso(ms: int | None) -> str | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
@@ -248,7 +230,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description="Send records to Weir: they are validated against their dataset's "
         "contract, published to Kinesis and committed to Iceberg exactly once.",
         openapi_tags=[{"name": "ingest"}, {"name": "jobs"}, {"name": "health"}],
-        lifespan=_lifespan,
     )
 
     # -- errors ------------------------------------------------------------------------
@@ -282,112 +263,16 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
 
     # -- access log and request ids -----------------------------------------------------
-    app.add_middleware(AccessLog)
+    endpoint = IngestEndpoint(settings, project.datasets())
+    app.add_middleware(AccessLog, endpoint=endpoint)
 
     # -- auth ----------------------------------------------------------------------------
     async def api_key(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise ProblemError(
-                401,
-                "unauthorized",
-                "send an API key as `Authorization: Bearer <key>`",
-                headers={"WWW-Authenticate": 'Bearer realm="weir"'},
-            )
-        if not keys.is_valid(key.strip(), settings.key_hashes):
-            raise ProblemError(
-                401,
-                "unauthorized",
-                "the API key is not valid",
-                headers={"WWW-Authenticate": 'Bearer realm="weir", error="invalid_token"'},
-            )
+        keys.require(request.headers.get("authorization", ""), settings.key_hashes)
 
     protected = [Depends(api_key)]
 
-    def ingestor() -> Ingestor:
-        # Settings and processors are resolved once per process, not per request.
-        if not hasattr(app.state, "ingestor"):
-            app.state.ingestor = Ingestor.for_datasets(project.datasets())
-        return app.state.ingestor
-
     # -- ingest --------------------------------------------------------------------------
-    async def ingest(request: Request, dataset: str, mode: str) -> JSONResponse:
-        media_type = _media_type(request)
-        if media_type not in CONTENT_TYPES:
-            raise ProblemError(
-                415,
-                "unsupported-content-type",
-                f"content type {media_type or '(none)'!r} is not supported",
-                supported=sorted(CONTENT_TYPES),
-            )
-        body = await _read_body(request, settings.max_body_bytes)
-        if not body.strip():
-            raise ProblemError(400, "unparseable", "the body holds no records")
-        fmt = CONTENT_TYPES[media_type]
-        job_id = str(uuid.uuid4())
-        try:
-            outcome = await ingestor().submit(
-                dataset, body, fmt, strict=mode == "strict", job_id=job_id
-            )
-        except weir.UnsupportedFormatError as e:
-            raise ProblemError(
-                415, "unsupported-content-type", str(e), supported=sorted(CONTENT_TYPES)
-            ) from e
-        except weir.ParseError as e:  # the input as a whole (e.g. a CSV header) is unreadable
-            raise ProblemError(400, "unparseable", str(e)) from e
-        except (weir.KinesisError, weir.LakeError) as e:
-            error_log.warning(
-                "publish_failed",
-                extra={"fields": {"request_id": request.state.request_id, "error": str(e)}},
-            )
-            raise ProblemError(
-                503,
-                "unavailable",
-                "the records could not be published (Kinesis or the metastore is unreachable); "
-                "nothing was accepted, retry later",
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
-            ) from e
-        except weir.UnpublishableError as e:
-            raise ProblemError(413, "record-too-large", str(e)) from e
-        received = outcome["received"]
-        refused = outcome["outcome"]
-        if refused == "empty":
-            raise ProblemError(400, "unparseable", "the body holds no records")
-        if refused == "unparseable":
-            first = outcome["violations"][0]
-            raise ProblemError(
-                400,
-                "unparseable",
-                f"{outcome['unreadable']} of {received} records cannot be parsed as {fmt}; "
-                f"first: record {first['record_index']}: {first['message']}",
-                violations=outcome["violations"],
-                violations_total=outcome["violations_total"],
-            )
-        if refused == "violations":
-            raise ProblemError(
-                422,
-                "contract-violation",
-                f"{outcome['rejected']} of {received} records break the {dataset} contract; "
-                "nothing was accepted (send ?mode=lenient to accept the valid ones)",
-                violations=outcome["violations"],
-                violations_total=outcome["violations_total"],
-            )
-        return JSONResponse(
-            {
-                "job_id": job_id,
-                "dataset": dataset,
-                "status": "published",
-                "mode": mode,
-                "received": received,
-                "valid": outcome["valid"],
-                "rejected": outcome["rejected"],
-                "status_url": f"/v1/jobs/{job_id}",
-            },
-            status_code=202,
-            headers={"Location": f"/v1/jobs/{job_id}"},
-        )
-
     ingest_responses = {
         202: {
             "description": "Published to Kinesis; follow status_url",
@@ -400,8 +285,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         def make_route(dataset: str) -> Callable[..., Awaitable[JSONResponse]]:
             async def route(
                 request: Request, mode: Annotated[IngestMode, Query()] = "strict"
-            ) -> JSONResponse:
-                return await ingest(request, dataset, mode)
+            ) -> Response:
+                del mode  # documented here, read by the endpoint
+                status, headers, body = await endpoint.respond(
+                    dataset, request.scope, request.receive
+                )
+                response = Response(body, status_code=status)
+                response.raw_headers = headers
+                return response
 
             route.__name__ = f"ingest_{dataset}"
             return route
@@ -411,7 +302,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             tags=["ingest"],
             summary=f"Send {name} records",
             status_code=202,
-            dependencies=protected,
             responses=ingest_responses,
             openapi_extra={"requestBody": _request_body(name)},
         )(make_route(name))

@@ -1,32 +1,55 @@
-"""The ingest route's work for the event loop: check, decide, publish, in Rust.
+"""``POST /v1/ingest/{dataset}``: the ingest route, kept lean because it is the hot path.
 
-:class:`Ingestor` hands each request body to ``weir._native.IngestService`` (grouped
-validation against the contract and SQL rules, strict/lenient decision, job registration,
-publishing to Kinesis with the shared group-committing producer) and awaits the outcome. No
-Python thread waits per request and no Rust thread takes the GIL: finished requests are
+:class:`IngestEndpoint` answers a request from its raw ASGI scope and body: API key,
+content type, body limit, then one call into Rust (:class:`Ingestor`) that validates the
+body against the contract and SQL rules (grouped with other small bodies), applies
+``mode=strict|lenient``, registers the job and publishes it to Kinesis with the shared
+group-committing producer. The application calls it for these paths before FastAPI's
+routing (``weir.api.app.AccessLog``); the FastAPI routes with the same paths call it too and
+carry the OpenAPI documentation, so there is one implementation.
+
+No Python thread waits per request and no Rust thread takes the GIL: finished requests are
 collected by the event loop itself, which watches the service's completion socket.
-
-    ingestor = Ingestor.for_datasets(project.datasets())
-    outcome = await ingestor.submit("shop_events", body, "json", strict=True, job_id=job_id)
-    outcome["outcome"]  # "published" | "empty" | "unparseable" | "violations"
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
+import weir
 from weir import _native
+from weir.api import keys
+from weir.api.problems import MEDIA_TYPE, ProblemError, problem
+from weir.config import ApiSettings
 from weir.processor import processor
 from weir.stream import producer
 
 #: Violations listed in one response; ``violations_total`` gives the full count.
 MAX_VIOLATIONS = 1000
+#: Content types the route reads, and the processor format of each.
+CONTENT_TYPES = {
+    "application/json": "json",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "text/csv": "csv",
+}
+MODES = ("strict", "lenient")
+RETRY_AFTER_SECONDS = "5"
+
+error_log = logging.getLogger("weir.api")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Headers = list[tuple[bytes, bytes]]
 
 
 class Ingestor:
-    """One per process and event loop."""
+    """Submits bodies to ``weir._native.IngestService`` and awaits their outcomes; one per
+    process and event loop."""
 
     def __init__(self, service: _native.IngestService) -> None:
         self._service = service
@@ -40,16 +63,15 @@ class Ingestor:
         processors = [processor(name) for name in datasets]
         return cls(_native.IngestService(processors, producer(), MAX_VIOLATIONS))
 
-    async def submit(
-        self, dataset: str, body: bytes, format: str, *, strict: bool, job_id: str
-    ) -> dict[str, Any]:
-        """The request's outcome: ``outcome``, ``received``, ``valid``, ``rejected``, and
-        ``job_id`` once published or ``violations`` (+ ``violations_total``, ``unreadable``)
-        when refused. Raises the error of a failed publish (``weir.KinesisError``, ...)."""
+    async def submit(self, dataset: str, body: bytes, format: str, *, strict: bool) -> dict:
+        """The request's outcome: ``outcome`` ("published", "empty", "unparseable" or
+        "violations"), ``received``, ``valid``, ``rejected``, and ``job_id`` once published
+        or ``violations`` (+ ``violations_total``, ``unreadable``) when refused. Raises the
+        error of a failed publish (``weir.KinesisError``, ...)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._watch(loop)
-        token = self._service.submit(dataset, body, format, strict, job_id)
+        token = self._service.submit(dataset, body, format, strict)
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiting[token] = future
         return await future
@@ -69,3 +91,159 @@ class Ingestor:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+
+def _header(headers: Headers, name: bytes) -> str:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+class ClientDisconnectedError(Exception):
+    """The client went away before sending its whole body."""
+
+
+class IngestEndpoint:
+    """The ingest route for the project's datasets."""
+
+    def __init__(self, settings: ApiSettings, datasets: Iterable[str]) -> None:
+        self.settings = settings
+        self.datasets = list(datasets)
+        #: path → dataset
+        self.paths = {f"/v1/ingest/{name}": name for name in self.datasets}
+        self._ingestor: Ingestor | None = None
+
+    def ingestor(self) -> Ingestor:
+        if self._ingestor is None:  # on first use: settings and processors resolved once
+            self._ingestor = Ingestor.for_datasets(self.datasets)
+        return self._ingestor
+
+    async def respond(
+        self, dataset: str, scope: dict[str, Any], receive: Receive
+    ) -> tuple[int, Headers, bytes]:
+        """Status, headers and body of the answer to one request."""
+        try:
+            status, body, headers = await self._ingest(dataset, scope, receive)
+            media_type = "application/json"
+        except ProblemError as e:
+            status, headers = e.status, e.headers
+            body = problem(e.status, e.kind, e.detail, scope["path"], **e.extra)
+            media_type = MEDIA_TYPE
+        content = json.dumps(body, separators=(",", ":")).encode()
+        raw = [
+            (b"content-type", media_type.encode()),
+            (b"content-length", str(len(content)).encode()),
+            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+        ]
+        return status, raw, content
+
+    async def _ingest(
+        self, dataset: str, scope: dict[str, Any], receive: Receive
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        headers: Headers = scope["headers"]
+        keys.require(_header(headers, b"authorization"), self.settings.key_hashes)
+        mode = "strict"
+        for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+            if name == "mode":
+                mode = value
+        if mode not in MODES:
+            raise ProblemError(
+                422, "invalid-request", "query.mode: Input should be 'strict' or 'lenient'"
+            )
+        media_type = _header(headers, b"content-type").split(";")[0].strip().lower()
+        if media_type not in CONTENT_TYPES:
+            raise ProblemError(
+                415,
+                "unsupported-content-type",
+                f"content type {media_type or '(none)'!r} is not supported",
+                supported=sorted(CONTENT_TYPES),
+            )
+        body = await self._read_body(headers, receive)
+        if not body.strip():
+            raise ProblemError(400, "unparseable", "the body holds no records")
+        fmt = CONTENT_TYPES[media_type]
+        outcome = await self._submit(scope, dataset, body, fmt, strict=mode == "strict")
+        received = outcome["received"]
+        refused = outcome["outcome"]
+        if refused == "empty":
+            raise ProblemError(400, "unparseable", "the body holds no records")
+        if refused == "unparseable":
+            first = outcome["violations"][0]
+            raise ProblemError(
+                400,
+                "unparseable",
+                f"{outcome['unreadable']} of {received} records cannot be parsed as {fmt}; "
+                f"first: record {first['record_index']}: {first['message']}",
+                violations=outcome["violations"],
+                violations_total=outcome["violations_total"],
+            )
+        if refused == "violations":
+            raise ProblemError(
+                422,
+                "contract-violation",
+                f"{outcome['rejected']} of {received} records break the {dataset} contract; "
+                "nothing was accepted (send ?mode=lenient to accept the valid ones)",
+                violations=outcome["violations"],
+                violations_total=outcome["violations_total"],
+            )
+        job_id = outcome["job_id"]
+        accepted = {
+            "job_id": job_id,
+            "dataset": dataset,
+            "status": "published",
+            "mode": mode,
+            "received": received,
+            "valid": outcome["valid"],
+            "rejected": outcome["rejected"],
+            "status_url": f"/v1/jobs/{job_id}",
+        }
+        return 202, accepted, {"Location": f"/v1/jobs/{job_id}"}
+
+    async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = _header(headers, b"content-length")
+        if declared.isdigit() and int(declared) > limit:
+            raise ProblemError(
+                413, "body-too-large", f"the body is {declared} bytes; the limit is {limit}"
+            )
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnectedError
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise ProblemError(
+                    413, "body-too-large", f"the body is over the limit of {limit} bytes"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _submit(
+        self, scope: dict[str, Any], dataset: str, body: bytes, fmt: str, *, strict: bool
+    ) -> dict[str, Any]:
+        try:
+            return await self.ingestor().submit(dataset, body, fmt, strict=strict)
+        except weir.UnsupportedFormatError as e:
+            raise ProblemError(
+                415, "unsupported-content-type", str(e), supported=sorted(CONTENT_TYPES)
+            ) from e
+        except weir.ParseError as e:  # the input as a whole (e.g. a CSV header) is unreadable
+            raise ProblemError(400, "unparseable", str(e)) from e
+        except (weir.KinesisError, weir.LakeError) as e:
+            request_id = scope.get("state", {}).get("request_id")
+            error_log.warning(
+                "publish_failed", extra={"fields": {"request_id": request_id, "error": str(e)}}
+            )
+            raise ProblemError(
+                503,
+                "unavailable",
+                "the records could not be published (Kinesis or the metastore is unreachable); "
+                "nothing was accepted, retry later",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            ) from e
+        except weir.UnpublishableError as e:
+            raise ProblemError(413, "record-too-large", str(e)) from e

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 
+from weir.api.problems import ProblemError
 from weir.config import api_keys_file
 
 PREFIX = "weir_"
@@ -44,3 +45,23 @@ def is_valid(presented: str, hashes: tuple[str, ...]) -> bool:
     for stored in hashes:
         found |= hmac.compare_digest(digest, stored)
     return found
+
+
+def require(authorization: str, hashes: tuple[str, ...]) -> None:
+    """Checks an ``Authorization`` header value; raises the 401 problem if it does not carry
+    one of the keys as ``Bearer <key>``."""
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ProblemError(
+            401,
+            "unauthorized",
+            "send an API key as `Authorization: Bearer <key>`",
+            headers={"WWW-Authenticate": 'Bearer realm="weir"'},
+        )
+    if not is_valid(key.strip(), hashes):
+        raise ProblemError(
+            401,
+            "unauthorized",
+            "the API key is not valid",
+            headers={"WWW-Authenticate": 'Bearer realm="weir", error="invalid_token"'},
+        )

@@ -43,6 +43,18 @@ class ProblemError(Exception):
         self.extra = extra
 
 
+def problem(status: int, kind: str, detail: str, path: str, **extra: Any) -> dict[str, Any]:
+    """The problem document."""
+    return {
+        "type": TYPE_BASE + kind,
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": path,
+        **extra,
+    }
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -51,14 +63,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body = {
-        "type": TYPE_BASE + kind,
-        "title": TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-        **extra,
-    }
+    body = problem(status, kind, detail, request.url.path, **extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 

@@ -98,11 +98,14 @@ impl IngestService {
         self.completions.reader.as_raw_fd()
     }
 
-    /// Starts checking and publishing `body` as job `job_id`; returns the request's token.
-    fn submit(&self, py: Python<'_>, dataset: String, body: Vec<u8>, format: &str, strict: bool, job_id: String) -> PyResult<u64> {
+    /// Starts checking and publishing `body` (as job `job_id`, default a new UUID v7);
+    /// returns the request's token.
+    #[pyo3(signature = (dataset, body, format, strict, job_id=None))]
+    fn submit(&self, py: Python<'_>, dataset: String, body: Vec<u8>, format: &str, strict: bool, job_id: Option<String>) -> PyResult<u64> {
         let format = InputFormat::parse(format).map_err(|e| to_py_err(py, e))?;
         let mode = if strict { IngestMode::Strict } else { IngestMode::Lenient };
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let job_id = job_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let (inner, completions) = (self.inner.clone(), self.completions.clone());
         runtime().spawn(async move {
             let outcome = inner.ingest(&dataset, body, format, mode, &job_id).await;

@@ -48,11 +48,25 @@ impl Lake {
                 message: format!("cannot open the Iceberg catalog in {}: {source}", redact(&config.metastore)),
             })?;
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new().max_connections(4).connect(&url).await.map_err(|e| LakeError::Config {
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // Pages read through a memory map, not a read() call each.
+                        sqlx::query("PRAGMA mmap_size = 268435456").execute(connection).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| LakeError::Config {
             setting: "metastore".into(),
             message: format!("cannot connect to {}: {e}", redact(&config.metastore)),
         })?;
-        if url.starts_with("sqlite:") {
+        if sqlite {
             // Write-ahead logging: a commit appends to one file (one fsync) instead of writing
             // a rollback journal, and readers do not block the writers (the API's job ledger,
             // consumers, catalog commits). The mode is kept in the database file.
