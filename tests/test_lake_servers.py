@@ -1,18 +1,36 @@
 """The lake round trip (Rust writes; DataFusion, pyiceberg and DuckDB read) against real
 servers started by the tests: an S3-API server (moto) as warehouse, and PostgreSQL as the
-metastore."""
+metastore (also for the streaming path's jobs, job records and leases)."""
 
 from __future__ import annotations
 
 import subprocess
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 import weir
 from servers import moto_s3, postgres
+from stream_helpers import RunningConsumer, wait_final
 from test_lake import processed, round_trip
+from weir import samples
 from weir.config import LakeSettings
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    try:
+        server = postgres(tmp_path / "pg")
+        url = server.__enter__()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"PostgreSQL could not start here: {e}")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
 
 
 @pytest.mark.integration
@@ -31,16 +49,37 @@ def test_round_trip_on_an_s3_warehouse(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_round_trip_with_a_postgresql_metastore(tmp_path: Path) -> None:
-    try:
-        server = postgres(tmp_path / "pg")
-        url = server.__enter__()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-        pytest.skip(f"PostgreSQL could not start here: {e}")
-    try:
-        settings = LakeSettings(url, str(tmp_path / "warehouse"))
-        round_trip(settings)
-        weir.append("raw.shop_events", processed(1000, 10), settings=settings)
-        assert weir.lake.snapshots("raw.shop_events", settings=settings).num_rows == 3
-    finally:
-        server.__exit__(None, None, None)
+def test_round_trip_with_a_postgresql_metastore(tmp_path: Path, postgres_url: str) -> None:
+    settings = LakeSettings(postgres_url, str(tmp_path / "warehouse"))
+    round_trip(settings)
+    weir.append("raw.shop_events", processed(1000, 10), settings=settings)
+    assert weir.lake.snapshots("raw.shop_events", settings=settings).num_rows == 3
+
+
+@pytest.mark.integration
+def test_streaming_jobs_with_a_postgresql_metastore(
+    tmp_path: Path, postgres_url: str, kinesis_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs, job records (several small jobs share a Kinesis record), leases and their
+    set-based updates on PostgreSQL."""
+    monkeypatch.setenv("WEIR_METASTORE", postgres_url)
+    monkeypatch.setenv("WEIR_WAREHOUSE", str(tmp_path / "warehouse"))
+    monkeypatch.setenv("WEIR_KINESIS_STREAM_PREFIX", f"pg{uuid.uuid4().hex[:8]}-")
+    events = samples.generate_shop_events(600, invalid_fraction=0.05, seed=31)
+    bodies = [samples.to_ndjson(events[i : i + 20]) for i in range(0, 600, 20)]
+    producer = weir.stream.producer()
+    with RunningConsumer(), ThreadPoolExecutor(8) as pool:
+        # Concurrent small jobs: the producer packs those waiting together into one record.
+        receipts = list(pool.map(lambda body: producer.publish("shop_events", body), bodies))
+        ids = [r["job_id"] for r in receipts]
+        jobs = wait_final(ids)
+    records = {tuple(record[:2]) for r in receipts for record in r["records"]}
+    assert len(records) < len(ids), "no two jobs shared a Kinesis record"
+    expected = [weir.validate(body, "shop_events", format="ndjson") for body in bodies]
+    for job_id, result in zip(ids, expected, strict=True):
+        job = jobs[job_id]
+        assert (job.valid, job.rejected) == (result.valid.num_rows, result.rejected.num_rows)
+        assert job.status == ("partially_rejected" if job.rejected else "committed")
+        assert job.snapshot_ids
+    valid = sum(r.valid.num_rows for r in expected)
+    assert weir.lake.read("raw.shop_events").num_rows == valid

@@ -74,7 +74,7 @@ impl Producer {
     /// A producer for the Kinesis settings `properties`; with `lake`, every published job is
     /// registered in the metastore's jobs table.
     #[new]
-    #[pyo3(signature = (properties, lake=None, zstd_level=3, max_attempts=10))]
+    #[pyo3(signature = (properties, lake=None, zstd_level=1, max_attempts=10))]
     fn new(py: Python<'_>, properties: HashMap<String, String>, lake: Option<&Lake>, zstd_level: i32, max_attempts: u32) -> PyResult<Self> {
         let kinesis = connect(py, &properties)?;
         let options = ProducerOptions { zstd_level, max_attempts: max_attempts.max(1), ..ProducerOptions::default() };

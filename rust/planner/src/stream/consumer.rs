@@ -526,7 +526,6 @@ impl Consumer {
                                 ndjson_spans.push(EventSpan { record: i, segment: s, first: ndjson_events, events });
                                 ndjson_events += events;
                             }
-                            ndjson.extend_from_slice(&weir.events);
                         }
                     }
                     decoded.push(Some(weir));
@@ -536,6 +535,14 @@ impl Consumer {
                     decoded.push(None);
                 }
             }
+        }
+
+        // One NDJSON input of every NDJSON record, allocated once (it can be tens of MB).
+        let is_ndjson = |weir: &&WeirRecord| weir.header.format != InputFormat::Csv;
+        let ndjson_records = || decoded.iter().flatten().filter(is_ndjson);
+        ndjson.reserve_exact(ndjson_records().map(|weir| weir.events.len()).sum());
+        for weir in ndjson_records() {
+            ndjson.extend_from_slice(&weir.events);
         }
 
         let output_schema = self.output_schema.clone();

@@ -53,7 +53,7 @@ impl Default for ProducerOptions {
     fn default() -> Self {
         Self {
             max_record_bytes: MAX_KINESIS_RECORD_BYTES - 256,
-            zstd_level: 3,
+            zstd_level: 1,
             max_attempts: 10,
             retry_backoff: Duration::from_millis(50),
             max_in_flight: 2,

@@ -21,6 +21,9 @@ const MAGIC: &[u8; 4] = b"WEIR";
 const VERSION: u8 = 2;
 const FLAG_ZSTD: u8 = 1;
 
+/// Decompressed events of one record above this size are not trusted to their frame header.
+const MAX_EVENTS_BYTES: u64 = 256 << 20;
+
 /// Largest Kinesis record (data plus partition key), 1 MiB.
 pub const MAX_KINESIS_RECORD_BYTES: usize = 1024 * 1024;
 
@@ -124,7 +127,12 @@ fn push_text(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
 pub fn decode(data: &[u8]) -> Result<WeirRecord, String> {
     let (header, flags, crc, rest) = split(data)?;
     let events = if flags & FLAG_ZSTD != 0 {
-        zstd::stream::decode_all(rest).map_err(|e| format!("cannot decompress the events: {e}"))?
+        // The frame states its size: one allocation of the right size, not a growing buffer.
+        match zstd::zstd_safe::get_frame_content_size(rest) {
+            Ok(Some(size)) if size <= MAX_EVENTS_BYTES => zstd::bulk::decompress(rest, size as usize),
+            _ => zstd::stream::decode_all(rest),
+        }
+        .map_err(|e| format!("cannot decompress the events: {e}"))?
     } else {
         rest.to_vec()
     };
