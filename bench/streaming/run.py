@@ -200,6 +200,22 @@ def freshness(consumers: int, lines: list[bytes], args: argparse.Namespace, log:
     return result
 
 
+def weir_payload(data: bytes) -> bytes:
+    """The compressed events of a Weir record (version 2 header, see docs/streaming.md):
+    magic, version, flags, format, reserved, CRC32, dataset, segments (job id, first index,
+    event count each)."""
+    magic, version, _flags, _format, _reserved, _crc = struct.unpack_from("<4s4BI", data)
+    if magic != b"WEIR" or version != 2:
+        raise ValueError(f"not a version 2 Weir record: {data[:8]!r}")
+    at = 12
+    at += 1 + data[at]  # dataset
+    (segments,) = struct.unpack_from("<I", data, at)
+    at += 4
+    for _ in range(segments):
+        at += 1 + data[at] + 12  # job id, first event index (u64), event count (u32)
+    return data[at:]
+
+
 def naive_baseline(lines: list[bytes], args: argparse.Namespace, folder: Path) -> dict:
     """boto3 + json + pyarrow + pyiceberg, draining the same Weir records."""
     import pyarrow as pa
@@ -250,11 +266,7 @@ def naive_baseline(lines: list[bytes], args: argparse.Namespace, folder: Path) -
                 out = client.get_records(ShardIterator=iterators[shard], Limit=10_000)
                 iterators[shard] = out["NextShardIterator"]
                 for record in out["Records"]:
-                    data = record["Data"]
-                    job_len = data[24]
-                    dataset_len = data[25 + job_len]
-                    payload = data[26 + job_len + dataset_len :]
-                    struct.unpack_from("<4s4BIQI", data)  # the header a consumer would check
+                    payload = weir_payload(record["Data"])
                     for line in decompressor.decompressobj().decompress(payload).splitlines():
                         event = json.loads(line)
                         if not isinstance(event, dict):

@@ -1,6 +1,5 @@
 """Type stub of the Rust extension module ``weir._native`` (rust/python). Use ``weir``."""
 
-from collections.abc import Callable
 from os import PathLike
 from typing import Any
 
@@ -83,22 +82,24 @@ class Producer:
         self,
         properties: dict[str, str],
         lake: Lake | None = None,
-        zstd_level: int = 3,
+        zstd_level: int = 1,
         max_attempts: int = 10,
     ) -> None: ...
     def publish(
         self, dataset: str, data: bytes, format: str = "ndjson", job_id: str | None = None
     ) -> dict[str, Any]: ...
-    def publish_then(
-        self,
-        dataset: str,
-        data: bytes,
-        format: str,
-        job_id: str | None,
-        done: Callable[[bool, Any], None],
-    ) -> None: ...
     def ensure_stream(self, dataset: str) -> str: ...
     def list_streams(self) -> list[str]: ...
+
+class IngestService:
+    def __init__(
+        self, processors: list[Processor], producer: Producer, max_violations: int = 1000
+    ) -> None: ...
+    def fileno(self) -> int: ...
+    def submit(
+        self, dataset: str, body: bytes, format: str, strict: bool, job_id: str | None = None
+    ) -> int: ...
+    def completions(self) -> list[tuple[int, bool, Any]]: ...
 
 class Consumer:
     def __init__(
