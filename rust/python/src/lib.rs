@@ -18,10 +18,6 @@ mod udf;
 
 use pyo3::prelude::*;
 
-/// Rust allocations of the extension (Python's own objects keep Python's allocator).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
