@@ -255,3 +255,40 @@ def test_every_accepted_job_survives_a_sigkilled_api(api_env, tmp_path, running_
     for a in accepted:
         for event in events[a["body"] * 20 : a["body"] * 20 + 20]:
             assert event["event_id"] in stored
+
+
+def test_the_documented_fastapi_route_answers_like_the_fast_path(tmp_path, monkeypatch):
+    """The app serves ingest requests before FastAPI's routing (``AccessLog``); the FastAPI
+    routes of the same paths (which carry the OpenAPI docs) call the same endpoint. With the
+    fast path switched off, requests go through FastAPI and get the same answers."""
+    import asyncio
+    import copy
+
+    from weir.api import create_app
+    from weir.api.app import AccessLog
+    from weir.config import ApiSettings
+
+    monkeypatch.setenv("WEIR_STATE_DIR", str(tmp_path))  # a 400 opens the job ledger's lake
+    settings = ApiSettings(key_hashes=(keys.key_hash(KEY),))
+    fast, routed = create_app(settings), create_app(settings)
+    (access_log,) = [m for m in routed.user_middleware if m.cls is AccessLog]
+    endpoint = copy.copy(access_log.kwargs["endpoint"])
+    endpoint.paths = {}  # nothing served before routing
+    access_log.kwargs["endpoint"] = endpoint
+
+    async def post(app, headers: dict[str, str]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://weir") as client:
+            return await client.post("/v1/ingest/shop_events", content=b"a,b", headers=headers)
+
+    for headers, status in (
+        ({}, 401),
+        ({"Authorization": f"Bearer {KEY}", "Content-Type": "text/plain"}, 415),
+        ({"Authorization": f"Bearer {KEY}", "Content-Type": "text/csv"}, 400),
+    ):
+        answers = [asyncio.run(post(app, headers)) for app in (fast, routed)]
+        assert [a.status_code for a in answers] == [status, status]
+        bodies = [a.json() for a in answers]
+        assert bodies[0] == bodies[1] and bodies[0]["status"] == status
+        assert all(a.headers["content-type"] == "application/problem+json" for a in answers)
+        assert all("x-request-id" in a.headers for a in answers)
