@@ -831,33 +831,26 @@ def main() -> None:
         # d. the naive baseline, same worker count and connections as Weir's best runs
         top_single = max_single or max(singles, key=lambda r: r["requests_per_s"])
         top_batch = max_batch or max(batches, key=lambda r: r["events_per_s"])
-        with naive_app(procs, folder, kinesis.endpoint, top_single["workers"]) as url:
-            warm_up(runs, url, "/ingest", top_single["workers"])
-            naive_single = runs.run(
-                target="naive",
-                url=url,
-                path="/ingest",
-                kind="single",
-                connections=top_single["connections"],
-                seconds=args.seconds,
-                workers=top_single["workers"],
-            )
-            naive_single.pop("_job_ids")
-            show(naive_single)
-        with naive_app(procs, folder, kinesis.endpoint, top_batch["workers"]) as url:
-            warm_up(runs, url, "/ingest", top_batch["workers"])
-            naive_batch = runs.run(
-                target="naive",
-                url=url,
-                path="/ingest/batch",
-                kind="batch",
-                connections=top_batch["connections"],
-                seconds=args.seconds,
-                workers=top_batch["workers"],
-            )
-            naive_batch.pop("_job_ids")
-            show(naive_batch)
-        results["baseline"] = {"single": naive_single, "batch": naive_batch}
+        baseline = {}
+        for kind, top, path in (
+            ("single", top_single, "/ingest"),
+            ("batch", top_batch, "/ingest/batch"),
+        ):
+            with naive_app(procs, folder, kinesis.endpoint, top["workers"]) as url:
+                warm_up(runs, url, "/ingest", top["workers"])
+                baseline[kind] = runs.run(
+                    target="naive",
+                    url=url,
+                    path=path,
+                    kind=kind,
+                    connections=top["connections"],
+                    seconds=args.seconds,
+                    workers=top["workers"],
+                )
+                baseline[kind].pop("_job_ids")
+                show(baseline[kind])
+        naive_single, naive_batch = baseline["single"], baseline["batch"]
+        results["baseline"] = baseline
         results["ratio_single_requests_per_s"] = ratio(
             top_single["requests_per_s"], naive_single["requests_per_s"]
         )

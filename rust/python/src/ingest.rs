@@ -145,10 +145,12 @@ impl IngestService {
                     Refusal::Violations => "violations",
                 };
                 d.set_item("outcome", name)?;
-                let listed: Vec<Violation> = if refusal == Refusal::Unparseable {
-                    checked.violations.iter().filter(|v| v.rule == "syntax").cloned().collect()
+                let syntax: Vec<Violation>;
+                let listed: &[Violation] = if refusal == Refusal::Unparseable {
+                    syntax = checked.violations.iter().filter(|v| v.rule == "syntax").cloned().collect();
+                    &syntax
                 } else {
-                    checked.violations.clone()
+                    &checked.violations
                 };
                 d.set_item("unreadable", checked.unreadable())?;
                 d.set_item("violations", violation_list(py, &listed[..listed.len().min(self.max_violations)])?)?;

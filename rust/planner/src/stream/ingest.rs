@@ -119,9 +119,10 @@ impl Ingest {
     /// Checks `body`, then publishes it as job `job_id` unless `mode` refuses it.
     pub async fn ingest(&self, dataset: &str, body: Vec<u8>, format: InputFormat, mode: IngestMode, job_id: &str) -> StreamResult<IngestOutcome> {
         let checked = self.check(dataset, &body, format).await?;
+        let unreadable = checked.unreadable();
         let refusal = if checked.received == 0 {
             Some(Refusal::Empty)
-        } else if checked.unreadable() > 0 && (mode == IngestMode::Strict || checked.unreadable() == checked.received) {
+        } else if unreadable > 0 && (mode == IngestMode::Strict || unreadable == checked.received) {
             Some(Refusal::Unparseable)
         } else if !checked.violations.is_empty() && mode == IngestMode::Strict {
             Some(Refusal::Violations)

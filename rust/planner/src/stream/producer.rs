@@ -144,14 +144,9 @@ impl Producer {
         if input.events.is_empty() {
             return Err(StreamError::Input { dataset: dataset.to_string(), message: format!("job {job_id}: the input holds no events") });
         }
-        let size: usize = input.header.len() + input.events.iter().map(|e| e.len() + 1).sum::<usize>();
-        let payloads: Vec<(Payload, u32)> = if input.format == InputFormat::Ndjson && size <= self.options.max_segment_bytes {
-            let mut events = Vec::with_capacity(size);
-            for event in &input.events {
-                events.extend_from_slice(event);
-                events.push(b'\n');
-            }
-            vec![(Payload::Segment { job_id: job_id.to_string(), events }, input.events.len() as u32)]
+        let all = 0..input.events.len();
+        let payloads: Vec<(Payload, u32)> = if input.format == InputFormat::Ndjson && input.text_len(all.clone()) <= self.options.max_segment_bytes {
+            vec![(Payload::Segment { job_id: job_id.to_string(), events: input.text(all) }, input.events.len() as u32)]
         } else {
             pack_events(dataset, job_id, &input, &self.options)?
                 .into_iter()
@@ -208,6 +203,26 @@ struct Events<'a> {
     /// CSV header line (with its line end); empty for NDJSON.
     header: Vec<u8>,
     events: Vec<std::borrow::Cow<'a, [u8]>>,
+}
+
+impl Events<'_> {
+    /// Bytes of [`Events::text`] for these events.
+    fn text_len(&self, range: std::ops::Range<usize>) -> usize {
+        self.header.len() + self.events[range].iter().map(|e| e.len() + 1).sum::<usize>()
+    }
+
+    /// The header (CSV) and these events, each ending in a line break: a record's events.
+    fn text(&self, range: std::ops::Range<usize>) -> Vec<u8> {
+        let mut text = Vec::with_capacity(self.text_len(range.clone()));
+        text.extend_from_slice(&self.header);
+        for event in &self.events[range] {
+            text.extend_from_slice(event);
+            if !event.ends_with(b"\n") {
+                text.push(b'\n');
+            }
+        }
+        text
+    }
 }
 
 fn split_events<'a>(dataset: &str, data: &'a [u8], format: InputFormat) -> StreamResult<Events<'a>> {
@@ -325,7 +340,7 @@ fn pack_events(dataset: &str, job_id: &str, input: &Events<'_>, options: &Produc
             }
             let half = (end - start) / 2;
             end = start + half;
-            size = input.header.len() + input.events[start..end].iter().map(|e| e.len() + 1).sum::<usize>();
+            size = input.text_len(start..end);
         }
         start = end;
     }
@@ -340,14 +355,7 @@ fn encode_chunk(
     end: usize,
     options: &ProducerOptions,
 ) -> StreamResult<Vec<u8>> {
-    let mut events = Vec::with_capacity(input.header.len() + input.events[start..end].iter().map(|e| e.len() + 1).sum::<usize>());
-    events.extend_from_slice(&input.header);
-    for event in &input.events[start..end] {
-        events.extend_from_slice(event);
-        if !event.ends_with(b"\n") {
-            events.push(b'\n');
-        }
-    }
+    let events = input.text(start..end);
     let header = RecordHeader::single(job_id, dataset, input.format, start as u64, (end - start) as u32);
     encode(&header, &events, options.zstd_level)
         .map_err(|e| StreamError::Input { dataset: dataset.to_string(), message: format!("cannot pack job {job_id}: {e}") })
