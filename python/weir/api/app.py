@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -157,9 +158,26 @@ def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+#: The OpenAPI security scheme of every route but ``/health*``: an API key as a bearer token.
+SECURITY_SCHEME = "apiKey"
+SECURITY: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
+
+#: A job id as the jobs route takes it: a UUID in its hyphenated form (what ``format: uuid``
+#: means in JSON Schema), in either case.
+JOB_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
 ACCEPTED_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["job_id", "dataset", "status", "received", "valid", "rejected", "status_url"],
+    "required": [
+        "job_id",
+        "dataset",
+        "status",
+        "mode",
+        "received",
+        "valid",
+        "rejected",
+        "status_url",
+    ],
     "properties": {
         "job_id": {"type": "string", "format": "uuid"},
         "dataset": {"type": "string"},
@@ -174,9 +192,21 @@ ACCEPTED_SCHEMA: dict[str, Any] = {
 
 JOB_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["job_id", "dataset", "status", "received"],
+    "required": [
+        "job_id",
+        "dataset",
+        "status",
+        "received",
+        "valid",
+        "rejected",
+        "kinesis_records",
+        "snapshot_ids",
+        "error",
+        "created_at",
+        "updated_at",
+    ],
     "properties": {
-        "job_id": {"type": "string"},
+        "job_id": {"type": "string", "format": "uuid"},
         "dataset": {"type": "string"},
         "status": {
             "type": "string",
@@ -303,16 +333,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             summary=f"Send {name} records",
             status_code=202,
             responses=ingest_responses,
-            openapi_extra={"requestBody": _request_body(name)},
+            openapi_extra={"requestBody": _request_body(name), "security": SECURITY},
         )(make_route(name))
 
+    # Not in the OpenAPI document: each dataset has its own operation there (with its contract
+    # as the body schema), and an operation whose every answer is 404 documents nothing.
     @app.post(
         "/v1/ingest/{dataset}",
-        tags=["ingest"],
-        summary="Any other dataset: not found",
         dependencies=protected,
-        responses=_problem_responses(401, 404),
-        include_in_schema=True,
+        include_in_schema=False,
     )
     async def ingest_unknown(dataset: str) -> JSONResponse:
         raise ProblemError(
@@ -328,17 +357,25 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         summary="An ingest job's status",
         dependencies=protected,
         responses={
-            200: {"content": {"application/json": {"schema": JOB_SCHEMA}}},
+            200: {
+                "description": "The job",
+                "content": {"application/json": {"schema": JOB_SCHEMA}},
+            },
             **_problem_responses(401, 404, 422, 503),
         },
+        openapi_extra={"security": SECURITY},
     )
-    async def job_status(job_id: str) -> JSONResponse:
-        try:
-            uuid.UUID(job_id)
-        except ValueError:
-            raise ProblemError(
-                422, "invalid-job-id", f"{job_id[:80]!r} is not a job id (a UUID)"
-            ) from None
+    async def job_status(
+        job_id: Annotated[
+            str,
+            PathParam(
+                description="The job id of a 202 answer (a UUID)",
+                json_schema_extra={"format": "uuid"},
+            ),
+        ],
+    ) -> JSONResponse:
+        if not JOB_ID.fullmatch(job_id):  # the OpenAPI document says format: uuid
+            raise ProblemError(422, "invalid-job-id", f"{job_id[:80]!r} is not a job id (a UUID)")
         try:
             job = await run_in_threadpool(weir.stream.job, job_id)
         except weir.WeirError as e:
@@ -437,7 +474,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
 def _add_components(app: FastAPI) -> None:
     """Puts each dataset's contract into the OpenAPI components (the request bodies refer
-    to them)."""
+    to them) and declares the API key's security scheme (the operations that need it say
+    so)."""
     base = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -447,6 +485,14 @@ def _add_components(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for dataset in project.datasets():
             components[dataset] = _contract_schema(dataset)
+        schema["components"]["securitySchemes"] = {
+            SECURITY_SCHEME: {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key (`weir api-key create`) as "
+                "`Authorization: Bearer <key>`",
+            }
+        }
         app.openapi_schema = schema
         return schema
 

@@ -144,7 +144,8 @@ class IngestEndpoint:
         headers: Headers = scope["headers"]
         keys.require(_header(headers, b"authorization"), self.settings.key_hashes)
         mode = "strict"
-        for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+        query = scope.get("query_string", b"").decode("latin-1")
+        for name, value in parse_qsl(query, keep_blank_values=True):  # `mode=` is no mode
             if name == "mode":
                 mode = value
         if mode not in MODES:
@@ -226,7 +227,13 @@ class IngestEndpoint:
         self, scope: dict[str, Any], dataset: str, body: bytes, fmt: str, *, strict: bool
     ) -> dict[str, Any]:
         try:
-            return await self.ingestor().submit(dataset, body, fmt, strict=strict)
+            ingestor = self.ingestor()
+        except (weir.ConfigError, weir.LakeError, weir.StreamError) as e:
+            # Opening the metastore or the producer failed (a metastore that cannot be opened
+            # is a ConfigError); the next request tries again.
+            raise _unavailable(scope, e) from e
+        try:
+            return await ingestor.submit(dataset, body, fmt, strict=strict)
         except weir.UnsupportedFormatError as e:
             raise ProblemError(
                 415, "unsupported-content-type", str(e), supported=sorted(CONTENT_TYPES)
@@ -234,16 +241,22 @@ class IngestEndpoint:
         except weir.ParseError as e:  # the input as a whole (e.g. a CSV header) is unreadable
             raise ProblemError(400, "unparseable", str(e)) from e
         except (weir.KinesisError, weir.LakeError) as e:
-            request_id = scope.get("state", {}).get("request_id")
-            error_log.warning(
-                "publish_failed", extra={"fields": {"request_id": request_id, "error": str(e)}}
-            )
-            raise ProblemError(
-                503,
-                "unavailable",
-                "the records could not be published (Kinesis or the metastore is unreachable); "
-                "nothing was accepted, retry later",
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
-            ) from e
+            raise _unavailable(scope, e) from e
         except weir.UnpublishableError as e:
             raise ProblemError(413, "record-too-large", str(e)) from e
+
+
+def _unavailable(scope: dict[str, Any], error: Exception) -> ProblemError:
+    """The 503 for a request that Kinesis or the metastore kept from being published (logged
+    with its error, which names no record)."""
+    request_id = scope.get("state", {}).get("request_id")
+    error_log.warning(
+        "publish_failed", extra={"fields": {"request_id": request_id, "error": str(error)}}
+    )
+    return ProblemError(
+        503,
+        "unavailable",
+        "the records could not be published (Kinesis or the metastore is unreachable); "
+        "nothing was accepted, retry later",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
