@@ -1,13 +1,15 @@
 """Kinesis → Iceberg, end to end, against a real kinesalite server and a real lake (SQLite
 metastore, local warehouse) in a temporary folder: exact round trips in every format,
-rejected records with their jobs, transient and permanent storage failures, latency, the
-Kinesis table provider in DataFusion, and producer errors. The crash tests are in
-``test_streaming_crash.py``."""
+rejected records with their jobs, records that are not Weir's, transient and permanent
+storage failures, latency, the Kinesis table provider in DataFusion, shard leases, and
+producer errors. The crash tests are in ``test_streaming_crash.py``, the paused (zombie)
+consumer in ``test_streaming_zombie.py``, producer retries and record sizes in
+``test_producer.py``."""
 
 from __future__ import annotations
 
-import shutil
-import threading
+import collections
+import json
 import time
 import uuid
 from pathlib import Path
@@ -17,18 +19,16 @@ import pyarrow as pa
 import pytest
 
 import weir
-from stream_helpers import wait_final
+from servers import kinesis_client
+from stream_helpers import break_folder, data_folder, private_streams, wait_final
 from weir import samples
-from weir.config import lake_settings
+from weir.config import kinesis_settings
 
 
 @pytest.fixture
 def stream_env(tmp_path: Path, kinesis_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private lake and private streams (unique prefix) on the session's kinesalite."""
-    monkeypatch.setenv("WEIR_STATE_DIR", str(tmp_path))
-    monkeypatch.setenv("WEIR_KINESIS_STREAM_PREFIX", f"t{uuid.uuid4().hex[:10]}-")
-    monkeypatch.setenv("WEIR_KINESIS_SHARDS", "2")
-    return tmp_path
+    return private_streams(tmp_path, monkeypatch)
 
 
 def rows(table: str) -> pa.Table:
@@ -85,29 +85,31 @@ def test_events_come_out_exactly_with_rejected_records_and_final_jobs(stream_env
     assert "weir.checkpoint" in summary and "shardId-" in summary
 
 
-def _break(path: Path) -> Path:
-    """Makes ``path`` (a table's data folder) unusable: a file where the folder must be."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("not a folder: writes under it fail")
-    return path
-
-
-def _data_folder(table: str) -> Path:
-    namespace, name = table.split(".")
-    return Path(lake_settings().warehouse) / namespace / name / "data"
+def wait_for_log_event(capfd: pytest.CaptureFixture[str], event: str, timeout: float) -> dict:
+    """The first JSON log line of ``event`` this process writes to stderr (the Rust side's
+    structured logs), read from pytest's capture of the file descriptor as it arrives."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text += capfd.readouterr().err
+        for line in text.split("\n")[:-1]:  # whole lines only
+            if f'"event":"{event}"' in line:
+                return json.loads(line)
+        time.sleep(0.05)
+    raise AssertionError(f"no {event} log line within {timeout} s; stderr: {text[-2000:]}")
 
 
 @pytest.mark.slow
-def test_a_storage_failure_is_retried_and_recovered(stream_env, running_consumer):
+def test_a_storage_failure_is_retried_and_recovered(stream_env, running_consumer, capfd):
     weir.lake.ensure_dataset("shop_events")
-    broken = _break(_data_folder("raw.shop_events"))
-    # The object store comes back after OpenDAL's own retries (1 + 2 + 4 s) gave up once.
-    threading.Timer(9.0, broken.unlink).start()
+    broken = break_folder(data_folder("raw.shop_events"))
     events = samples.generate_shop_events(600, invalid_fraction=0.05, seed=21)
     with running_consumer(retries=3, retry_backoff_s=0.5) as consumer:
         published = weir.publish("shop_events", samples.to_ndjson(events))
+        # The object store comes back once an attempt has failed (after OpenDAL's own retries).
+        failed = wait_for_log_event(capfd, "batch_failed", timeout=60)
+        assert failed["attempt"] == 1 and "raw.shop_events" in failed["error"], failed
+        broken.unlink()
         jobs = wait_final([published.job_id])
     assert jobs[published.job_id].status == "partially_rejected"
     retried = [b for b in consumer.batches if b["attempts"] > 1]
@@ -122,7 +124,7 @@ def test_a_storage_failure_is_retried_and_recovered(stream_env, running_consumer
 @pytest.mark.slow
 def test_a_permanent_failure_fails_the_jobs_and_keeps_the_records(stream_env, running_consumer):
     weir.lake.ensure_dataset("shop_events")
-    broken = _break(_data_folder("raw.shop_events"))
+    broken = break_folder(data_folder("raw.shop_events"))
     lost = samples.generate_shop_events(300, seed=31)
     later = samples.generate_shop_events(200, seed=32)
     with running_consumer(retries=1, retry_backoff_s=0.1) as consumer:
@@ -145,20 +147,65 @@ def test_a_permanent_failure_fails_the_jobs_and_keeps_the_records(stream_env, ru
     assert sorted(stored) == sorted(e["event_id"] for e in later)
 
 
+def test_a_foreign_record_is_dead_lettered_until_issue_18_decodes_it(
+    stream_env, running_consumer, kinesis_endpoint, monkeypatch
+):
+    """Today's behaviour for a record another service put on the stream (a plain JSON event,
+    not a Weir record): it goes to the dead-letter table whole, with an error saying why,
+    and the stream goes on past it. Issue 18 (streaming for real producers) will decode such
+    records as events instead; this test changes with it."""
+    monkeypatch.setenv("WEIR_KINESIS_SHARDS", "1")  # one shard: the record sits between jobs
+    before = samples.generate_shop_events(40, seed=71)
+    after = samples.generate_shop_events(30, seed=72)
+    foreign_event = samples.generate_shop_events(1, seed=73)[0]
+    first = weir.publish("shop_events", samples.to_ndjson(before))
+    foreign = kinesis_client(kinesis_endpoint).put_record(
+        StreamName=kinesis_settings().stream_name("shop_events"),
+        Data=json.dumps(foreign_event).encode(),
+        PartitionKey="another-service",
+    )
+    last = weir.publish("shop_events", samples.to_ndjson(after))
+    position = int(foreign["SequenceNumber"])
+    assert int(first.records[-1].sequence_number) < position < int(last.records[0].sequence_number)
+    with running_consumer() as consumer:
+        jobs = wait_final([first.job_id, last.job_id])
+
+    dead = rows("raw.shop_events_dead_letter").to_pylist()
+    assert [(d["shard_id"], d["sequence_number"], d["job_id"], d["data"]) for d in dead] == [
+        (foreign["ShardId"], foreign["SequenceNumber"], None, json.dumps(foreign_event).encode())
+    ]
+    assert "not a Weir record" in dead[0]["error"], dead[0]["error"]
+    assert sum(b["dead_lettered"] for b in consumer.batches) == 1
+    # Weir's own jobs around it: each event stored once, the foreign event not at all.
+    stored = collections.Counter(rows("raw.shop_events").column("event_id").to_pylist())
+    assert stored == collections.Counter(e["event_id"] for e in before + after)
+    assert [(jobs[j].status, jobs[j].valid) for j in (first.job_id, last.job_id)] == [
+        ("committed", len(before)),
+        ("committed", len(after)),
+    ]
+    # The checkpoints of both tables moved past it: it is not read again.
+    for table in ("raw.shop_events", "raw.shop_events_dead_letter"):
+        summary = json.loads(weir.lake.snapshots(table).column("summary").to_pylist()[-1])
+        checkpoint = json.loads(summary["weir.checkpoint"])[first.stream]
+        assert int(checkpoint[foreign["ShardId"]]) >= position, (table, checkpoint)
+
+
 def test_new_data_is_queryable_within_seconds(stream_env, running_consumer):
-    event = samples.generate_shop_events(1, seed=41)[0]
+    first, event = samples.generate_shop_events(2, seed=41)
     with running_consumer(commit_interval_s=1.0, poll_interval_s=0.2):
-        time.sleep(1.0)  # the consumer is idle and polling
-        started = time.monotonic()
+        # A first job committed: the consumer is up and polling, so the next one measures the
+        # path of an event, not the consumer's start.
+        wait_final([weir.publish("shop_events", samples.to_ndjson([first])).job_id])
         published = weir.publish("shop_events", samples.to_ndjson([event]))
-        wait_final([published.job_id], timeout=10.0)  # requirement 4.1: within 10 s
-        elapsed = time.monotonic() - started
+        job = wait_final([published.job_id])[published.job_id]
         ctx = weir.connect()
         found = ctx.sql(
             f"select count(*) as n from lake.raw.shop_events where event_id = '{event['event_id']}'"
         ).to_pydict()
     assert found["n"] == [1]
-    assert elapsed < 10.0
+    # Requirement 4.1: in the lake within 10 s, measured by the job's own clock (accepted
+    # before the first put, committed after the lake commit), not by this test's polling.
+    assert job.status == "committed" and job.updated_at_ms - job.created_at_ms < 10_000, job
 
 
 def test_the_kinesis_table_provider_reads_the_stream_with_sql(stream_env):
@@ -190,16 +237,24 @@ def test_producer_errors_are_clear(stream_env):
 
 def test_consumers_share_shards_fairly_and_take_over_a_dead_ones(stream_env, monkeypatch):
     monkeypatch.setenv("WEIR_KINESIS_SHARDS", "4")
-    first = weir.stream.consumer("shop_events", consumer_id="first", lease_ttl_s=1.0)
+    # Leases far longer than these steps can take, however loaded the machine.
+    first = weir.stream.consumer("shop_events", consumer_id="first", lease_ttl_s=60.0)
     assert len(first.balance()) == 4  # alone: every shard
-    second = weir.stream.consumer("shop_events", consumer_id="second", lease_ttl_s=1.0)
+    second = weir.stream.consumer("shop_events", consumer_id="second", lease_ttl_s=60.0)
     assert second.balance() == []  # nothing free yet
     assert len(first.balance()) == 2  # someone is waiting: gives back its extra share
-    assert len(second.balance()) == 2
-    assert set(first.shard_ids()).isdisjoint(second.shard_ids())
-    # `second` dies (stops renewing): its shards are free once the lease expires.
-    time.sleep(1.2)
-    assert len(first.balance()) == 4
+    held = second.balance()
+    assert len(held) == 2
+    assert set(first.shard_ids()).isdisjoint(held)
+    # `second` restarts with a 1 s lease (same id: it gets its own shards back, now leased
+    # for 1 s), then dies: once that lease expires, `first` takes its shards over.
+    second = weir.stream.consumer("shop_events", consumer_id="second", lease_ttl_s=1.0)
+    assert second.balance() == held
+    deadline = time.monotonic() + 30
+    while len(first.balance()) < 4:
+        assert time.monotonic() < deadline, "the dead consumer's shards were never taken over"
+        time.sleep(0.1)
+    assert set(held) <= set(first.shard_ids())
     second.release()
     first.release()
     assert first.shard_ids() == []
@@ -208,7 +263,7 @@ def test_consumers_share_shards_fairly_and_take_over_a_dead_ones(stream_env, mon
 @pytest.mark.slow
 def test_halt_stops_without_moving_past_the_failed_records(stream_env, running_consumer):
     weir.lake.ensure_dataset("shop_events")
-    broken = _break(_data_folder("raw.shop_events"))
+    broken = break_folder(data_folder("raw.shop_events"))
     events = samples.generate_shop_events(200, seed=61)
     published = weir.publish("shop_events", samples.to_ndjson(events))
     with running_consumer(retries=0, on_failure="halt") as consumer:
