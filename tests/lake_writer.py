@@ -4,6 +4,8 @@
     python tests/lake_writer.py --metastore M --warehouse W --first 0 --commits 50 --rows 5
 
 Prints one JSON line per commit (snapshot id, record count) so the test can check them.
+With ``--on-request`` it waits for a line on stdin before each commit (and stops at the end
+of stdin), so a test decides when each commit happens.
 """
 
 from __future__ import annotations
@@ -49,9 +51,12 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--commits", type=int, default=50)
     parser.add_argument("--rows", type=int, default=5)
+    parser.add_argument("--on-request", action="store_true")
     args = parser.parse_args()
     settings = LakeSettings(args.metastore, args.warehouse)
     for k in range(args.commits):
+        if args.on_request and not sys.stdin.readline():
+            break
         first = args.first + k * args.rows
         events = "\n".join(json.dumps(e) for e in shop_events(first, args.rows))
         result = weir.process(events, "ndjson", strict=True)

@@ -112,7 +112,9 @@ def postgres_binaries() -> Path | None:
 @contextmanager
 def postgres(tmp: Path) -> Iterator[str]:
     """A fresh PostgreSQL cluster in ``tmp`` on a free port; yields its URL. Raises
-    ``RuntimeError`` with the reason when it cannot start (callers skip the test)."""
+    ``RuntimeError`` with the reason when it cannot start. Callers skip only when
+    ``postgres_binaries()`` finds no installation; an installed PostgreSQL that will not
+    start is a failure, not a skip."""
     binaries = postgres_binaries()
     if binaries is None:
         raise RuntimeError(
@@ -126,61 +128,62 @@ def postgres(tmp: Path) -> Iterator[str]:
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         if shutil.which("runuser") is None:
             raise RuntimeError("running as root and runuser is missing")
-        subprocess.run(["id", "postgres"], check=True, capture_output=True)
+        if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+            raise RuntimeError("running as root and there is no postgres user to run it as")
         shutil.chown(tmp, "postgres")
         shutil.chown(data, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
 
-    def run(command: list[str], timeout: float) -> None:
+    def run(command: list[str], timeout: float, log: Path | None = None) -> None:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
-            raise RuntimeError(
-                f"{Path(command[len(as_user)]).name} failed: "
-                f"{(done.stderr or done.stdout).strip()[-500:]}"
-            )
+            reason = (done.stderr or done.stdout).strip()[-500:]
+            if log is not None and log.exists():  # pg_ctl only says "could not start server"
+                reason += "\n" + log.read_text(errors="replace").strip()[-1500:]
+            program = next(Path(c).name for c in command if c.startswith(str(binaries)))
+            raise RuntimeError(f"{program} failed: {reason}")
 
-    run(
-        [
-            *as_user,
-            str(binaries / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "weir",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ],
-        timeout=120,
-    )
-    run(
-        [
-            *as_user,
-            str(binaries / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(data / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ],
-        timeout=90,
-    )
     try:
-        subprocess.run(
+        run(
+            [
+                *as_user,
+                str(binaries / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "weir",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+            timeout=120,
+        )
+        run(
+            [
+                *as_user,
+                str(binaries / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(data / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            timeout=90,
+            log=data / "server.log",
+        )
+        run(
             [str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "weir", "weir"],
-            check=True,
-            capture_output=True,
             timeout=30,
         )
         yield f"postgresql://weir@127.0.0.1:{port}/weir"
     finally:
-        subprocess.run(
+        subprocess.run(  # also after a failed start: pg_ctl stops whatever did start
             [*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
             capture_output=True,
             timeout=60,

@@ -7,11 +7,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -243,9 +247,13 @@ def test_sql_inserts_into_lake_tables_are_refused(settings: LakeSettings) -> Non
 
 
 def run_writers(
-    settings: LakeSettings, specs: list[tuple[int, int, int]]
+    settings: LakeSettings,
+    specs: list[tuple[int, int, int]],
+    *extra_args: str,
+    **popen: Any,
 ) -> list[subprocess.Popen]:
     env = dict(os.environ, PYTHONPATH=str(HERE), WEIR_LOG="error")
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
     return [
         subprocess.Popen(
             [
@@ -261,11 +269,10 @@ def run_writers(
                 str(commits),
                 "--rows",
                 str(rows),
+                *extra_args,
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
             env=env,
+            **popen,
         )
         for first, commits, rows in specs
     ]
@@ -304,8 +311,61 @@ def checksum(table: pa.Table) -> tuple[int, int]:
     return table.num_rows, total
 
 
+class CommitLines:
+    """Reads a writer process's commit lines (one JSON object per commit) as it prints them,
+    so a test can wait for the writer's next commit instead of sleeping."""
+
+    def __init__(self, process: subprocess.Popen, stderr_path: Path) -> None:
+        self.process = process
+        self.stderr_path = stderr_path
+        self.commits: list[dict] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def next_commit(self, timeout: float = 120.0) -> dict:
+        """Waits for the writer's next commit line."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            line = None
+        if line is None:
+            self.process.poll()
+            raise AssertionError(
+                f"the writer stopped or stalled after {len(self.commits)} commits"
+                f" (exit code {self.process.returncode}):"
+                f" {self.stderr_path.read_text()[-3000:]}"
+            )
+        self.commits.append(json.loads(line))
+        return self.commits[-1]
+
+    def finish(self, timeout: float = 120.0) -> list[dict]:
+        """Waits for the writer to exit by itself; returns every commit it printed."""
+        assert self.process.wait(timeout=timeout) == 0, self.stderr_path.read_text()[-3000:]
+        while (line := self._lines.get(timeout=timeout)) is not None:
+            self.commits.append(json.loads(line))
+        return self.commits
+
+    def close(self) -> None:
+        """Stops the writer if it still runs and closes its pipes."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._reader.join(timeout=30)
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
 @pytest.mark.slow
-def test_compaction_keeps_every_row_while_another_process_appends(settings: LakeSettings) -> None:
+def test_compaction_keeps_every_row_while_another_process_appends(
+    settings: LakeSettings, tmp_path: Path
+) -> None:
     for k in range(200):
         weir.append("raw.shop_events", processed(k * 3, 3), settings=settings)
     columns = [
@@ -317,15 +377,63 @@ def test_compaction_keeps_every_row_while_another_process_appends(settings: Lake
     files_before = weir.lake.files("raw.shop_events", settings=settings).num_rows
     assert files_before == 600
 
-    writer = run_writers(settings, [(1_000_000, 40, 3)])[0]
-    time.sleep(1.0)  # let it start committing
-    reports = weir.maintain(["raw.shop_events"], expire=False, settings=settings)
-    appended = finish(writer)
-    assert len(appended) == 40
-    assert reports[0]["partitions_compacted"] >= 3, reports
+    # The writer commits 3 rows (one per day partition) when asked: once before compaction
+    # starts, and once after compaction has read the table (it has begun writing a compacted
+    # file), so that this commit lands while compaction runs. (A writer committing without
+    # pause would starve compaction: each replace attempt rereads every manifest.)
+    warehouse = Path(settings.warehouse)
+    with (tmp_path / "writer.err").open("w") as stderr:
+        writer = run_writers(
+            settings, [(1_000_000, 2, 3)], "--on-request", stdin=subprocess.PIPE, stderr=stderr
+        )[0]
+    lines = CommitLines(writer, tmp_path / "writer.err")
+
+    def commit_once() -> None:
+        writer.stdin.write("commit\n")
+        writer.stdin.flush()
+        lines.next_commit()
+
+    try:
+        commit_once()
+        files = set(warehouse.rglob("*.parquet"))
+        with ThreadPoolExecutor(1) as pool:
+            compaction = pool.submit(
+                weir.maintain, ["raw.shop_events"], expire=False, settings=settings
+            )
+            deadline = time.monotonic() + 120
+            while not compaction.done() and set(warehouse.rglob("*.parquet")) <= files:
+                assert time.monotonic() < deadline, "compaction wrote no file in two minutes"
+                time.sleep(0.01)
+            commit_once()
+            reports = compaction.result(timeout=600)
+        writer.stdin.close()
+        appended = lines.finish()
+    finally:
+        lines.close()
+    report = reports[0]
+    assert report["partitions_compacted"] == 3 and report["partitions_superseded"] == 0, report
+    assert len(appended) == 2 and appended[0]["snapshot_id"] != appended[1]["snapshot_id"]
+
+    # The race happened: the history is one chain holding every commit; compaction read the
+    # table with the writer's first commit only, and the second landed before its last
+    # replace, which therefore had to keep a file it had not read.
+    snapshots = weir.lake.snapshots("raw.shop_events", settings=settings).to_pylist()
+    order = [s["snapshot_id"] for s in snapshots]
+    assert [s["parent_id"] for s in snapshots[1:]] == order[:-1]
+    assert {c["snapshot_id"] for c in appended} | set(report["snapshot_ids"]) <= set(order)
+    replaced = [s for s in snapshots if s["snapshot_id"] in report["snapshot_ids"]]
+    assert [s["operation"] for s in replaced] == ["replace"] * 3
+    # Each writer commit adds one file to every partition, so each replace removes its
+    # partition's 200 first files plus one per writer commit in the table compaction read.
+    removed = [int(json.loads(s["summary"])["deleted-data-files"]) for s in replaced]
+    assert removed == [201] * 3, removed
+    assert order.index(appended[1]["snapshot_id"]) < order.index(report["snapshot_ids"][-1]), (
+        "the writer's second commit landed after compaction had finished",
+        report,
+    )
 
     after = weir.lake.read("raw.shop_events", settings=settings).select(columns)
-    new_rows = processed(1_000_000, 120).select(columns)
+    new_rows = processed(1_000_000, 3 * len(appended)).select(columns)
     count_before, sum_before = checksum(before)
     count_new, sum_new = checksum(
         pa.Table.from_batches([b.cast(before.schema) for b in new_rows.to_batches()])
