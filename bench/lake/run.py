@@ -15,7 +15,16 @@ What it measures, on a fresh SQLite metastore and local warehouse in a temporary
 * **group-by**: the table grown to ``--groupby-rows`` rows (appends of ``--rows``), then
   ``select event_date, event_type, count(*), sum(amount) ... group by 1, 2`` through
   ``weir.connect()`` (DataFusion) and through DuckDB's ``iceberg_scan`` on the same
-  metadata file (best of 3 each) → ratio; both must return the same groups.
+  metadata file (best of 3 each) → ratio.
+
+What it checks (outside the timed calls; any disagreement is printed and the exit code is 1):
+
+* each writer's table, read back with pyiceberg's scan after the append and the small
+  commits, holds exactly the rows written (every column but ``ingested_at``, which weir
+  stamps and the baseline leaves empty; rows sorted by ``event_id``, values equal);
+* each engine's group-by answer has exactly the groups and counts computed with
+  ``pyarrow`` from the rows written, and the same sums to a relative 1e-9 (the engines add
+  floats in different orders).
 
 The events: 100,000 generated with ``weir.samples`` (seed 7) and processed by
 ``weir.process``, then replicated with distinct ``event_id``s and shifted over 30 days.
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -70,6 +80,82 @@ def replicated(base: pa.Table, rows: int, offset: int = 0) -> pa.Table:
     return pa.concat_tables(parts).slice(0, rows).combine_chunks()
 
 
+def row_differences(label: str, read: pa.Table, written: list[pa.Table]) -> list[str]:
+    """How the rows ``read`` back differ from the ``written`` tables (empty when they are the
+    same rows with the same values), compared on the written columns but ``ingested_at``."""
+    columns = [n for n in written[0].schema.names if n != "ingested_at"]
+    schema = pa.schema([written[0].schema.field(n) for n in columns])
+    expected = pa.concat_tables([t.select(columns).cast(schema) for t in written])
+    if read.num_rows != expected.num_rows:
+        return [f"{label}: read back {read.num_rows:,} rows, wrote {expected.num_rows:,}"]
+    found = read.select(columns).cast(schema).sort_by("event_id").combine_chunks()
+    expected = expected.sort_by("event_id").combine_chunks()
+    problems = []
+    for name in columns:
+        if found[name].equals(expected[name]):
+            continue
+        mine, theirs = found[name].to_pylist(), expected[name].to_pylist()
+        rows = [i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b]
+        problems.append(
+            f"{label}: column {name} differs in {len(rows):,} rows, e.g. event"
+            f" {expected['event_id'][rows[0]]}: read {mine[rows[0]]!r}, wrote {theirs[rows[0]]!r}"
+        )
+    return problems
+
+
+GROUP_KEYS = ["event_date", "event_type"]
+
+
+def partial_groups(table: pa.Table, times: int = 1) -> pa.Table:
+    """Per-group row count and sum of amount of ``table`` appended ``times`` times."""
+    groups = table.group_by(GROUP_KEYS).aggregate([([], "count_all"), ("amount", "sum")])
+    return pa.table(
+        {
+            **{k: groups[k] for k in GROUP_KEYS},
+            "n": pc.multiply(groups["count_all"], times),
+            "amount": pc.multiply(groups["amount_sum"], float(times)),
+        }
+    )
+
+
+def group_differences(label: str, answer: pa.Table, partials: list[pa.Table]) -> list[str]:
+    """How an engine's group-by answer differs from the groups of the rows written."""
+    merged = (
+        pa.concat_tables(partials).group_by(GROUP_KEYS).aggregate([("n", "sum"), ("amount", "sum")])
+    )
+    expected = {
+        (d, t): (n, a)
+        for d, t, n, a in zip(
+            *(merged[c].to_pylist() for c in [*GROUP_KEYS, "n_sum", "amount_sum"]), strict=True
+        )
+    }
+    found = {
+        (d, t): (n, a)
+        for d, t, n, a in zip(
+            *(answer[c].to_pylist() for c in [*GROUP_KEYS, "n", "amount"]), strict=True
+        )
+    }
+    if len(found) != answer.num_rows:
+        return [f"{label}: {answer.num_rows - len(found)} groups appear twice"]
+    problems = []
+    if found.keys() != expected.keys():
+        extra = sorted(found.keys() - expected.keys())[:3]
+        missing = sorted(expected.keys() - found.keys())[:3]
+        problems.append(f"{label}: groups differ (only in the answer: {extra}, missing: {missing})")
+    for key in sorted(found.keys() & expected.keys()):
+        (n, amount), (want_n, want_amount) = found[key], expected[key]
+        same_amount = (amount is None and want_amount is None) or (
+            amount is not None
+            and want_amount is not None
+            and math.isclose(amount, want_amount, rel_tol=1e-9)
+        )
+        if n != want_n or not same_amount:
+            problems.append(
+                f"{label}: group {key} is {(n, amount)}, expected {(want_n, want_amount)}"
+            )
+    return problems[:10]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -77,13 +163,23 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--small-commits", type=int, default=200)
-    parser.add_argument("--groupby-rows", type=int, default=10_000_000)
-    parser.add_argument("--json-out")
+    parser.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows in the bulk append (default 1000000)"
+    )
+    parser.add_argument(
+        "--small-commits", type=int, default=200, help="10-row commits timed (default 200)"
+    )
+    parser.add_argument(
+        "--groupby-rows",
+        type=int,
+        default=10_000_000,
+        help="rows in the table for the group-by (default 10000000)",
+    )
+    parser.add_argument("--json-out", help="where to write the results (default: nowhere)")
     args = parser.parse_args()
 
     results: dict[str, object] = {"rows": args.rows, "groupby_rows": args.groupby_rows}
+    problems: list[str] = []  # disagreements between what was written and what was read
     with tempfile.TemporaryDirectory(prefix="weir-bench-lake-") as folder:
         settings = LakeSettings(str(Path(folder) / "metastore.db"), str(Path(folder) / "warehouse"))
         print("preparing events ...", flush=True)
@@ -149,13 +245,28 @@ def main() -> int:
         }
         print(json.dumps(results["small_commits"]), flush=True)
 
+        # What each writer's table holds now: the big append and the small commits.
+        problems += row_differences(
+            "weir.append",
+            catalog.load_table("raw.shop_events").scan().to_arrow(),
+            [table, *[small] * args.small_commits],
+        )
+        problems += row_differences(
+            "pyiceberg append",
+            catalog.load_table("raw.pyiceberg_baseline").scan().to_arrow(),
+            [with_ingested, *[small_baseline] * len(baseline_latencies)],
+        )
+        print(f"read back both tables: {'ok' if not problems else 'DIFFERENT'}", flush=True)
+
         # 3. Group-by over --groupby-rows rows: DataFusion through weir.connect() vs DuckDB.
         stored = args.rows + args.small_commits * 10
+        written_groups = [partial_groups(table), partial_groups(small, args.small_commits)]
         copy = args.rows // BASE_ROWS + 1
         while stored < args.groupby_rows:
             chunk = replicated(base, min(args.rows, args.groupby_rows - stored), offset=copy)
             copy += chunk.num_rows // BASE_ROWS + 1
             weir.append("raw.shop_events", chunk, settings=settings)
+            written_groups.append(partial_groups(chunk))
             stored += chunk.num_rows
             print(f"  table has {stored:,} rows", flush=True)
         query = (
@@ -177,8 +288,8 @@ def main() -> int:
         duck = answers["duckdb"]
         duck = duck.read_all() if isinstance(duck, pa.RecordBatchReader) else duck
         fusion = answers["datafusion"]
-        assert fusion["n"].to_pylist() == duck["n"].to_pylist(), "the engines disagree on counts"
-        assert sum(fusion["n"].to_pylist()) == stored
+        problems += group_differences("DataFusion group-by", fusion, written_groups)
+        problems += group_differences("DuckDB group-by", duck, written_groups)
         results["groupby"] = {
             "rows": stored,
             "groups": fusion.num_rows,
@@ -187,9 +298,16 @@ def main() -> int:
             "datafusion_vs_duckdb": round(min(timings["duckdb"]) / min(timings["datafusion"]), 2),
         }
         print(json.dumps(results["groupby"]), flush=True)
+    results["disagreements"] = problems
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(results, indent=2))
+    for problem in problems:
+        print(f"DISAGREEMENT: {problem}", flush=True)
+    if problems:
+        print(f"FAILED: {len(problems)} disagreements between what was written and read")
+        return 1
+    print("every engine read back exactly what was written")
     return 0
 
 

@@ -18,8 +18,17 @@ What it does:
   - ``(a) pure_python``, ``(b) orjson_python``, ``(c) pyarrow_compute``
     from ``bench/processor/baselines.py``;
 
-* checks that every candidate agrees with weir on output rows and rejected
-  records (with weir missing, with (a));
+* checks that every candidate produced exactly what the reference produced: every output
+  row with every field (in order, as the baselines' ``OUTPUT_SCHEMA``; floats compared
+  exactly), the rejected record indexes, and the violations as (record, field, rule) (their
+  values and message wording are left out: each implementation words them its own way).
+  The reference is ``weir.process`` (the thing benchmarked, which
+  ``tests/test_reference_agreement.py`` checks against (a) field by field), or (a) when
+  ``import weir`` fails; it is run once per format outside the timings, and each candidate's
+  warm-up result is turned into Arrow columns and compared before its timed calls (so
+  the timings carry no comparison cost and no retained Python objects). Any
+  disagreement is printed with the first differing values, after the table, and the
+  exit code is 1;
 * measures each candidate's peak memory in a fresh subprocess
   (``run.py --memory-of CANDIDATE --format FMT [--input FILE]``; without
   ``--input`` it makes the ``--records`` events in another process first): ``ru_maxrss``
@@ -41,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
@@ -50,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,6 +101,18 @@ class Timing:
     peak_memory_x_input: float | None = None
     agrees: bool | None = None
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outputs:
+    """What a candidate produced, in one form for all: the output rows as a pyarrow Table with
+    the baselines' ``OUTPUT_SCHEMA`` (no Python objects, so holding it does not slow the
+    garbage collector during timed calls), the rejected record indexes and the violations as
+    (record, field, rule) counts."""
+
+    output: Any
+    rejected: list[int]
+    violations: Counter[tuple[int, str, str]]
 
 
 def _pin_to_one_core() -> bool:
@@ -141,10 +164,78 @@ def _counts(candidate: str, result: Any) -> tuple[int, int]:
     return int(result.output_rows), int(result.rejected_records)
 
 
-def _time(candidate: str, run: Runner, data: bytes, fmt: str, repeat: int) -> Timing:
+def _outputs(candidate: str, result: Any) -> Outputs:
+    import baselines
+    import pyarrow as pa
+
+    schema = baselines.OUTPUT_SCHEMA
+    if candidate == "weir":
+        if result.output.schema.names != schema.names:
+            raise SystemExit(
+                f"weir's output columns {result.output.schema.names} are not the baselines'"
+                f" {schema.names}: update bench/processor/baselines.py"
+            )
+        output = result.output.cast(schema)
+        rejected = result.rejected["record_index"].to_pylist()
+        violations = Counter(
+            (v["record_index"], v["field"] or "", v["rule"]) for v in result.violation_list()
+        )
+    else:
+        if isinstance(result.output, pa.Table):
+            output = result.output.select(schema.names).cast(schema)
+            details = result.violation_details
+            keys = zip(*(details[k].to_pylist() for k in ("record", "field", "rule")), strict=True)
+        else:
+            output = pa.Table.from_pylist(result.output, schema=schema)
+            keys = ((r, f, rule) for r, f, rule, _, _ in result.violation_details)
+        violations = Counter((r, f or "", rule) for r, f, rule in keys)
+        rejected = sorted({r for r, _, _ in violations})
+        if len(rejected) != result.rejected_records:
+            rejected.append(-1)  # a rejected record without a violation: never equal to weir
+    return Outputs(output.combine_chunks(), sorted(rejected), violations)
+
+
+def _disagreements(found: Outputs, expected: Outputs, limit: int = 5) -> list[str]:
+    """What differs between two candidates' outputs (at most ``limit`` items per kind)."""
+    problems: list[str] = []
+    if found.output.num_rows != expected.output.num_rows:
+        problems.append(f"{found.output.num_rows} output rows, expected {expected.output.num_rows}")
+    else:
+        for name in expected.output.schema.names:
+            mine, theirs = found.output[name], expected.output[name]
+            if mine.equals(theirs):
+                continue
+            differing = [
+                (row, a, b)
+                for row, (a, b) in enumerate(zip(mine.to_pylist(), theirs.to_pylist(), strict=True))
+                if a != b
+            ]
+            shown = ", ".join(f"row {row}: {a!r} instead of {b!r}" for row, a, b in differing[:2])
+            problems.append(f"column {name} differs in {len(differing)} rows ({shown})")
+    if found.rejected != expected.rejected:
+        extra = sorted(set(found.rejected) - set(expected.rejected))
+        missing = sorted(set(expected.rejected) - set(found.rejected))
+        problems.append(
+            f"{len(found.rejected)} rejected records, expected {len(expected.rejected)}"
+            f" (rejected only here: {extra[:limit]}, not rejected here: {missing[:limit]})"
+        )
+    if found.violations != expected.violations:
+        extra = list(itertools.islice((found.violations - expected.violations).elements(), limit))
+        missing = list(itertools.islice((expected.violations - found.violations).elements(), limit))
+        problems.append(
+            f"{found.violations.total()} violations, expected {expected.violations.total()}"
+            f" (only here: {extra}, missing here: {missing})"
+        )
+    return problems
+
+
+def _time(
+    candidate: str, run: Runner, data: bytes, fmt: str, repeat: int
+) -> tuple[Timing, Outputs]:
     gc.collect()
     result = run(data, fmt)  # warm-up
     rows, rejected = _counts(candidate, result)
+    outputs = _outputs(candidate, result)
     del result
     runs: list[float] = []
     for _ in range(repeat):
@@ -153,7 +244,8 @@ def _time(candidate: str, run: Runner, data: bytes, fmt: str, repeat: int) -> Ti
         result = run(data, fmt)
         runs.append(time.perf_counter() - start)
         del result
-    return Timing(candidate, fmt, min(runs), statistics.median(runs), runs, rows, rejected)
+    timing = Timing(candidate, fmt, min(runs), statistics.median(runs), runs, rows, rejected)
+    return timing, outputs
 
 
 def _memory_of(candidate: str, fmt: str, input_path: Path) -> int:
@@ -244,8 +336,9 @@ def _table(timings: list[Timing]) -> str:
         )
         if t.agrees is False:
             rows.append(
-                f"| **WARNING** | {t.format} | counts disagree: {t.output_rows:,} rows /"
-                f" {t.rejected_records:,} rejected (see below) | | | | | |"
+                f"| **DISAGREES** | {t.format} | outputs differ from the reference"
+                f" ({t.output_rows:,} rows / {t.rejected_records:,} rejected; see below)"
+                " | | | | | |"
             )
     return "\n".join(rows)
 
@@ -297,41 +390,39 @@ def _main_benchmark(args: argparse.Namespace) -> int:
         )
     print(flush=True)
 
+    # The reference: weir whenever it imports (even when not among --candidates), else (a).
+    reference_name = "weir" if "weir" in runners else "pure_python"
     timings: list[Timing] = []
+    disagreements: list[str] = []
     for fmt in FORMATS:
         data = inputs[fmt]
+        reference = _outputs(reference_name, runners[reference_name](data, fmt))
         for candidate in selected:
             print(f"timing {LABELS[candidate]} on {fmt} ...", end=" ", flush=True)
-            t = _time(candidate, runners[candidate], data, fmt, args.repeat)
+            t, outputs = _time(candidate, runners[candidate], data, fmt, args.repeat)
             t.records_per_s = args.records / t.best_s
             t.mb_per_s = len(data) / t.best_s / 1e6
+            problems = _disagreements(outputs, reference)
+            del outputs
+            t.agrees = not problems
+            for problem in problems:
+                message = f"{LABELS[t.candidate]} on {fmt} vs {LABELS[reference_name]}: {problem}"
+                t.notes.append(message)
+                disagreements.append(message)
             timings.append(t)
-            print(f"best {t.best_s:.3f} s, median {t.median_s:.3f} s", flush=True)
+            print(
+                f"best {t.best_s:.3f} s, median {t.median_s:.3f} s"
+                f"{'' if t.agrees else ' (OUTPUTS DISAGREE)'}",
+                flush=True,
+            )
+        del reference
 
-    # Agreement with weir (or with (a) when weir is missing).
-    reference_name = "weir" if "weir" in selected else "pure_python"
-    warnings: list[str] = []
     for fmt in FORMATS:
         by_name = {t.candidate: t for t in timings if t.format == fmt}
-        reference = by_name.get(reference_name)
         base = by_name.get("pure_python")
         for t in by_name.values():
             if base is not None:
                 t.speedup_vs_a = base.best_s / t.best_s
-            if reference is None:
-                continue
-            t.agrees = (t.output_rows, t.rejected_records) == (
-                reference.output_rows,
-                reference.rejected_records,
-            )
-            if not t.agrees:
-                message = (
-                    f"{LABELS[t.candidate]} on {fmt}: {t.output_rows} output rows /"
-                    f" {t.rejected_records} rejected, but {LABELS[reference_name]} has"
-                    f" {reference.output_rows} / {reference.rejected_records}"
-                )
-                t.notes.append(message)
-                warnings.append(message)
 
     if not args.skip_memory:
         with tempfile.TemporaryDirectory(prefix="weir-bench-") as tmp:
@@ -355,15 +446,15 @@ def _main_benchmark(args: argparse.Namespace) -> int:
     print()
     print(_table(timings))
     print()
-    for message in warnings:
-        print(f"**WARNING: counts disagree: {message}**")
-    if not warnings and reference_name in selected:
+    for message in disagreements:
+        print(f"**DISAGREEMENT: {message}**")
+    if not disagreements:
         print(
-            f"All candidates agree with {LABELS[reference_name]} on output rows"
-            " and rejected records."
+            f"All candidates agree with {LABELS[reference_name]} on every output row and"
+            " field, the rejected records and the violations."
         )
     for t in timings:
-        if t.format == "ndjson" and t.candidate == reference_name:
+        if t.format == "ndjson" and t.candidate == selected[0]:
             print(
                 f"({t.output_rows:,} output rows, {t.rejected_records:,} rejected records"
                 " on NDJSON)"
@@ -406,15 +497,18 @@ def _main_benchmark(args: argparse.Namespace) -> int:
         "pyarrow": pyarrow.__version__,
         "weir": getattr(weir, "__version__", "unknown") if weir is not None else None,
         "weir_error": weir_error,
-        "reference_for_counts": reference_name,
+        "reference_for_outputs": reference_name,
         "results": [asdict(t) for t in timings],
         "ratios_best_time": ratios,
-        "warnings": warnings,
+        "disagreements": disagreements,
     }
     out = args.json_out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {out}")
+    if disagreements:
+        print(f"FAILED: {len(disagreements)} disagreements with {LABELS[reference_name]} (above)")
+        return 1
     return 0
 
 
