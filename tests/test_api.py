@@ -185,6 +185,8 @@ def test_errors_are_problem_details(api):
     assert_problem(api.get("/v1/nothing"), 404)
     for mode in ("fast", ""):  # `?mode=` is no mode either
         assert_problem(post(api, ndjson([event]), "application/x-ndjson", mode=mode), 422)
+    typo = assert_problem(post(api, ndjson([event]), "application/x-ndjson", mdoe="lenient"), 422)
+    assert "query.mdoe: unknown parameter" in typo["detail"]
 
 
 def test_kinesis_down_is_a_503_with_retry_after(api_env, tmp_path):

@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import struct
 import subprocess
@@ -581,6 +582,11 @@ def main() -> None:
             Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
     finally:
         server.stop()
+        # Each run's lake is kept on failure, for a look at what went wrong.
+        if sys.exc_info()[0] is None:
+            shutil.rmtree(args.folder, ignore_errors=True)
+        else:
+            print(f"runs kept in {args.folder}", file=sys.stderr)
 
 
 if __name__ == "__main__":

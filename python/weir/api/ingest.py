@@ -146,8 +146,13 @@ class IngestEndpoint:
         mode = "strict"
         query = scope.get("query_string", b"").decode("latin-1")
         for name, value in parse_qsl(query, keep_blank_values=True):  # `mode=` is no mode
-            if name == "mode":
-                mode = value
+            if name != "mode":  # a typo such as `mdoe=lenient` must not quietly mean strict
+                raise ProblemError(
+                    422,
+                    "invalid-request",
+                    f"query.{name[:40]}: unknown parameter (the only one is mode)",
+                )
+            mode = value
         if mode not in MODES:
             raise ProblemError(
                 422, "invalid-request", "query.mode: Input should be 'strict' or 'lenient'"
