@@ -870,6 +870,7 @@ def main() -> None:
         }
         print(json.dumps(results, indent=2))
         if args.json_out:
+            Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
     finally:
         procs.stop_all()

@@ -579,6 +579,7 @@ def main() -> None:
         results["two_consumers_vs_one"] = round(two / one, 2)
         print(json.dumps(results, indent=2))
         if args.json_out:
+            Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
     finally:
         server.stop()
