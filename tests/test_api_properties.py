@@ -70,14 +70,15 @@ RUNS: list[tuple[str, GenerationMode | str, int]] = [
     (READY, GenerationMode.POSITIVE, 20),
 ]
 MIN_REQUESTS = 1000
-#: Successful answers required: 202 per ingest media type, 200 for jobs.
-#: (Generation is derandomized, so the counts are the same on every run: 39, 70, 69 and 200 at
-#: this writing; most generated product events lack product fields, so strict mode refuses
-#: many JSON bodies, which hold more records than the NDJSON and CSV ones.)
+#: Successful answers required: 202 per ingest media type, 200 for jobs. Hypothesis is
+#: derandomized, but how the positive cases spread over the three media types still varies
+#: between processes (seen: JSON 39 to 42, NDJSON 57 to 70, CSV 43 to 69 of 300), so the floors are
+#: well below what a run gives; most generated product events lack product fields, so strict
+#: mode refuses many JSON bodies, which hold more records than the NDJSON and CSV ones.
 MIN_SUCCESSES = {
-    (INGEST, "application/json"): 30,
-    (INGEST, "application/x-ndjson"): 50,
-    (INGEST, "text/csv"): 50,
+    (INGEST, "application/json"): 20,
+    (INGEST, "application/x-ndjson"): 25,
+    (INGEST, "text/csv"): 25,
     (JOB, None): 150,
 }
 #: Rule names of the violations ``sql/pipeline/shop_events.sql`` reports.
