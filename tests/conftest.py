@@ -52,7 +52,7 @@ def kinesis_endpoint() -> Iterator[str]:
     """One kinesalite server for the session (free port, throwaway data); its URL, also set
     as ``WEIR_KINESIS_ENDPOINT`` while it runs so ``weir.config.kinesis_settings()`` finds it.
     The variable's previous value comes back afterwards."""
-    from servers import kinesis_server
+    from tests.support.servers import kinesis_server
 
     previous = os.environ.get("WEIR_KINESIS_ENDPOINT")
     with kinesis_server() as endpoint:
@@ -68,8 +68,8 @@ def kinesis_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def running_consumer() -> type:
-    """``RunningConsumer`` (tests/stream_helpers.py): ``with running_consumer(**options):``
+    """``RunningConsumer`` (tests/support/stream_helpers.py): ``with running_consumer(**options):``
     runs ``weir.stream.consume`` in a thread for the block."""
-    from stream_helpers import RunningConsumer
+    from tests.support.stream_helpers import RunningConsumer
 
     return RunningConsumer

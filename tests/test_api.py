@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servers import free_port, kinesis_client, stop_process
-from stream_helpers import wait_final
-from test_stack import read_stream
+from tests.support.servers import free_port, kinesis_client, stop_process
+from tests.support.stream_helpers import wait_final
+from tests.test_stack import read_stream
 from weir import samples
 from weir.api import keys
 

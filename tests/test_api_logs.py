@@ -14,8 +14,8 @@ import uuid
 import httpx
 import pytest
 
-from test_api import KEY, api_server, assert_problem, ndjson
-from test_api import api_env as api_env  # the fixture
+from tests.test_api import KEY, api_server, assert_problem, ndjson
+from tests.test_api import api_env as api_env  # the fixture
 from weir import samples
 from weir.api import keys
 

@@ -34,8 +34,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection
 from schemathesis.core.parameters import ParameterLocation
 
-from servers import stop_process
-from test_api import KEY, api_server
+from tests.support.servers import stop_process
+from tests.test_api import KEY, api_server
 from weir import samples
 from weir.api import keys
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servers import free_port
-from test_api import KEY, api_server, assert_problem, ndjson, post, stream_segments
-from test_api import api as api  # fixtures
-from test_api import api_env as api_env
+from tests.support.servers import free_port
+from tests.test_api import KEY, api_server, assert_problem, ndjson, post, stream_segments
+from tests.test_api import api as api  # fixtures
+from tests.test_api import api_env as api_env
 from weir import config, samples
 from weir.api import keys
 from weir.stack import LocalKinesis

@@ -47,7 +47,7 @@ def test_weir_errors_exit_2_with_the_message(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_runs_the_whole_path_and_maintain_compacts_it(tmp_path, monkeypatch, capsys):
-    from servers import free_port
+    from tests.support.servers import free_port
 
     monkeypatch.setenv("WEIR_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("WEIR_KINESIS_ENDPOINT", f"http://127.0.0.1:{free_port()}")

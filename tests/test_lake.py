@@ -23,11 +23,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import weir
-from lake_writer import shop_events
+from tests.support.lake_writer import shop_events
 from weir.config import LakeSettings
 
 HERE = Path(__file__).parent
-WRITER = HERE / "lake_writer.py"
+ROOT = HERE.parent  # on PYTHONPATH of the subprocesses, for tests.support
+WRITER = HERE / "support" / "lake_writer.py"
 
 
 @pytest.fixture
@@ -146,7 +147,7 @@ def test_one_audit_line_per_commit(tmp_path: Path) -> None:
     script = (
         "import json, weir\n"
         "from weir.config import LakeSettings\n"
-        "from lake_writer import shop_events\n"
+        "from tests.support.lake_writer import shop_events\n"
         f"s = LakeSettings({str(tmp_path / 'm.db')!r}, {str(tmp_path / 'w')!r})\n"
         "for k in range(3):\n"
         "    lines = '\\n'.join(json.dumps(e) for e in shop_events(k * 10, 10))\n"
@@ -156,7 +157,7 @@ def test_one_audit_line_per_commit(tmp_path: Path) -> None:
         "                      'records': i.record_count}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "WEIR_LOG"}
-    env["PYTHONPATH"] = str(HERE)
+    env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -252,7 +253,7 @@ def run_writers(
     *extra_args: str,
     **popen: Any,
 ) -> list[subprocess.Popen]:
-    env = dict(os.environ, PYTHONPATH=str(HERE), WEIR_LOG="error")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), WEIR_LOG="error")
     popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
     return [
         subprocess.Popen(

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import weir
-from servers import moto_s3, postgres, postgres_binaries
-from stream_helpers import RunningConsumer, wait_final
-from test_lake import processed, round_trip
+from tests.support.servers import moto_s3, postgres, postgres_binaries
+from tests.support.stream_helpers import RunningConsumer, wait_final
+from tests.test_lake import processed, round_trip
 from weir import samples
 from weir.config import LakeSettings
 

@@ -2,8 +2,9 @@
 a PutRecords call (throttling) are sent again until accepted, and only those, so a job is on
 the stream once and stored once; a job larger than a record is cut into records that each
 fit the 1 MiB Kinesis limit. kinesalite never refuses entries, so the retry test puts a
-fault-injecting proxy (``kinesis_fault_proxy.py``, a subprocess on loopback) between the
-producer and the server. Clear errors for unpublishable input are in ``test_streaming.py``."""
+fault-injecting proxy (``tests/support/kinesis_fault_proxy.py``, a subprocess on loopback)
+between the producer and the server. Clear errors for unpublishable input are in
+``test_streaming.py``."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ import datafusion
 import pytest
 
 import weir
-from servers import free_port, stop_process, wait_for_port
-from stream_helpers import private_streams, wait_final
+from tests.support.servers import free_port, stop_process, wait_for_port
+from tests.support.stream_helpers import private_streams, wait_final
 from weir import samples
 from weir.config import KinesisSettings, kinesis_settings
 
@@ -61,7 +62,7 @@ def throttling_proxy(target: str) -> Iterator[tuple[KinesisSettings, list[dict]]
     two PutRecords calls with several entries get their even entries refused), and the list
     its PutRecords lines (sent and refused partition keys) are in once the block ends."""
     port = free_port()
-    script = Path(__file__).with_name("kinesis_fault_proxy.py")
+    script = Path(__file__).parent / "support" / "kinesis_fault_proxy.py"
     proxy = subprocess.Popen(
         [sys.executable, str(script), "--port", str(port), "--target", target],
         stdout=subprocess.PIPE,

@@ -1,34 +1,21 @@
 """Requirement 2.2 ("identify all schema violations") and the transformation checked against an
-independent implementation: the pure-Python baseline of bench/processor/baselines.py must find
+independent implementation: the pure-Python reference of tests/reference/ must find
 exactly the violations (record, field, rule) weir finds, reject the same records, and produce
 the same output rows with the same value in every field, on generated data with a large share
 of records broken in varied ways."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
 import weir
+from tests.reference import OUTPUT_FIELDS, pure_python
 from weir import samples
-
-BASELINES = Path(__file__).resolve().parents[1] / "bench" / "processor" / "baselines.py"
-
-
-@pytest.fixture(scope="module")
-def baselines():
-    spec = importlib.util.spec_from_file_location("processor_baselines", BASELINES)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def comparable(value: Any) -> Any:
@@ -52,14 +39,12 @@ def field_differences(found: list[dict], expected: list[dict]) -> list[tuple[int
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("fmt", ["ndjson", "csv"])
-def test_weir_and_the_python_reference_agree_on_every_violation_and_output_field(
-    baselines, seed, fmt
-):
+def test_weir_and_the_python_reference_agree_on_every_violation_and_output_field(seed, fmt):
     events = samples.generate_shop_events(3_000, invalid_fraction=0.3, seed=seed)
     data = (
         samples.to_ndjson(events) if fmt == "ndjson" else samples.to_csv(events, extra_columns=True)
     )
-    reference = baselines.pure_python(data, fmt)
+    reference = pure_python(data, fmt)
     result = weir.process(data, fmt)
     expected = Counter((r, f or "", rule) for r, f, rule, _, _ in reference.violation_details)
     found = Counter(
@@ -70,7 +55,7 @@ def test_weir_and_the_python_reference_agree_on_every_violation_and_output_field
     assert result.rejected.num_rows == reference.rejected_records
 
     output = result.output
-    assert output.schema.names == list(baselines.OUTPUT_FIELDS)
+    assert output.schema.names == list(OUTPUT_FIELDS)
     assert output.schema.field("event_time").type == pa.timestamp("us", tz="UTC")
     assert output.num_rows == reference.output_rows == len(reference.output)
     rows = output.to_pylist()

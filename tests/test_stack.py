@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import weir
-from servers import free_port, kinesis_client, kinesis_server
+from tests.support.servers import free_port, kinesis_client, kinesis_server
 from weir import config, project, stack
 from weir.config import KinesisSettings, kinesis_settings
 

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pytest
 
 import weir
-from servers import kinesis_client
-from stream_helpers import break_folder, data_folder, private_streams, wait_final
+from tests.support.servers import kinesis_client
+from tests.support.stream_helpers import break_folder, data_folder, private_streams, wait_final
 from weir import samples
 from weir.config import kinesis_settings
 

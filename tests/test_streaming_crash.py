@@ -21,9 +21,9 @@ from typing import BinaryIO
 
 import pytest
 
-import stream_helpers
 import weir
-from servers import stop_process
+from tests.support import stream_helpers
+from tests.support.servers import stop_process
 from weir import samples
 
 EVENTS = 200_000

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import weir
-from stream_helpers import (
+from tests.support.stream_helpers import (
     ConsumerProcess,
     break_folder,
     data_folder,

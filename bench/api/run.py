@@ -93,9 +93,9 @@ from pathlib import Path
 os.environ.setdefault("WEIR_LOG", "error")
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # tests.support
 
-from servers import free_port  # noqa: E402
+from tests.support.servers import free_port  # noqa: E402
 from weir import samples  # noqa: E402
 from weir.api import keys  # noqa: E402
 from weir.stack import LocalKinesis  # noqa: E402

@@ -15,11 +15,12 @@ What it does:
 
   - ``weir``: ``weir.process(data, fmt, "shop_events")``
     (``.output`` and ``.rejected`` are pyarrow Tables),
-  - ``(a) pure_python``, ``(b) orjson_python``, ``(c) pyarrow_compute``
-    from ``bench/processor/baselines.py``;
+  - ``(a) pure_python``, ``(b) orjson_python``: the reference implementation in
+    ``tests/reference/`` (imported as ``tests.reference``),
+  - ``(c) pyarrow_compute`` from ``bench/processor/pyarrow_baseline.py``;
 
 * checks that every candidate produced exactly what the reference produced: every output
-  row with every field (in order, as the baselines' ``OUTPUT_SCHEMA``; floats compared
+  row with every field (in order, as ``tests.reference``'s ``OUTPUT_SCHEMA``; floats compared
   exactly), the rejected record indexes, and the violations as (record, field, rule) (their
   values and message wording are left out: each implementation words them its own way).
   The reference is ``weir.process`` (the thing benchmarked, which
@@ -71,6 +72,12 @@ os.environ.setdefault("WEIR_LOG", "error")
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+# The baselines: pyarrow_baseline.py and weir_samples.py beside this file, and the reference
+# implementation as tests.reference (from the repository root). Only paths here: the candidates
+# are imported after pinning to one core.
+for _folder in (REPO, HERE):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 FORMATS: tuple[str, ...] = ("ndjson", "csv")
 CANDIDATE_NAMES: tuple[str, ...] = ("weir", "pure_python", "orjson_python", "pyarrow_compute")
 LABELS: dict[str, str] = {
@@ -106,7 +113,7 @@ class Timing:
 @dataclass
 class Outputs:
     """What a candidate produced, in one form for all: the output rows as a pyarrow Table with
-    the baselines' ``OUTPUT_SCHEMA`` (no Python objects, so holding it does not slow the
+    the reference's ``OUTPUT_SCHEMA`` (no Python objects, so holding it does not slow the
     garbage collector during timed calls), the rejected record indexes and the violations as
     (record, field, rule) counts."""
 
@@ -141,13 +148,14 @@ def _import_weir() -> tuple[Any | None, str | None]:
 
 
 def _runners(weir: Any | None) -> dict[str, Runner]:
-    sys.path.insert(0, str(HERE))
-    import baselines
+    from pyarrow_baseline import pyarrow_compute
+
+    from tests.reference import orjson_python, pure_python
 
     runners: dict[str, Runner] = {
-        "pure_python": baselines.pure_python,
-        "orjson_python": baselines.orjson_python,
-        "pyarrow_compute": baselines.pyarrow_compute,
+        "pure_python": pure_python,
+        "orjson_python": orjson_python,
+        "pyarrow_compute": pyarrow_compute,
     }
     if weir is not None:
 
@@ -165,15 +173,16 @@ def _counts(candidate: str, result: Any) -> tuple[int, int]:
 
 
 def _outputs(candidate: str, result: Any) -> Outputs:
-    import baselines
     import pyarrow as pa
 
-    schema = baselines.OUTPUT_SCHEMA
+    from tests.reference import OUTPUT_SCHEMA
+
+    schema = OUTPUT_SCHEMA
     if candidate == "weir":
         if result.output.schema.names != schema.names:
             raise SystemExit(
-                f"weir's output columns {result.output.schema.names} are not the baselines'"
-                f" {schema.names}: update bench/processor/baselines.py"
+                f"weir's output columns {result.output.schema.names} are not the reference's"
+                f" {schema.names}: update tests/reference/contract.py"
             )
         output = result.output.cast(schema)
         rejected = result.rejected["record_index"].to_pylist()
@@ -266,10 +275,9 @@ def _memory_of(candidate: str, fmt: str, input_path: Path) -> int:
 
 
 def _generate_to(path: Path, fmt: str, records: int) -> None:
-    sys.path.insert(0, str(HERE))
-    import baselines
+    from weir_samples import load_samples
 
-    samples = baselines.load_samples()
+    samples = load_samples()
     events = samples.generate_shop_events(records, invalid_fraction=INVALID_FRACTION, seed=SEED)
     path.write_bytes(samples.to_ndjson(events) if fmt == "ndjson" else samples.to_csv(events))
 
@@ -359,10 +367,10 @@ def _main_benchmark(args: argparse.Namespace) -> int:
         c for c in CANDIDATE_NAMES if c in runners and (not args.candidates or c in args.candidates)
     ]
 
-    import baselines
     import pyarrow
+    from weir_samples import load_samples
 
-    samples = baselines.load_samples()
+    samples = load_samples()
     started = time.perf_counter()
     events = samples.generate_shop_events(
         args.records, invalid_fraction=INVALID_FRACTION, seed=SEED

@@ -68,7 +68,7 @@ from typing import Any, NoReturn
 os.environ.setdefault("WEIR_LOG", "error")
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # tests.support
 
 import weir  # noqa: E402
 from weir import samples  # noqa: E402
@@ -442,7 +442,7 @@ def naive_baseline(events: SampleEvents, args: argparse.Namespace) -> dict:
     import zstandard
     from pyiceberg.catalog.sql import SqlCatalog
 
-    from servers import kinesis_client
+    from tests.support.servers import kinesis_client
 
     fresh_run(args.folder, "baseline", args.shards)
     published, _ = publish_all(events, args.baseline_events, args.job_size)
@@ -556,7 +556,7 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]
     args.folder = Path(tempfile.mkdtemp(prefix="weir-bench-streaming-"))
     args.log = args.folder / "consumers.log"
-    from servers import free_port
+    from tests.support.servers import free_port
 
     server = LocalKinesis(free_port(), args.folder / "kinesis", args.folder / "kinesis.log")
     server.start()

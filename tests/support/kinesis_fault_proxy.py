@@ -1,7 +1,8 @@
 """A Kinesis-API proxy that throttles chosen PutRecords entries, for the producer's retry
 tests (Kinesis refuses entries of a call on its own; kinesalite never does)::
 
-    python tests/kinesis_fault_proxy.py --port 4600 --target http://127.0.0.1:4567 --faulty-calls 2
+    python tests/support/kinesis_fault_proxy.py --port 4600 --target http://127.0.0.1:4567 \\
+        --faulty-calls 2
 
 Every request goes to the target server unchanged, except in the first ``--faulty-calls``
 PutRecords calls that carry two entries or more: there the entries at even positions (0, 2,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import weir
-from servers import stop_process
+from tests.support.servers import stop_process
 from weir.config import lake_settings
 
 

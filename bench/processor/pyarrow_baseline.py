@@ -1,463 +1,55 @@
-"""Baselines for the processor benchmark: parse + validate + transform ``shop_events``.
+"""Baseline (c) of the processor benchmark: ``pyarrow_compute``, the work of
+``weir.process(data, fmt, "shop_events")`` done with pyarrow's readers and vectorised
+``pyarrow.compute`` kernels: ``pyarrow.json.read_json`` / ``pyarrow.csv.read_csv`` with an
+explicit schema, then vectorised checks and transformations.
 
-Three independent implementations of exactly the work ``weir.process(data, fmt,
-"shop_events")`` does (the contract and the transformation are spelled out in
-``bench/processor/run.py``'s docstring and in the functions below), for NDJSON
-and CSV input bytes:
+It is a competitor in ``bench/processor/run.py``, not a reference: the reference
+implementation and the contract it shares with it are in ``tests/reference/`` (imported as
+``tests.reference``, so the repository root must be on ``sys.path``; ``run.py`` and
+``self_check.py`` put it there). It returns a ``BaselineResult`` whose ``output`` is a
+``pyarrow.Table`` and whose ``violation_details`` is a ``pyarrow.Table`` of
+``(record, field, rule, value, message)``; the semantics it shares with the reference where
+the contract leaves room are in ``tests/reference/contract.py``.
 
-(a) ``pure_python``     idiomatic pure Python: ``json.loads`` per line or
-                        ``csv.DictReader``, per-record checks with ``re`` and
-                        ``datetime.fromisoformat``, ``hashlib.md5``, a list of
-                        output dicts.
-(b) ``orjson_python``   the same, but JSON is parsed (and re-serialised) with
-                        orjson; the CSV path is the same as (a).
-(c) ``pyarrow_compute`` ``pyarrow.json.read_json`` / ``pyarrow.csv.read_csv``
-                        with an explicit schema, vectorised checks and
-                        transformations with ``pyarrow.compute``.
+Self-check against the reference (needs ``orjson`` and ``pyarrow``; not ``weir``)::
 
-Each returns a ``BaselineResult``: ``(output_rows, rejected_records, violations,
-output, violation_details)``; ``output`` is a list of dicts for (a)/(b) and a
-``pyarrow.Table`` for (c); ``violation_details`` lists every violation as
-``(record, field, rule, value, message)`` (a list of tuples for (a)/(b), a
-``pyarrow.Table`` for (c)).
-
-Self-check (needs ``orjson`` and ``pyarrow``; does not need ``weir`` to be built)::
-
-    python bench/processor/baselines.py
-
-Semantics shared by all three (where the contract leaves room):
-
-* NDJSON: blank (whitespace-only) lines are skipped and do not count as
-  records; a line that is not a JSON object is one ``syntax`` violation (field
-  ``None``). CSV: a row with the wrong number of fields is one ``syntax``
-  violation; an empty field (quoted or not) is absent.
-* A violation's ``value`` is the offending value as text (JSON text for
-  non-strings; ``None`` for ``required``/``product_event_fields``); ``field`` is
-  ``None`` for record-level (``syntax``) violations.
-* NaN/Infinity (accepted by ``json`` and pyarrow, rejected by orjson as a syntax
-  error) are ``type`` violations of a number field. Non-integral quantities are
-  ``type`` violations. CSV numbers must look like JSON-ish decimals
-  (``[+-]?(digits[.digits]|.digits)([eE][+-]?digits)``).
-* ``properties`` output is compact JSON text: the CSV text as given; for NDJSON
-  (a)/(b) re-serialise the parsed object compactly (identical to the input for
-  compact input) and (c) cuts the object's text out of the line.
-  ``referrer`` is the string value of ``properties["referrer"]`` (a non-string
-  value is given as its JSON text).
-* Date-times must lie in years 0001-9999 (Python ``datetime``'s range).
+    python bench/processor/self_check.py
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import importlib.util
-import io
 import json
-import math
 import re
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from pathlib import Path
-from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
-__all__ = [
-    "OUTPUT_FIELDS",
-    "BaselineResult",
-    "load_samples",
-    "orjson_python",
-    "pure_python",
-    "pyarrow_compute",
-]
-
-Violation = tuple[int, str | None, str, str | None, str]
-
-
-class BaselineResult(NamedTuple):
-    output_rows: int
-    rejected_records: int
-    violations: int
-    output: Any
-    violation_details: Any
-
-
-# --- the contract --------------------------------------------------------------------------------
-
-EVENT_TYPES: tuple[str, ...] = (
-    "page_view",
-    "add_to_cart",
-    "remove_from_cart",
-    "purchase",
-    "refund",
+from tests.reference.contract import (
+    CONTRACT,
+    CSV_NUMBER_RX,
+    DATETIME_RX,
+    EMAIL_LOCAL_LENGTH_RX,
+    EMAIL_RX,
+    FIELD_KINDS,
+    FIELD_NAMES,
+    FIELD_SET,
+    OUTPUT_SCHEMA,
+    PRODUCT_EVENT_FIELDS,
+    PRODUCT_EVENT_TYPES,
+    UUID_RX,
+    BaselineResult,
+    Violation,
+    compact_json,
+    json_type,
+    md5_hex,
 )
-PRODUCT_EVENT_TYPES: frozenset[str] = frozenset(
-    ("add_to_cart", "remove_from_cart", "purchase", "refund")
-)
-PRODUCT_EVENT_FIELDS: tuple[str, ...] = ("product_id", "unit_price", "quantity", "currency")
-PLANS: tuple[str, ...] = ("free", "pro", "enterprise")
-CURRENCIES: tuple[str, ...] = ("USD", "EUR", "GBP", "JPY", "CAD", "AUD")
 
-# Regular expressions, written once for Python's ``re`` (used with fullmatch) and
-# for RE2 (pyarrow; wrapped in ^...$, and RE2's $ only matches at the very end).
-UUID_RX = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
-DATETIME_RX = (
-    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
-    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
-)
-_EMAIL_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_EMAIL_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-EMAIL_RX = rf"{_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*@(?:{_EMAIL_LABEL}\.)+[A-Za-z]{{2,63}}"
-EMAIL_LOCAL_LENGTH_RX = r"[^@]{1,64}@"  # prefix check: local part is at most 64 characters
-USER_ID_RX = r"u_[0-9]{1,12}"
-PRODUCT_ID_RX = r"p_[0-9]{1,12}"
-COUNTRY_RX = r"[A-Z]{2}"
-CSV_NUMBER_RX = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+__all__ = ["pyarrow_compute"]
 
-
-@dataclass(frozen=True)
-class FieldSpec:
-    name: str
-    kind: str  # "string" | "number" | "integer" | "object"
-    required: bool = False
-    enum: tuple[str, ...] | None = None
-    pattern: str | None = None
-    format: str | None = None  # "uuid" | "date-time" | "email"
-    max_length: int | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-
-
-CONTRACT: tuple[FieldSpec, ...] = (
-    FieldSpec("event_id", "string", required=True, format="uuid"),
-    FieldSpec("event_type", "string", required=True, enum=EVENT_TYPES),
-    FieldSpec("event_time", "string", required=True, format="date-time"),
-    FieldSpec("user_id", "string", required=True, pattern=USER_ID_RX),
-    FieldSpec("user_email", "string", format="email", max_length=254),
-    FieldSpec("user_country", "string", pattern=COUNTRY_RX),
-    FieldSpec("user_plan", "string", enum=PLANS),
-    FieldSpec("session_id", "string", max_length=64),
-    FieldSpec("product_id", "string", pattern=PRODUCT_ID_RX),
-    FieldSpec("product_name", "string", max_length=200),
-    FieldSpec("product_category", "string", max_length=100),
-    FieldSpec("unit_price", "number", minimum=0, maximum=100_000),
-    FieldSpec("quantity", "integer", minimum=1, maximum=1000),
-    FieldSpec("currency", "string", enum=CURRENCIES),
-    FieldSpec("properties", "object"),
-)
-FIELD_NAMES: tuple[str, ...] = tuple(spec.name for spec in CONTRACT)
-_FIELD_SET: frozenset[str] = frozenset(FIELD_NAMES)
-
-OUTPUT_FIELDS: tuple[str, ...] = (
-    "event_id", "event_type", "event_time", "event_date", "user_id", "user_key", "user_email",
-    "user_country", "user_plan", "session_id", "product_id", "product_key", "product_name",
-    "product_category", "unit_price", "quantity", "currency", "amount", "properties", "referrer",
-)  # fmt: skip
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-# =================================================================================================
-# (a) and (b): per-record Python
-# =================================================================================================
-
-_UUID_RE = re.compile(UUID_RX)
-_DATETIME_RE = re.compile(DATETIME_RX)
-_EMAIL_RE = re.compile(rf"(?={EMAIL_LOCAL_LENGTH_RX}){EMAIL_RX}")
-_CSV_NUMBER_RE = re.compile(CSV_NUMBER_RX)
-_PATTERNS: dict[str, re.Pattern[str]] = {
-    spec.name: re.compile(spec.pattern) for spec in CONTRACT if spec.pattern is not None
-}
-_ENUMS: dict[str, frozenset[str]] = {
-    spec.name: frozenset(spec.enum) for spec in CONTRACT if spec.enum is not None
-}
-_KIND: dict[str, str] = {spec.name: spec.kind for spec in CONTRACT}
-
-Dumps = Callable[[Any], str]
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _orjson_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode("utf-8")
-
-
-def _parse_datetime(text: str) -> datetime | None:
-    """RFC 3339 date-time -> aware UTC datetime, or None if it is not one."""
-    if _DATETIME_RE.fullmatch(text) is None:
-        return None
-    try:
-        # fromisoformat (3.11+) takes 'T'/'Z' but not 't'/'z'; it truncates >6 fraction digits.
-        return datetime.fromisoformat(text.upper()).astimezone(UTC)
-    except (ValueError, OverflowError):  # not a calendar date, or outside years 1-9999 in UTC
-        return None
-
-
-def _has_type(value: Any, kind: str) -> bool:
-    if kind == "string":
-        return isinstance(value, str)
-    if isinstance(value, bool):
-        return False
-    if kind == "number":
-        return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
-    if kind == "integer":
-        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-    return isinstance(value, dict)
-
-
-def _validate(
-    index: int, record: dict[str, Any], violations: list[Violation], dumps: Dumps
-) -> tuple[bool, datetime | None]:
-    """Check one record against the contract, appending every violation.
-
-    Returns (valid, event_time in UTC).
-    """
-    count = len(violations)
-    event_time: datetime | None = None
-    for spec in CONTRACT:
-        name = spec.name
-        value = record.get(name)
-        if value is None:
-            if spec.required:
-                violations.append((index, name, "required", None, f"{name} is required"))
-            continue
-        if not _has_type(value, spec.kind):
-            text = value if isinstance(value, str) else dumps(value)
-            violations.append(
-                (
-                    index,
-                    name,
-                    "type",
-                    text,
-                    f"{name} must be of type {spec.kind}, not {_json_type(value)}",
-                )
-            )
-            continue
-        if spec.enum is not None and value not in _ENUMS[name]:
-            violations.append(
-                (index, name, "enum", value, f"{value!r} is not one of {', '.join(spec.enum)}")
-            )
-        if spec.pattern is not None and _PATTERNS[name].fullmatch(value) is None:
-            violations.append(
-                (index, name, "pattern", value, f"{value!r} does not match ^{spec.pattern}$")
-            )
-        if spec.format == "uuid":
-            if _UUID_RE.fullmatch(value) is None:
-                violations.append((index, name, "format", value, f"{value!r} is not a valid uuid"))
-        elif spec.format == "email":
-            if _EMAIL_RE.fullmatch(value) is None:
-                violations.append((index, name, "format", value, f"{value!r} is not a valid email"))
-        elif spec.format == "date-time":
-            event_time = _parse_datetime(value)
-            if event_time is None:
-                violations.append(
-                    (index, name, "format", value, f"{value!r} is not a valid RFC 3339 date-time")
-                )
-        if spec.max_length is not None and len(value) > spec.max_length:
-            violations.append(
-                (
-                    index,
-                    name,
-                    "maxLength",
-                    value,
-                    f"{name} is longer than {spec.max_length} characters",
-                )
-            )
-        if spec.minimum is not None and value < spec.minimum:
-            violations.append(
-                (
-                    index,
-                    name,
-                    "minimum",
-                    dumps(value),
-                    f"{name} {value} is less than {spec.minimum}",
-                )
-            )
-        if spec.maximum is not None and value > spec.maximum:
-            violations.append(
-                (
-                    index,
-                    name,
-                    "maximum",
-                    dumps(value),
-                    f"{name} {value} is greater than {spec.maximum}",
-                )
-            )
-    for key, value in record.items():
-        if key not in _FIELD_SET and value is not None:
-            text = value if isinstance(value, str) else dumps(value)
-            violations.append((index, key, "additionalProperties", text, f"unknown field {key!r}"))
-    event_type = record.get("event_type")
-    if isinstance(event_type, str) and event_type in PRODUCT_EVENT_TYPES:
-        for name in PRODUCT_EVENT_FIELDS:
-            if record.get(name) is None:
-                violations.append(
-                    (index, name, "product_event_fields", None, f"{event_type} events need {name}")
-                )
-    return len(violations) == count, event_time
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
-
-
-def _transform(
-    record: dict[str, Any], event_time: datetime, properties_text: str | None, dumps: Dumps
-) -> dict[str, Any]:
-    user_id: str = record["user_id"]
-    email = record.get("user_email")
-    country = record.get("user_country")
-    product_id = record.get("product_id")
-    price = record.get("unit_price")
-    quantity = record.get("quantity")
-    unit_price = float(price) if price is not None else None
-    qty = int(quantity) if quantity is not None else None
-    properties = record.get("properties")
-    referrer = properties.get("referrer") if properties is not None else None
-    if referrer is not None and not isinstance(referrer, str):
-        referrer = dumps(referrer)
-    return {
-        "event_id": record["event_id"],
-        "event_type": record["event_type"],
-        "event_time": event_time,
-        "event_date": event_time.date(),
-        "user_id": user_id,
-        "user_key": _md5(user_id),
-        "user_email": email.strip().lower() if email is not None else None,
-        "user_country": country.strip().upper() if country is not None else None,
-        "user_plan": record.get("user_plan"),
-        "session_id": record.get("session_id"),
-        "product_id": product_id,
-        "product_key": _md5(product_id) if product_id is not None else None,
-        "product_name": record.get("product_name"),
-        "product_category": record.get("product_category"),
-        "unit_price": unit_price,
-        "quantity": qty,
-        "currency": record.get("currency"),
-        "amount": unit_price * qty if unit_price is not None and qty is not None else None,
-        "properties": properties_text,
-        "referrer": referrer,
-    }
-
-
-def _ndjson_records(
-    data: bytes, loads: Callable[[bytes], Any]
-) -> Iterator[tuple[dict[str, Any] | None, bytes]]:
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            record = loads(line)
-        except ValueError:  # json.JSONDecodeError and orjson.JSONDecodeError are ValueErrors
-            yield None, line
-            continue
-        yield (record if isinstance(record, dict) else None), line
-
-
-def _python_ndjson(data: bytes, loads: Callable[[bytes], Any], dumps: Dumps) -> BaselineResult:
-    output: list[dict[str, Any]] = []
-    violations: list[Violation] = []
-    rejected = 0
-    for index, (record, line) in enumerate(_ndjson_records(data, loads)):
-        if record is None:
-            text = line.decode("utf-8", "replace")
-            violations.append((index, None, "syntax", text, "record is not a JSON object"))
-            rejected += 1
-            continue
-        valid, event_time = _validate(index, record, violations, dumps)
-        if not valid or event_time is None:
-            rejected += 1
-            continue
-        properties = record.get("properties")
-        output.append(
-            _transform(
-                record, event_time, dumps(properties) if properties is not None else None, dumps
-            )
-        )
-    return BaselineResult(len(output), rejected, len(violations), output, violations)
-
-
-def _csv_value(name: str | None, text: str, loads: Callable[[str], Any]) -> Any:
-    """CSV text -> the JSON value it stands for.
-
-    Text that does not convert stays a string, which is then a ``type`` violation.
-    """
-    kind = _KIND.get(name) if name is not None else None
-    if kind in {"number", "integer"}:
-        return float(text) if _CSV_NUMBER_RE.fullmatch(text) else text
-    if kind == "object":
-        try:
-            value = loads(text)
-        except ValueError:
-            return text
-        return value if isinstance(value, dict) else text
-    return text
-
-
-def _python_csv(data: bytes, loads: Callable[[str], Any], dumps: Dumps) -> BaselineResult:
-    output: list[dict[str, Any]] = []
-    violations: list[Violation] = []
-    rejected = 0
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
-    for index, row in enumerate(reader):
-        if None in row or None in row.values():  # too many / too few fields
-            text = ",".join(str(v) for v in row.values())
-            violations.append((index, None, "syntax", text, "row has the wrong number of fields"))
-            rejected += 1
-            continue
-        record = {name: _csv_value(name, text, loads) for name, text in row.items() if text != ""}
-        valid, event_time = _validate(index, record, violations, dumps)
-        if not valid or event_time is None:
-            rejected += 1
-            continue
-        output.append(_transform(record, event_time, row.get("properties") or None, dumps))
-    return BaselineResult(len(output), rejected, len(violations), output, violations)
-
-
-def pure_python(data: bytes, fmt: str) -> BaselineResult:
-    """(a) Idiomatic pure Python: json.loads / csv.DictReader, re, fromisoformat, hashlib."""
-    if fmt == "ndjson":
-        return _python_ndjson(data, json.loads, _json_dumps)
-    if fmt == "csv":
-        return _python_csv(data, json.loads, _json_dumps)
-    raise ValueError(f"unsupported format {fmt!r} (expected 'ndjson' or 'csv')")
-
-
-def orjson_python(data: bytes, fmt: str) -> BaselineResult:
-    """(b) Like (a), but JSON is parsed and serialised with orjson."""
-    if fmt == "ndjson":
-        return _python_ndjson(data, orjson.loads, _orjson_dumps)
-    if fmt == "csv":
-        return _python_csv(data, orjson.loads, _orjson_dumps)
-    raise ValueError(f"unsupported format {fmt!r} (expected 'ndjson' or 'csv')")
-
-
-# =================================================================================================
-# (c) pyarrow.compute
-# =================================================================================================
-#
 # Where pyarrow cannot do the work per record, and what this baseline does instead:
 #
 # * pyarrow.json.read_json with an explicit schema fails the *whole* read on the first
@@ -526,30 +118,6 @@ VIOLATION_SCHEMA = pa.schema(
         ("message", pa.string()),
     ]
 )
-OUTPUT_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("event_type", pa.string()),
-        ("event_time", pa.timestamp("us", tz="UTC")),
-        ("event_date", pa.date32()),
-        ("user_id", pa.string()),
-        ("user_key", pa.string()),
-        ("user_email", pa.string()),
-        ("user_country", pa.string()),
-        ("user_plan", pa.string()),
-        ("session_id", pa.string()),
-        ("product_id", pa.string()),
-        ("product_key", pa.string()),
-        ("product_name", pa.string()),
-        ("product_category", pa.string()),
-        ("unit_price", pa.float64()),
-        ("quantity", pa.int64()),
-        ("currency", pa.string()),
-        ("amount", pa.float64()),
-        ("properties", pa.string()),
-        ("referrer", pa.string()),
-    ]
-)
 _MAX_RANGE_BYTES = 1 << 28  # read_json's block_size is an int32
 _MAX_RANGE_LINES = 8192
 _MIN_RANGE_LINES = 256
@@ -610,7 +178,7 @@ class _Violations:
 
 
 def _value_text(value: Any) -> str:
-    return value if isinstance(value, str) else _json_dumps(value)
+    return value if isinstance(value, str) else compact_json(value)
 
 
 def _as_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -756,12 +324,12 @@ def _canonical_piece(table: pa.Table, first: int, out: _Violations) -> pa.Table:
                         "properties",
                         "type",
                         _value_text(value),
-                        f"properties must be of type object, not {_json_type(value)}",
+                        f"properties must be of type object, not {json_type(value)}",
                     )
                 )
             typebad = pc.if_else(wrong, _BIT_SCALAR["properties"], typebad)
             pre_bad = pc.or_(pre_bad, wrong)
-    pre_bad = _add_unknown_fields(table, first, _FIELD_SET, out, pre_bad)
+    pre_bad = _add_unknown_fields(table, first, FIELD_SET, out, pre_bad)
     columns = [_as_array(table[name]) for name in _READ_TYPES]
     return pa.table(
         [*columns, present, referrer, pa.nulls(n, pa.string()), typebad, pre_bad], schema=_CANONICAL
@@ -794,7 +362,7 @@ def _canonical_set_aside(lines: pa.Array, indices: list[int], out: _Violations) 
         for name, value in record.items():
             if value is None:
                 continue
-            kind = _KIND.get(name)
+            kind = FIELD_KINDS.get(name)
             if kind is None:
                 out.rows.append(
                     (
@@ -825,7 +393,7 @@ def _canonical_set_aside(lines: pa.Array, indices: list[int], out: _Violations) 
                         name,
                         "type",
                         _value_text(value),
-                        f"{name} must be of type {kind}, not {_json_type(value)}",
+                        f"{name} must be of type {kind}, not {json_type(value)}",
                     )
                 )
                 row["_typebad"] |= _BIT[name]
@@ -984,7 +552,7 @@ def _arrow_read_csv(data: bytes, out: _Violations) -> tuple[pa.Table, int]:
         present = pa.repeat(_FALSE, n)
         referrer = pa.nulls(n, pa.string())
     for name in table.column_names:
-        if name not in _FIELD_SET:
+        if name not in FIELD_SET:
             column = _as_array(table[name])
             unknown = pc.is_valid(column)
             out.add(name, "additionalProperties", unknown, column, f"unknown field {name!r}: ", "")
@@ -1109,7 +677,7 @@ def _arrow_validate(table: pa.Table, out: _Violations) -> pa.Array:
 
 def _md5_column(values: pa.Array) -> pa.Array:
     encoded = pc.dictionary_encode(values)
-    hashes = pa.array([_md5(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    hashes = pa.array([md5_hex(v) for v in encoded.dictionary.to_pylist()], pa.string())
     return hashes.take(encoded.indices)
 
 
@@ -1161,7 +729,7 @@ def _ndjson_properties_text(valid: pa.Table, valid_lines: pa.Array) -> pa.Array:
     missing = pc.and_(present, pc.is_null(text))
     if missing.true_count:  # nested deeper than the pattern handles: decode and re-serialise
         rows = pc.indices_nonzero(missing).to_pylist()
-        redone = [_json_dumps(json.loads(valid_lines[i].as_py())["properties"]) for i in rows]
+        redone = [compact_json(json.loads(valid_lines[i].as_py())["properties"]) for i in rows]
         text = pc.replace_with_mask(text, missing, pa.array(redone, pa.string()))
     return text
 
@@ -1190,103 +758,3 @@ def pyarrow_compute(data: bytes, fmt: str) -> BaselineResult:
     details = out.table()
     rejected = bad.true_count + extra_rejected
     return BaselineResult(output.num_rows, rejected, details.num_rows, output, details)
-
-
-# =================================================================================================
-# helpers for the benchmark and the self-check
-# =================================================================================================
-
-
-def load_samples() -> ModuleType:
-    """``weir.samples``, or the same file loaded by path when ``weir`` is not importable yet."""
-    try:
-        from weir import samples
-
-        return samples
-    except ImportError:
-        path = Path(__file__).resolve().parents[2] / "python" / "weir" / "samples.py"
-        spec = importlib.util.spec_from_file_location("_weir_samples", path)
-        if spec is None or spec.loader is None:
-            raise
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-# A few hand-made records for the edges that the generator does not produce.
-_EDGE_NDJSON = b"""
-{"event_id":"0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d001","event_type":"purchase","event_time":"2024-03-01T10:00:00.123456789+05:30","user_id":"u_1","product_id":"p_1","unit_price":10,"quantity":2.0,"currency":"EUR","properties":{"referrer":"x","a":{"b":{"c":{"d":1}}}}}
-   \t
-not json at all
-[1,2,3]
-{"event_id":"0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d002","event_type":"page_view","event_time":"2024-03-01T10:00:00Z","user_id":"u_2","unit_price":NaN}
-{"event_id":"0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d003","event_type":"refund","event_time":"2024-02-29T23:59:59-00:30","user_id":"u_3","product_id":7,"quantity":true,"properties":[1]}
-{"event_id":"0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d004","event_type":"page_view","event_time":"2024-03-01T10:00:00Z","user_id":"u_4","extra":{"x":1},"properties":null,"user_plan":null}
-{"event_id":"0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d005","event_type":"page_view","event_time":"2024-03-01T10:00:00Z","user_id":"u_5","user_email":"a@b.cd","properties":{"referrer":"r","x":"{\\"properties\\":{}}"}}
-{"event_id":"0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d006","event_type":"page_view","event_time":"2024-03-01T10:00:00Z","user_id":"u_6","user_email":"\xc3\xa9@b.cd","product_name":"\xc3\xa9\xc3\xa9"}
-"""
-
-_EDGE_CSV = (
-    b"event_id,event_type,event_time,user_id,quantity,unit_price,currency,product_id,properties,coupon\r\n"
-    b'0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d011,purchase,2024-03-01T10:00:00Z,u_11,3,1e2,USD,p_1,"{""referrer"":""r""}",\r\n'
-    b"0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d012,purchase,2024-03-01T10:00:00Z,u_12,three,abc,USD,p_1,[1],\r\n"
-    b"0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d013,page_view,2024-03-01T10:00:00Z,u_13,,,,,"
-    b'"""just text""",SAVE10\r\n'
-    b"0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d014,page_view,2024-03-01T10:00:00Z,u_14,,,,,   ,\r\n"
-    b"0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d015,page_view,2024-03-01T10:00:00Z,u_15,,,,,not json,\r\n"
-    b'0e5bd1a4-9c4b-4c71-8a7b-25d1b7e0d016,refund,2024-03-01T10:00:00Z,u_16,1.5,+.5,GBP,p_2,"{""a"":\r\n1}",\r\n'
-)
-
-
-def _comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {k: (v.isoformat() if isinstance(v, (datetime, date)) else v) for k, v in row.items()}
-        for row in rows
-    ]
-
-
-def _self_check() -> None:
-    samples = load_samples()
-    events = samples.generate_shop_events(2000, invalid_fraction=0.05, seed=7)
-    inputs = {
-        "ndjson": samples.to_ndjson(events),
-        "csv": samples.to_csv(events),
-        "ndjson-edges": _EDGE_NDJSON,
-        "csv-edges": _EDGE_CSV,
-        "csv-extra-columns": samples.to_csv(events, extra_columns=True),
-    }
-    for label, data in inputs.items():
-        fmt = label.split("-")[0]
-        a = pure_python(data, fmt)
-        b = orjson_python(data, fmt)
-        c = pyarrow_compute(data, fmt)
-        print(
-            f"{label:>18}: (a) rows={a.output_rows} rejected={a.rejected_records}"
-            f" violations={a.violations}"
-            f" | (b) {b.output_rows}/{b.rejected_records}/{b.violations}"
-            f" | (c) {c.output_rows}/{c.rejected_records}/{c.violations}"
-        )
-        assert (a.output_rows, a.rejected_records) == (b.output_rows, b.rejected_records), label
-        assert (a.output_rows, a.rejected_records) == (c.output_rows, c.rejected_records), label
-        assert a.violations == c.violations, label
-        a_keys = sorted((r, f or "", rule) for r, f, rule, _, _ in a.violation_details)
-        c_keys = sorted(
-            (r, f or "", rule)
-            for r, f, rule in zip(
-                *(c.violation_details[k].to_pylist() for k in ("record", "field", "rule")),
-                strict=True,
-            )
-        )
-        assert a_keys == c_keys, (label, sorted(set(a_keys) ^ set(c_keys))[:10])
-        if (
-            "edges" not in label
-        ):  # orjson rejects NaN as a syntax error, so (b) differs on the edges
-            assert a.violation_details == b.violation_details, label
-            assert a.output == b.output, label
-        assert _comparable(a.output) == _comparable(c.output.to_pylist()), label
-    print("self-check passed: (a), (b) and (c) agree")
-
-
-if __name__ == "__main__":
-    _self_check()

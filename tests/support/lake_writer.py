@@ -1,7 +1,7 @@
 """A separate writer process for the lake tests: appends ``--commits`` small batches of
 ``--rows`` valid shop events (ids from ``--first``) to raw.shop_events, one commit each.
 
-    python tests/lake_writer.py --metastore M --warehouse W --first 0 --commits 50 --rows 5
+    python tests/support/lake_writer.py --metastore M --warehouse W --first 0 --commits 50 --rows 5
 
 Prints one JSON line per commit (snapshot id, record count) so the test can check them.
 With ``--on-request`` it waits for a line on stdin before each commit (and stops at the end
