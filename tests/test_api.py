@@ -357,7 +357,7 @@ def test_every_accepted_job_survives_a_sigkilled_api(
     with running_consumer() as consumer:
         jobs = wait_final(sorted(acknowledged), timeout=120)
         deadline = time.monotonic() + 60
-        while sum(b["events"] for b in consumer.batches) < on_stream.total():
+        while sum(b.events for b in consumer.batches) < on_stream.total():
             assert time.monotonic() < deadline, "the consumer did not store the whole stream"
             time.sleep(0.1)
     for job in jobs.values():

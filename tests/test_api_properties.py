@@ -38,6 +38,7 @@ from tests.support.servers import stop_process
 from tests.test_api import KEY, api_server
 from weir import samples
 from weir.api import keys
+from weir.stream import FINAL_STATES
 
 INGEST = "POST /v1/ingest/shop_events"
 JOB = "GET /v1/jobs/{job_id}"
@@ -83,7 +84,6 @@ MIN_SUCCESSES = {
 }
 #: Rule names of the violations ``sql/pipeline/shop_events.sql`` reports.
 SQL_RULES = {"product_event_fields"}
-FINAL_STATES = {"committed", "partially_rejected", "failed"}
 
 
 @pytest.fixture(scope="module")

@@ -67,9 +67,9 @@ def test_streaming_jobs_with_a_postgresql_metastore(
     with RunningConsumer(), ThreadPoolExecutor(8) as pool:
         # Concurrent small jobs: the producer packs those waiting together into one record.
         receipts = list(pool.map(lambda body: producer.publish("shop_events", body), bodies))
-        ids = [r["job_id"] for r in receipts]
+        ids = [r.job_id for r in receipts]
         jobs = wait_final(ids)
-    records = {tuple(record[:2]) for r in receipts for record in r["records"]}
+    records = {(record.shard_id, record.sequence_number) for r in receipts for record in r.records}
     assert len(records) < len(ids), "no two jobs shared a Kinesis record"
     expected = [weir.validate(body, "shop_events", format="ndjson") for body in bodies]
     for job_id, result in zip(ids, expected, strict=True):

@@ -9,7 +9,6 @@ between the producer and the server. Clear errors for unpublishable input are in
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import random
 import subprocess
@@ -70,7 +69,7 @@ def throttling_proxy(target: str) -> Iterator[tuple[KinesisSettings, list[dict]]
     calls: list[dict] = []
     try:
         wait_for_port(port, proxy)
-        yield dataclasses.replace(kinesis_settings(), endpoint=f"http://127.0.0.1:{port}"), calls
+        yield kinesis_settings().replace(endpoint=f"http://127.0.0.1:{port}"), calls
     finally:
         stop_process(proxy)
         calls.extend(json.loads(line) for line in proxy.communicate()[0].splitlines())

@@ -326,6 +326,7 @@ def test_kinesis_on_aws_uses_the_aws_variables(tmp_path: Path, monkeypatch) -> N
     settings = kinesis_settings(aws)
     assert settings.endpoint is None and settings.is_aws and not settings.is_local()
     assert settings.properties() == {
+        "kinesis.endpoint": "",
         "kinesis.region": "eu-central-1",
         "kinesis.access-key-id": "AKIA",
         "kinesis.secret-access-key": "s3cr3t",
@@ -349,16 +350,17 @@ def test_kinesis_on_aws_uses_the_aws_variables(tmp_path: Path, monkeypatch) -> N
         (
             "",
             {"WEIR_KINESIS_SHARDS": "two"},
-            r"WEIR_KINESIS_SHARDS: expected a whole number.*'two'",
+            r'WEIR_KINESIS_SHARDS: expected a whole number of shards from 1 to 1000, got "two"',
         ),
-        ("", {"WEIR_KINESIS_SHARDS": "0"}, r"WEIR_KINESIS_SHARDS: a stream needs at least 1 shard"),
-        ("shards = 0", {}, r"weir\.toml: kinesis\.shards: a stream needs at least 1 shard, got 0"),
+        ("", {"WEIR_KINESIS_SHARDS": "0"}, r'WEIR_KINESIS_SHARDS: .* from 1 to 1000, got "0"'),
+        ("shards = 1001", {}, r"weir\.toml: kinesis\.shards: .* from 1 to 1000, got 1001"),
         ("shards = 2.5", {}, r"weir\.toml: kinesis\.shards: expected a whole number.*2\.5"),
         ("shards = true", {}, r"kinesis\.shards: expected a whole number"),
         ("shard = 2", {}, r"kinesis\.shard: unknown setting \(known: endpoint, "),
         ("endpoint = 'localhost:4567'", {}, r"kinesis\.endpoint: expected http://host:port"),
         ("", {"WEIR_KINESIS_ENDPOINT": "http://x:port"}, r"WEIR_KINESIS_ENDPOINT: bad port"),
-        ("stream_prefix = 'a b'", {}, r"kinesis\.stream_prefix: 'a b' cannot start a Kinesis"),
+        ("stream_prefix = 'a b'", {}, r'kinesis\.stream_prefix: "a b" cannot start a Kinesis'),
+        ("access_key_id = 'a'\nendpoint = ''", {}, r"kinesis\.access_key_id: give both"),
         ("region = 5", {}, r"kinesis\.region: expected a string"),
     ],
 )

@@ -112,8 +112,8 @@ def test_a_storage_failure_is_retried_and_recovered(stream_env, running_consumer
         broken.unlink()
         jobs = wait_final([published.job_id])
     assert jobs[published.job_id].status == "partially_rejected"
-    retried = [b for b in consumer.batches if b["attempts"] > 1]
-    assert retried and retried[0]["status"] == "committed", consumer.batches
+    retried = [b for b in consumer.batches if b.attempts > 1]
+    assert retried and retried[0].status == "committed", consumer.batches
     expected = weir.process(samples.to_ndjson(events), "ndjson")
     # The rejected rows were committed by the first attempt; the retries did not add them again.
     assert rows("raw.shop_events_rejected").num_rows == expected.stats["rejected"]
@@ -135,7 +135,7 @@ def test_a_permanent_failure_fails_the_jobs_and_keeps_the_records(stream_env, ru
         broken.unlink()
         ok = weir.publish("shop_events", samples.to_ndjson(later))
         assert wait_final([ok.job_id])[ok.job_id].status == "committed"
-    assert any(b["status"] == "dead_lettered" for b in consumer.batches)
+    assert any(b.status == "dead_lettered" for b in consumer.batches)
     dead = rows("raw.shop_events_dead_letter").to_pylist()
     assert {(d["shard_id"], d["sequence_number"]) for d in dead} == {
         (r.shard_id, r.sequence_number) for r in failed.records
@@ -175,7 +175,7 @@ def test_a_foreign_record_is_dead_lettered_until_issue_18_decodes_it(
         (foreign["ShardId"], foreign["SequenceNumber"], None, json.dumps(foreign_event).encode())
     ]
     assert "not a Weir record" in dead[0]["error"], dead[0]["error"]
-    assert sum(b["dead_lettered"] for b in consumer.batches) == 1
+    assert sum(b.dead_lettered for b in consumer.batches) == 1
     # Weir's own jobs around it: each event stored once, the foreign event not at all.
     stored = collections.Counter(rows("raw.shop_events").column("event_id").to_pylist())
     assert stored == collections.Counter(e["event_id"] for e in before + after)

@@ -69,7 +69,7 @@ def test_a_consumer_paused_past_its_lease_cannot_store_its_batch_again(
         b for b in weir.stream.batches("shop_events").to_pylist() if b["consumer_id"] == "zombie"
     ]
     assert zombie_batches[0]["status"] == "fenced", zombie_batches
-    assert set(stored_by_successor) <= {b["snapshot_id"] for b in successor.batches}
+    assert set(stored_by_successor) <= {b.snapshot_id for b in successor.batches}
     # Its data files were deleted with the refusal: the folder holds the live files only.
     live = weir.lake.files("raw.shop_events").column("file_path").to_pylist()
     on_disk = {p.name for p in data_folder("raw.shop_events").rglob("*.parquet")}

@@ -14,26 +14,11 @@ SQL functions.
 
 from weir import (
     _native,
+    exceptions,
     lake,
     stream,
 )
-from weir.exceptions import (
-    CommitConflictError,
-    ConfigError,
-    ContractError,
-    KinesisError,
-    LakeError,
-    ParseError,
-    PipelineError,
-    SchemaMismatchError,
-    StackError,
-    StreamError,
-    TableError,
-    UnpublishableError,
-    UnsupportedFormatError,
-    ValidationError,
-    WeirError,
-)
+from weir.exceptions import *  # noqa: F403 - every class weir.exceptions.__all__ lists
 from weir.lake import CommitInfo, append, connect, maintain
 from weir.processor import (
     ProcessResult,
@@ -53,25 +38,11 @@ SUPPORTED_FORMATS: tuple[str, ...] = tuple(_native.SUPPORTED_FORMATS)
 
 
 __all__ = [
+    *exceptions.__all__,
     "SUPPORTED_FORMATS",
-    "CommitConflictError",
     "CommitInfo",
-    "ConfigError",
-    "ContractError",
-    "KinesisError",
-    "LakeError",
-    "ParseError",
-    "PipelineError",
     "ProcessResult",
-    "SchemaMismatchError",
-    "StackError",
-    "StreamError",
-    "TableError",
-    "UnpublishableError",
-    "UnsupportedFormatError",
-    "ValidationError",
     "ValidationResult",
-    "WeirError",
     "append",
     "connect",
     "init_logging",

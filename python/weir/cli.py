@@ -162,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             while pending and time.monotonic() < deadline:
                 for job_id in list(pending):
                     job = http.get(f"/v1/jobs/{job_id}").json()
-                    if job["status"] in ("committed", "partially_rejected", "failed"):
+                    if job["status"] in weir.stream.FINAL_STATES:
                         statuses[job["status"]] += 1
                         pending.discard(job_id)
                         progress.advance(task)
@@ -179,7 +179,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     lake = Table(title="Lake")
     for column in ("table", "rows", "snapshots"):
         lake.add_column(column, justify="right" if column != "table" else "left")
-    for name in ("raw.shop_events", "raw.shop_events_rejected"):
+    for name in weir.lake.dataset_tables("shop_events")[:2]:
         rows = ctx.sql(f"select count(*) as n from lake.{name}").to_pydict()["n"][0]
         lake.add_row(name, f"{rows:,}", f"{weir.lake.snapshots(name).num_rows:,}")
     console.print(lake)
@@ -206,7 +206,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"The stack keeps running: API http://127.0.0.1:{api.port} (docs at /docs, key in "
             f"{config.state_dir() / 'demo-api-key'}). Stop it with `weir down`."
         )
-    return 0 if not pending and statuses.get("failed", 0) == 0 else 1
+    return 0 if not pending and statuses.get(weir.stream.FAILED, 0) == 0 else 1
 
 
 def cmd_maintain(args: argparse.Namespace) -> int:

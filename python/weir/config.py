@@ -1,47 +1,38 @@
-"""Weir's settings: where the lake lives (metastore and warehouse) and how it is written, and
-which Kinesis-API server carries the records.
+"""Weir's settings: where the lake lives (metastore and warehouse) and how it is written,
+which Kinesis-API server carries the records, and the ingest API.
 
 Read in this order, later sources winning:
 
 1. defaults: a SQLite metastore ``<state>/metastore.db`` and a warehouse folder
-   ``<state>/warehouse``, where ``<state>`` is ``$WEIR_STATE_DIR`` or ``<home>/.weir``;
-2. a TOML file: ``$WEIR_CONFIG``, else ``<home>/weir.toml`` when it exists;
-3. ``WEIR_*`` environment variables.
+   ``<state>/warehouse``, where ``<state>`` is ``$WEIR_STATE_DIR`` or ``<home>/.weir``; the
+   local Kinesis server ``weir up`` starts;
+2. a TOML file: ``$WEIR_CONFIG``, else ``<home>/weir.toml`` when it exists (tables
+   ``[lake]``, ``[lake.s3]``, ``[lake.write]``, ``[kinesis]``, ``[api]``);
+3. ``WEIR_*`` environment variables (an empty one counts as unset, except
+   ``WEIR_KINESIS_ENDPOINT``, where empty means AWS), then the ``AWS_*`` ones where they
+   apply.
 
-Example ``weir.toml`` (every key optional)::
+The lake and Kinesis settings have one validator, in Rust (``weir._native.LakeConfig``,
+``weir._native.KinesisConfig``; ``rust/planner/src/lake/config.rs`` and
+``rust/planner/src/stream/config.rs``), which also holds every default. This module only
+collects what the user wrote as ``(key, value, origin)`` sources, the origin being where it
+was written (``WEIR_KINESIS_SHARDS``, ``/home/x/weir.toml: kinesis.shards``), hands them over,
+and reads the results through getters; a bad value is a :class:`weir.ConfigError` whose
+``setting`` is that origin, the same error the Rust entry points raise. The keys, variables
+and defaults are listed in ``docs/configuration.md``. Example ``weir.toml``::
 
     [lake]
     metastore = "postgresql://weir:secret@db.internal:5432/weir"   # or a SQLite file path
     warehouse = "s3://analytics/weir"                               # or a local folder
 
     [lake.s3]
-    endpoint = "http://127.0.0.1:9000"   # S3-compatible stores; omit for AWS
-    region = "us-east-1"
-    access_key_id = "..."
-    secret_access_key = "..."
-    path_style_access = true
-
-    [lake.write]
-    target_file_size_bytes = 134217728
-    row_group_rows = 131072
-    zstd_level = 3
+    region = "eu-west-1"
 
     [kinesis]
-    endpoint = "http://127.0.0.1:4567"   # the local server `weir up` starts; "" for AWS
-    region = "us-east-1"
-    access_key_id = "weir"               # any value works locally
-    secret_access_key = "weir"
-    stream_prefix = "weir-"              # dataset X is carried by the stream "weir-X"
-    shards = 2                           # shards of the streams Weir creates
-
-Environment variables: ``WEIR_METASTORE``, ``WEIR_WAREHOUSE``, ``WEIR_S3_ENDPOINT``,
-``WEIR_S3_REGION``, ``WEIR_S3_ACCESS_KEY_ID``, ``WEIR_S3_SECRET_ACCESS_KEY``,
-``WEIR_S3_SESSION_TOKEN``, ``WEIR_S3_PATH_STYLE_ACCESS``; for S3 warehouses the standard
-``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN`` and ``AWS_REGION``
-are used when the ``WEIR_S3_*`` ones are not set. Kinesis: ``WEIR_KINESIS_ENDPOINT``,
-``WEIR_KINESIS_REGION``, ``WEIR_KINESIS_ACCESS_KEY_ID``, ``WEIR_KINESIS_SECRET_ACCESS_KEY``,
-``WEIR_KINESIS_STREAM_PREFIX``, ``WEIR_KINESIS_SHARDS``; with AWS (empty endpoint) the keys
-and region fall back to the ``AWS_*`` variables. See ``docs/configuration.md``.
+    endpoint = ""            # AWS itself
+    region = "eu-west-1"
+    stream_prefix = "prod-"  # dataset X is carried by the stream "prod-X"
+    shards = 8
 """
 
 from __future__ import annotations
@@ -49,40 +40,44 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from weir import project
+from weir import _native, project
 from weir.exceptions import ConfigError
 
-_S3_KEYS = (
-    "endpoint",
-    "region",
-    "access_key_id",
-    "secret_access_key",
-    "session_token",
-    "path_style_access",
-)
-_WRITE_KEYS = ("target_file_size_bytes", "row_group_rows", "zstd_level")
-_KINESIS_KEYS = (
-    "endpoint",
-    "region",
-    "access_key_id",
-    "secret_access_key",
-    "stream_prefix",
-    "shards",
-)
-_LOCAL_HOSTS = ("127.0.0.1", "localhost")
-# Kinesis stream names: 1 to 128 of these characters.
-_STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
-_AWS_FALLBACKS = {
-    "access_key_id": "AWS_ACCESS_KEY_ID",
-    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
-    "session_token": "AWS_SESSION_TOKEN",
-    "region": "AWS_REGION",
+#: A configured value: (setting key, value as written, where it was written).
+Source = tuple[str, object, str]
+
+# Environment variables and the settings they set (the keys Rust reads).
+_LAKE_VARIABLES = {
+    "WEIR_METASTORE": "metastore",
+    "WEIR_WAREHOUSE": "warehouse",
+    "WEIR_S3_ENDPOINT": "s3.endpoint",
+    "WEIR_S3_REGION": "s3.region",
+    "WEIR_S3_ACCESS_KEY_ID": "s3.access-key-id",
+    "WEIR_S3_SECRET_ACCESS_KEY": "s3.secret-access-key",
+    "WEIR_S3_SESSION_TOKEN": "s3.session-token",
+    "WEIR_S3_PATH_STYLE_ACCESS": "s3.path-style-access",
+}
+_KINESIS_VARIABLES = {
+    "WEIR_KINESIS_ENDPOINT": "kinesis.endpoint",
+    "WEIR_KINESIS_REGION": "kinesis.region",
+    "WEIR_KINESIS_ACCESS_KEY_ID": "kinesis.access-key-id",
+    "WEIR_KINESIS_SECRET_ACCESS_KEY": "kinesis.secret-access-key",
+    "WEIR_KINESIS_SESSION_TOKEN": "kinesis.session-token",
+    "WEIR_KINESIS_STREAM_PREFIX": "kinesis.stream-prefix",
+    "WEIR_KINESIS_SHARDS": "kinesis.shards",
+}
+# Rust decides whether these apply (S3 warehouses, the AWS Kinesis endpoint).
+_AWS_VARIABLES = {
+    "AWS_ACCESS_KEY_ID": "aws.access-key-id",
+    "AWS_SECRET_ACCESS_KEY": "aws.secret-access-key",
+    "AWS_SESSION_TOKEN": "aws.session-token",
+    "AWS_REGION": "aws.region",
+    "AWS_DEFAULT_REGION": "aws.default-region",
 }
 
 
@@ -90,67 +85,6 @@ def _error(setting: str, message: str) -> ConfigError:
     error = ConfigError(f"{setting}: {message}")
     error.setting = setting
     return error
-
-
-@dataclass(frozen=True)
-class LakeSettings:
-    """Where the Iceberg catalog and data live. ``properties()`` is what the Rust side reads."""
-
-    metastore: str
-    warehouse: str
-    s3: Mapping[str, str] = field(default_factory=dict)
-    write: Mapping[str, int] = field(default_factory=dict)
-    source: str = "defaults"
-
-    @property
-    def is_s3(self) -> bool:
-        return self.warehouse.startswith(("s3://", "s3a://"))
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.metastore.startswith(("postgres://", "postgresql://"))
-
-    def properties(self) -> dict[str, str]:
-        """Settings as the string properties ``weir._native.Lake`` takes."""
-        props = {"metastore": self.metastore, "warehouse": self.warehouse}
-        for key, value in self.s3.items():
-            props[f"s3.{key.replace('_', '-')}"] = (
-                str(value).lower() if isinstance(value, bool) else str(value)
-            )
-        for key, value in self.write.items():
-            props[f"write.{key.replace('_', '-')}"] = str(value)
-        return props
-
-    def sqlite_path(self) -> Path | None:
-        """The SQLite metastore file, or ``None`` for PostgreSQL."""
-        if self.is_postgres:
-            return None
-        text = self.metastore.removeprefix("sqlite://").removeprefix("sqlite:").split("?")[0]
-        return Path(text)
-
-    def sqlalchemy_url(self) -> str:
-        """The metastore as an SQLAlchemy URL (what pyiceberg's SqlCatalog takes)."""
-        if self.is_postgres:
-            rest = self.metastore.split("://", 1)[1]
-            return f"postgresql+psycopg2://{rest}"
-        return f"sqlite:///{self.sqlite_path()}"
-
-    def pyiceberg_properties(self) -> dict[str, str]:
-        """Properties for ``pyiceberg.catalog.sql.SqlCatalog(weir.lake.CATALOG_NAME, **props)``."""
-        props = {"uri": self.sqlalchemy_url(), "warehouse": self.warehouse}
-        names = {
-            "endpoint": "s3.endpoint",
-            "region": "s3.region",
-            "access_key_id": "s3.access-key-id",
-            "secret_access_key": "s3.secret-access-key",
-            "session_token": "s3.session-token",
-        }
-        for key, value in self.s3.items():
-            if key in names:
-                props[names[key]] = str(value)
-        if self.s3.get("path_style_access"):
-            props["s3.force-virtual-addressing"] = "false"
-        return props
 
 
 def state_dir() -> Path:
@@ -177,240 +111,249 @@ def _read_document(path: Path) -> dict[str, Any]:
         raise _error(str(path), f"not valid TOML: {e}") from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    lake = _read_document(path).get("lake", {})
-    allowed = {"metastore", "warehouse", "s3", "write"}
-    for key in lake:
-        if key not in allowed:
-            raise _error(
-                f"{path}: lake.{key}", f"unknown setting (known: {', '.join(sorted(allowed))})"
-            )
-    for section, keys in (("s3", _S3_KEYS), ("write", _WRITE_KEYS)):
-        for key in lake.get(section, {}):
-            if key not in keys:
-                raise _error(
-                    f"{path}: lake.{section}.{key}", f"unknown setting (known: {', '.join(keys)})"
-                )
-    return lake
+def _flatten(value: object, key: str, path: Path) -> Iterator[Source]:
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _flatten(item, f"{key}.{name}", path)
+    else:
+        yield key, value, f"{path}: {key}"
 
 
-def _bool(setting: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise _error(setting, f"expected true or false, got {text!r}")
+def _toml_sources(table: str) -> list[Source]:
+    """Every value under ``[table]`` of the settings file, keyed as written there."""
+    path = config_file()
+    if path is None:
+        return []
+    document = _read_document(path)
+    return list(_flatten(document[table], table, path)) if table in document else []
+
+
+def _variables(env: Mapping[str, str], variables: Mapping[str, str]) -> list[Source]:
+    return [
+        (key, env[variable], variable) for variable, key in variables.items() if env.get(variable)
+    ]
+
+
+def _keyword_sources(prefix: str, values: Mapping[str, object]) -> list[Source]:
+    """Keyword arguments as sources; a mapping value (``s3={...}``) holds one per key."""
+    sources: list[Source] = []
+    for name, value in values.items():
+        items = value.items() if isinstance(value, Mapping) else [(None, value)]
+        for sub, item in items:
+            key = f"{prefix}{name}" if sub is None else f"{prefix}{name}.{sub}"
+            sources.append((key, item, key))
+    return sources
+
+
+class _Settings:
+    """Settings validated by a Rust class; immutable, equal when their properties are."""
+
+    __slots__ = ("_config", "_sources")
+    _native_class: Any
+    _prefix: str
+
+    _config: Any
+    _sources: tuple[Source, ...]
+
+    @classmethod
+    def _from_sources(cls, sources: Iterable[Source]) -> Any:
+        settings = cls.__new__(cls)
+        settings._set(sources)
+        return settings
+
+    def _set(self, sources: Iterable[Source]) -> None:
+        sources = tuple(sources)
+        object.__setattr__(self, "_config", self._native_class(list(sources)))
+        object.__setattr__(self, "_sources", sources)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use replace()")
+
+    def replace(self, **changes: object) -> Any:
+        """A copy with ``changes`` (keyword names as the constructor takes them) applied on
+        top, checked again."""
+        return self._from_sources([*self._sources, *_keyword_sources(self._prefix, changes)])
+
+    @property
+    def source(self) -> str:
+        """Where the values came from: ``defaults < <file> < <variable> ...``."""
+        return self._config.source
+
+    def properties(self) -> dict[str, str]:
+        """The settings as the string properties the Rust side takes."""
+        return self._config.properties()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.properties() == other.properties()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.properties().items())))
+
+    def __repr__(self) -> str:
+        fields = repr(self._config).partition("(")[2]  # secrets left out by Rust
+        return f"{type(self).__name__}({fields}"
+
+
+class LakeSettings(_Settings):
+    """Where the Iceberg catalog and data live, as Rust validated them.
+
+    ``LakeSettings(metastore, warehouse, s3={...}, write={...})`` builds one from values
+    (keys as ``weir.toml`` spells them, checked like configured ones);
+    :func:`lake_settings` reads the configured ones. ``properties()`` is what
+    ``weir._native.Lake`` takes.
+    """
+
+    __slots__ = ()
+    _native_class = _native.LakeConfig
+    _prefix = ""
+
+    def __init__(
+        self,
+        metastore: str,
+        warehouse: str,
+        s3: Mapping[str, object] | None = None,
+        write: Mapping[str, object] | None = None,
+    ) -> None:
+        values = {
+            "metastore": metastore,
+            "warehouse": warehouse,
+            "s3": s3 or {},
+            "write": write or {},
+        }
+        self._set(_keyword_sources("", values))
+
+    @property
+    def metastore(self) -> str:
+        """An absolute SQLite file path or a ``postgresql://`` URL."""
+        return self._config.metastore
+
+    @property
+    def warehouse(self) -> str:
+        """An absolute local folder, a ``file://`` URL or ``s3://bucket/prefix``."""
+        return self._config.warehouse
+
+    @property
+    def s3(self) -> dict[str, Any]:
+        """The configured S3 values, keyed as ``[lake.s3]`` spells them."""
+        return self._config.s3
+
+    @property
+    def write(self) -> dict[str, int]:
+        """How data files are written, keyed as ``[lake.write]`` spells them."""
+        return self._config.write
+
+    @property
+    def is_s3(self) -> bool:
+        return self._config.is_s3
+
+    @property
+    def is_postgres(self) -> bool:
+        return self._config.is_postgres
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite metastore file, or ``None`` for PostgreSQL."""
+        path = self._config.sqlite_path()
+        return None if path is None else Path(path)
+
+    def sqlalchemy_url(self) -> str:
+        """The metastore as an SQLAlchemy URL (what pyiceberg's SqlCatalog takes)."""
+        return self._config.sqlalchemy_url()
+
+    def pyiceberg_properties(self) -> dict[str, str]:
+        """Properties for ``pyiceberg.catalog.sql.SqlCatalog(weir.lake.CATALOG_NAME, **props)``."""
+        return self._config.pyiceberg_properties()
 
 
 def lake_settings(env: Mapping[str, str] | None = None) -> LakeSettings:
-    """The lake settings from defaults, ``weir.toml`` and the environment (see module doc)."""
+    """The lake settings from defaults, ``weir.toml`` (``[lake]``) and the environment
+    (``WEIR_METASTORE``, ``WEIR_WAREHOUSE``, ``WEIR_S3_*``; for S3 warehouses ``AWS_*``
+    where no ``WEIR_S3_*`` value is set), later sources winning."""
     env = os.environ if env is None else env
-    state = state_dir()
-    metastore = str(state / "metastore.db")
-    warehouse = str(state / "warehouse")
-    s3: dict[str, Any] = {}
-    write: dict[str, int] = {}
-    sources = ["defaults"]
-    path = config_file()
-    if path is not None:
-        lake = _read_toml(path)
-        metastore = lake.get("metastore", metastore)
-        warehouse = lake.get("warehouse", warehouse)
-        s3.update(lake.get("s3", {}))
-        write.update(lake.get("write", {}))
-        sources.append(str(path))
-    if env.get("WEIR_METASTORE"):
-        metastore, sources = env["WEIR_METASTORE"], [*sources, "WEIR_METASTORE"]
-    if env.get("WEIR_WAREHOUSE"):
-        warehouse, sources = env["WEIR_WAREHOUSE"], [*sources, "WEIR_WAREHOUSE"]
-    for key in _S3_KEYS:
-        variable = f"WEIR_S3_{key.upper()}"
-        if env.get(variable):
-            s3[key] = (
-                _bool(variable, env[variable]) if key == "path_style_access" else env[variable]
-            )
-    if warehouse.startswith(("s3://", "s3a://")):
-        for key, variable in _AWS_FALLBACKS.items():
-            if key not in s3 and env.get(variable):
-                s3[key] = env[variable]
-        if "region" not in s3 and env.get("AWS_DEFAULT_REGION"):
-            s3["region"] = env["AWS_DEFAULT_REGION"]
-    if not warehouse.startswith(("s3://", "s3a://")) and "://" not in warehouse:
-        warehouse = str(Path(warehouse).expanduser().resolve())
-    if not metastore.startswith(("postgres://", "postgresql://", "sqlite:")):
-        metastore = str(Path(metastore).expanduser().resolve())
-    return LakeSettings(metastore, warehouse, s3, write, source=" < ".join(sources))
+    state = (
+        "state",
+        str(state_dir()),
+        "WEIR_STATE_DIR" if os.environ.get("WEIR_STATE_DIR") else "defaults",
+    )
+    sources = [state, *_toml_sources("lake"), *_variables(env, _LAKE_VARIABLES)]
+    return LakeSettings._from_sources([*sources, *_variables(env, _AWS_VARIABLES)])
 
 
-@dataclass(frozen=True)
-class KinesisSettings:
-    """The Kinesis-API server that carries records, and how Weir names and sizes its streams.
+class KinesisSettings(_Settings):
+    """The Kinesis-API server that carries records, and how Weir names and sizes its streams,
+    as Rust validated them.
 
     ``endpoint`` is the server's URL; ``None`` means AWS itself (the SDK picks the regional
-    endpoint). ``properties()`` is what the Rust side reads.
+    endpoint). ``KinesisSettings()`` gives the defaults, ``KinesisSettings(shards=4, ...)``
+    changes some (``endpoint=None`` for AWS); :func:`kinesis_settings` reads the configured
+    ones. ``properties()`` is what the Rust side reads.
     """
 
-    endpoint: str | None = "http://127.0.0.1:4567"
-    region: str = "us-east-1"
-    access_key_id: str | None = "weir"
-    secret_access_key: str | None = field(default="weir", repr=False)
-    stream_prefix: str = "weir-"
-    shards: int = 2
-    source: str = "defaults"
+    __slots__ = ()
+    _native_class = _native.KinesisConfig
+    _prefix = "kinesis."
+
+    def __init__(self, **settings: object) -> None:
+        self._set(_keyword_sources(self._prefix, settings))
+
+    @property
+    def endpoint(self) -> str | None:
+        return self._config.endpoint
+
+    @property
+    def region(self) -> str:
+        return self._config.region
+
+    @property
+    def access_key_id(self) -> str | None:
+        return self._config.access_key_id
+
+    @property
+    def secret_access_key(self) -> str | None:
+        return self._config.secret_access_key
+
+    @property
+    def session_token(self) -> str | None:
+        return self._config.session_token
+
+    @property
+    def stream_prefix(self) -> str:
+        return self._config.stream_prefix
+
+    @property
+    def shards(self) -> int:
+        return self._config.shards
 
     @property
     def is_aws(self) -> bool:
-        return not self.endpoint
+        return self._config.is_aws
 
     def is_local(self) -> bool:
         """Whether the endpoint is on this machine's loopback (the server ``weir up`` runs)."""
-        return bool(self.endpoint) and urlsplit(self.endpoint).hostname in _LOCAL_HOSTS
+        return self._config.is_local()
 
     def local_port(self) -> int:
         """The endpoint's port (the scheme's default when the URL has none)."""
-        if not self.endpoint:
-            raise _error("kinesis.endpoint", "AWS (no endpoint) has no local port")
-        parts = urlsplit(self.endpoint)
-        return parts.port or (443 if parts.scheme == "https" else 80)
+        return self._config.local_port()
 
     def stream_name(self, dataset: str) -> str:
         """The stream that carries ``dataset``: ``<stream_prefix><dataset>``."""
-        name = f"{self.stream_prefix}{dataset}"
-        if not _STREAM_NAME.fullmatch(name):
-            raise _error(
-                "kinesis.stream_prefix",
-                f"stream name {name!r} for dataset {dataset!r} is not a Kinesis stream name "
-                "(1 to 128 of a-z, A-Z, 0-9, '_', '.', '-')",
-            )
-        return name
-
-    def properties(self) -> dict[str, str]:
-        """Settings as the ``kinesis.*`` string properties the Rust side takes. The endpoint
-        is left out for AWS, and the keys when none are configured (AWS's credential chain)."""
-        props: dict[str, str] = {}
-        if self.endpoint:
-            props["kinesis.endpoint"] = self.endpoint
-        props["kinesis.region"] = self.region
-        if self.access_key_id:
-            props["kinesis.access-key-id"] = self.access_key_id
-        if self.secret_access_key:
-            props["kinesis.secret-access-key"] = self.secret_access_key
-        props["kinesis.stream-prefix"] = self.stream_prefix
-        props["kinesis.shards"] = str(self.shards)
-        return props
-
-
-def _read_kinesis_toml(path: Path) -> dict[str, Any]:
-    kinesis = _read_document(path).get("kinesis", {})
-    if not isinstance(kinesis, dict):
-        raise _error(f"{path}: kinesis", "expected a table ([kinesis])")
-    for key in kinesis:
-        if key not in _KINESIS_KEYS:
-            raise _error(
-                f"{path}: kinesis.{key}", f"unknown setting (known: {', '.join(_KINESIS_KEYS)})"
-            )
-    return kinesis
-
-
-def _shards(setting: str, value: object) -> int:
-    text = value.strip() if isinstance(value, str) else value
-    try:
-        if isinstance(text, bool) or not isinstance(text, int | str):
-            raise ValueError
-        shards = int(text)
-    except ValueError:
-        raise _error(setting, f"expected a whole number of shards, got {value!r}") from None
-    if shards < 1:
-        raise _error(setting, f"a stream needs at least 1 shard, got {shards}")
-    return shards
-
-
-def _endpoint(setting: str, value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _error(setting, f"expected a URL or an empty string (AWS), got {value!r}")
-    text = value.strip().rstrip("/")
-    if not text:
-        return None
-    parts = urlsplit(text)
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        raise _error(setting, f"bad port in {value!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _error(
-            setting,
-            f"expected http://host:port or https://host:port (or '' for AWS), got {value!r}",
-        )
-    return text
+        return self._config.stream_name(dataset)
 
 
 def kinesis_settings(env: Mapping[str, str] | None = None) -> KinesisSettings:
     """The Kinesis settings from defaults, ``weir.toml`` (``[kinesis]``) and the environment
     (``WEIR_KINESIS_*``), later sources winning. An empty endpoint means AWS: then the keys and
     the region not configured for Weir come from ``AWS_ACCESS_KEY_ID``,
-    ``AWS_SECRET_ACCESS_KEY`` and ``AWS_REGION`` (or ``AWS_DEFAULT_REGION``), and no keys at
-    all leaves them to AWS's credential chain."""
+    ``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``) and ``AWS_REGION`` (or
+    ``AWS_DEFAULT_REGION``), and no keys at all leaves them to AWS's credential chain."""
     env = os.environ if env is None else env
-    defaults = KinesisSettings()
-    values: dict[str, Any] = {}
-    origins: dict[str, str] = {}  # where each configured value came from, for messages
-    sources = ["defaults"]
-    path = config_file()
-    if path is not None:
-        table = _read_kinesis_toml(path)
-        for key, value in table.items():
-            values[key], origins[key] = value, f"{path}: kinesis.{key}"
-        if table:
-            sources.append(str(path))
-    for key in _KINESIS_KEYS:
-        variable = f"WEIR_KINESIS_{key.upper()}"
-        # An empty endpoint variable is meaningful (AWS); other empty variables are unset.
-        if env.get(variable) or (key == "endpoint" and variable in env):
-            values[key], origins[key] = env[variable], variable
-            sources.append(variable)
-
-    endpoint = defaults.endpoint
-    if "endpoint" in values:
-        endpoint = _endpoint(origins["endpoint"], values["endpoint"])
-    shards = defaults.shards
-    if "shards" in values:
-        shards = _shards(origins["shards"], values["shards"])
-    text: dict[str, str | None] = {}
-    for key in ("region", "access_key_id", "secret_access_key", "stream_prefix"):
-        value = values.get(key)
-        if value is not None and not isinstance(value, str):
-            raise _error(origins[key], f"expected a string, got {value!r}")
-        text[key] = value
-    if endpoint is None:  # AWS: Weir's local defaults do not apply
-        for key, variable in _AWS_FALLBACKS.items():
-            if key in text and text[key] is None and env.get(variable):
-                text[key] = env[variable]
-        if text["region"] is None and env.get("AWS_DEFAULT_REGION"):
-            text["region"] = env["AWS_DEFAULT_REGION"]
-    else:
-        for key in ("access_key_id", "secret_access_key"):
-            if text[key] is None:
-                text[key] = getattr(defaults, key)
-    region = text["region"] or defaults.region
-    prefix = defaults.stream_prefix if text["stream_prefix"] is None else text["stream_prefix"]
-    if not re.fullmatch(r"[a-zA-Z0-9_.-]{0,120}", prefix):
-        raise _error(
-            origins["stream_prefix"],
-            f"{prefix!r} cannot start a Kinesis stream name (up to 120 of a-z, A-Z, 0-9, "
-            "'_', '.', '-')",
-        )
-    return KinesisSettings(
-        endpoint=endpoint,
-        region=region,
-        access_key_id=text["access_key_id"],
-        secret_access_key=text["secret_access_key"],
-        stream_prefix=prefix,
-        shards=shards,
-        source=" < ".join(dict.fromkeys(sources)),
-    )
+    variables = _variables(env, _KINESIS_VARIABLES)
+    if env.get("WEIR_KINESIS_ENDPOINT") == "":  # an empty endpoint variable means AWS
+        variables.insert(0, ("kinesis.endpoint", "", "WEIR_KINESIS_ENDPOINT"))
+    sources = [*_toml_sources("kinesis"), *variables, *_variables(env, _AWS_VARIABLES)]
+    return KinesisSettings._from_sources(sources)
 
 
 _API_KEYS = ("key_hashes", "max_body_bytes", "host", "port", "workers")

@@ -2,24 +2,27 @@
 
     import weir
     info = weir.append("raw.shop_events", arrow_table, {"source": "backfill"})
-    ctx = weir.connect()                      # datafusion.SessionContext with catalog `lake`
-    ctx.sql("select event_date, count(*) from lake.raw.shop_events group by 1").show()
+    weir.connect().sql("select event_date, count(*) from lake.raw.shop_events group by 1").show()
+    weir.lake.create_table("marts.daily_sales", schema, partition=["month(day)"], exist_ok=True)
+    weir.lake.overwrite("marts.daily_sales", arrow_table, {"dbt_run": run_id})
     weir.lake.snapshots("raw.shop_events")   # pyarrow.Table, one row per snapshot
     weir.lake.files("raw.shop_events")       # live data files with partition and size
     weir.lake.register_snapshot(ctx, "then", "raw.shop_events", as_of=some_datetime)
     weir.lake.maintain()                      # compact small files, expire old snapshots
 
 Settings (metastore, warehouse, S3) come from :mod:`weir.config`. Each dataset's tables,
-``raw.<dataset>`` (partitioned by ``day(event_time)``) and ``raw.<dataset>_rejected``, are
-created from its contract and pipeline SQL on first use. pyiceberg (``catalog()``) and DuckDB
-(``duckdb_connection()``, ``metadata_location()``) read the same tables.
+``raw.<dataset>`` (partitioned as its contract's ``x-weir-partition`` says),
+``raw.<dataset>_rejected`` and ``raw.<dataset>_dead_letter``, are created from its contract
+and pipeline SQL on first use; any other table (``marts.*``, ``ops.*``) with
+:func:`create_table`. Every write is one snapshot with zstd Parquet and one audit log line.
+pyiceberg (``catalog()``) and DuckDB (``duckdb_connection()``, ``metadata_location()``) read
+the same tables.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,27 +30,21 @@ import pyarrow as pa
 
 from weir import _native, project
 from weir.config import LakeSettings, lake_settings
-from weir.processor import processor
+from weir.processor import ensure_logging, processor
 from weir.udfs import register_udfs
 
 #: The catalog name of Weir's tables in the metastore (pyiceberg's SqlCatalog name).
 CATALOG_NAME = "weir"
-RAW_NAMESPACE = "raw"
 
-
-@dataclass(frozen=True)
-class CommitInfo:
-    """One append: the snapshot it created (``None`` for no rows), its files and row count."""
-
-    table: str
-    snapshot_id: int | None
-    data_files: list[str]
-    record_count: int
-    bytes: int
+#: What one append or overwrite committed: ``table``, ``snapshot_id`` (``None`` for an append
+#: of no rows), ``data_files``, ``record_count``, ``bytes`` and ``attempts`` (more than 1 when
+#: other writers won commit races first). Immutable; defined in Rust.
+CommitInfo = _native.CommitInfo
 
 
 @functools.cache
 def _open(properties: tuple[tuple[str, str], ...]) -> _native.Lake:
+    ensure_logging()
     return _native.Lake(dict(properties))
 
 
@@ -71,16 +68,15 @@ def ensure_dataset(dataset: str, settings: LakeSettings | None = None) -> list[s
     return names
 
 
-def _dataset_of(table: str) -> str | None:
-    namespace, _, name = table.partition(".")
-    if namespace != RAW_NAMESPACE:
-        return None
-    dataset = name.removesuffix("_rejected").removesuffix("_dead_letter")
-    return dataset if dataset in project.datasets() else None
+def dataset_tables(dataset: str) -> list[str]:
+    """The names of a dataset's tables: valid rows, rejected records, dead letters
+    (``raw.<dataset>``, ``raw.<dataset>_rejected``, ``raw.<dataset>_dead_letter``)."""
+    return _native.dataset_tables(dataset)
 
 
 def _ensure_for(table: str, settings: LakeSettings) -> None:
-    dataset = _dataset_of(table)
+    dataset = _native.dataset_of(table)
+    dataset = dataset if dataset in project.datasets() else None
     key = (dataset or "", tuple(sorted(settings.properties().items())))
     if dataset and key not in _ensured:
         ensure_dataset(dataset, settings)
@@ -115,16 +111,67 @@ def append(
     summary. Raises :class:`weir.SchemaMismatchError` if a column does not fit."""
     settings = settings or lake_settings()
     _ensure_for(table, settings)
-    info = open_lake(settings).append(
-        table, _arrow(data), {str(k): str(v) for k, v in (properties or {}).items()}
+    return open_lake(settings).write(table, _arrow(data), "append", _properties(properties))
+
+
+def _properties(properties: dict[str, Any] | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (properties or {}).items()}
+
+
+def _schema_table(schema: Any) -> pa.Table:
+    """An empty table with ``schema`` (a pyarrow Schema, or anything with Arrow data)."""
+    if isinstance(schema, pa.Schema):
+        return schema.empty_table()
+    if hasattr(schema, "__arrow_c_schema__") and not hasattr(schema, "__arrow_c_stream__"):
+        return pa.schema(schema).empty_table()
+    return pa.table(_arrow(schema)).schema.empty_table()
+
+
+def create_table(
+    table: str,
+    schema: Any,
+    *,
+    partition: list[str] | tuple[str, ...] = (),
+    exist_ok: bool = False,
+    settings: LakeSettings | None = None,
+) -> list[str]:
+    """Creates ``table`` (``namespace.table``, e.g. ``marts.fct_orders``; the namespace is
+    created too) with the columns of ``schema`` (a ``pyarrow.Schema``, or Arrow data whose
+    schema is taken), every column optional, zstd Parquet. ``partition`` lists partition
+    fields: ``day(col)``, ``month(col)``, ``year(col)``, ``hour(col)``, ``bucket[N](col)``,
+    ``truncate[N](col)`` or a bare column name. With ``exist_ok`` an existing table of the
+    same columns and partitioning is kept; a different one raises
+    :class:`weir.SchemaMismatchError`. Returns the partition fields as created."""
+    settings = settings or lake_settings()
+    if isinstance(partition, str):
+        partition = [partition]
+    return open_lake(settings).create_table(
+        table, _schema_table(schema), [str(p) for p in partition], exist_ok
     )
-    return CommitInfo(**info)
+
+
+def overwrite(
+    table: str,
+    data: Any,
+    properties: dict[str, str] | None = None,
+    *,
+    settings: LakeSettings | None = None,
+) -> CommitInfo:
+    """Replaces the contents of ``table`` with ``data`` in one snapshot (operation
+    ``overwrite``): readers see the old rows or the new, never a mix or nothing. Columns match
+    by name as in :func:`append`; empty data empties the table. A commit that races other
+    writers is retried on their result, so an append that lands first is replaced too and
+    one that lands after is kept. ``properties`` go into the snapshot summary."""
+    settings = settings or lake_settings()
+    _ensure_for(table, settings)
+    return open_lake(settings).write(table, _arrow(data), "overwrite", _properties(properties))
 
 
 def connect(settings: LakeSettings | None = None) -> Any:
     """A ``datafusion.SessionContext`` with the lake registered as catalog ``lake`` and all
-    of Weir's UDFs: ``ctx.sql("select ... from lake.raw.shop_events")``. Each query reads
-    the newest snapshot; tables created after ``connect()`` need a new context."""
+    of Weir's UDFs: ``weir.connect().sql("select ... from lake.raw.shop_events")``. Each
+    query reads the newest snapshot, tables created after ``connect()`` included; DataFrames
+    stay usable after the context is gone."""
     import datafusion
 
     settings = settings or lake_settings()

@@ -71,12 +71,19 @@ def init_logging(level: str | None = None) -> bool:
     """Sets up the Rust side's structured logs (JSON lines on stderr) once per process.
 
     ``level`` is a filter such as ``"warn"`` or ``"weir_planner=debug"``; by default
-    ``$WEIR_LOG``, else ``"warn"``. Called automatically by the first processor call, so call
-    it earlier to choose the level. Returns whether this call installed the logger.
+    ``$WEIR_LOG``, else ``"warn"``. Called automatically by the first processor call and when
+    the lake is first opened (so every commit's audit line is written), so call it earlier to
+    choose the level. Returns whether this call installed the logger.
     """
     global _logging_ready
     _logging_ready = True
     return _native.init_logging(level)
+
+
+def ensure_logging() -> None:
+    """:func:`init_logging` with the default level, unless logging is set up already."""
+    if not _logging_ready:
+        init_logging()
 
 
 _logging_ready = False
@@ -116,8 +123,7 @@ def processor(
     ``sql`` may be a path to a ``.sql`` file or SQL text (named queries, or one bare query
     taken as the transformation). ``with_sql=False`` compiles the contract alone.
     """
-    if not _logging_ready:
-        init_logging()
+    ensure_logging()
     contract_file = project.contract_path(contract)
     sql_source: Path | str | None
     if not with_sql:

@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -33,51 +32,39 @@ from weir.processor import processor
 
 log = logging.getLogger("weir.stream")
 
-#: Final job states; ``accepted`` and ``published`` are on the way.
-FINAL_STATES = ("committed", "partially_rejected", "failed")
+#: Every job state in the order a job goes through them: ``accepted`` (registered),
+#: ``published`` (every record in Kinesis), then one of :data:`FINAL_STATES`. Defined in Rust.
+JOB_STATES: tuple[str, ...] = tuple(_native.JOB_STATES)
+#: The states a job ends in: ``committed``, ``partially_rejected``, ``failed``.
+FINAL_STATES: tuple[str, ...] = tuple(_native.FINAL_JOB_STATES)
+ACCEPTED, PUBLISHED, COMMITTED, PARTIALLY_REJECTED, FAILED = JOB_STATES
+
+#: Where Kinesis stored one record of a job: ``shard_id``, ``sequence_number``, ``events``
+#: (the job's events in it) and ``bytes`` (the job's share of it). Immutable; defined in Rust.
+RecordReceipt = _native.RecordReceipt
+#: A published job: ``job_id``, ``dataset``, ``stream``, ``events``, ``input_bytes``,
+#: ``record_bytes`` and ``records`` (``RecordReceipt`` s). Immutable; defined in Rust.
+Publication = _native.Publication
+#: One row of the jobs table: ``job_id``, ``dataset``, ``status``, ``received``, ``records``,
+#: ``valid``, ``rejected``, ``snapshot_ids``, ``error``, ``created_at_ms``, ``updated_at_ms``
+#: and ``final`` (whether the status is final). Immutable; defined in Rust.
+Job = _native.Job
+#: Metrics of one consumer batch (a row of ``weir_consumer_batches``): ``batch_id``,
+#: ``consumer_id``, ``dataset``, ``status``, ``shards``, ``source_records``, ``events``,
+#: ``valid``, ``rejected``, ``dead_lettered``, ``bytes``, ``attempts``, ``read_ms``,
+#: ``process_ms``, ``commit_ms``, ``batch_ms``, ``lag_ms``, ``snapshot_id``, ``error``.
+#: Immutable; defined in Rust.
+BatchMetrics = _native.BatchMetrics
 
 
-@dataclass(frozen=True)
-class RecordReceipt:
-    """Where Kinesis stored one record of a job."""
-
-    shard_id: str
-    sequence_number: str
-    events: int
-
-
-@dataclass(frozen=True)
-class Publication:
-    """A published job: its id, stream, event count and records."""
-
-    job_id: str
-    dataset: str
-    stream: str
-    events: int
-    input_bytes: int
-    record_bytes: int
-    records: list[RecordReceipt]
-
-
-@dataclass(frozen=True)
-class Job:
-    """One row of the jobs table."""
-
-    job_id: str
-    dataset: str
-    status: str
-    received: int
-    records: int | None
-    valid: int | None
-    rejected: int | None
-    snapshot_ids: list[int]
-    error: str | None
-    created_at_ms: int
-    updated_at_ms: int
-
-    @property
-    def final(self) -> bool:
-        return self.status in FINAL_STATES
+def as_dict(record: Any) -> dict[str, Any]:
+    """The fields of a record defined in Rust (``Job``, ``BatchMetrics``, ...) as a dict, in
+    their declared order."""
+    return {
+        name: getattr(record, name)
+        for name, attribute in vars(type(record)).items()
+        if type(attribute).__name__ == "getset_descriptor"
+    }
 
 
 @functools.cache
@@ -120,9 +107,7 @@ def publish(
         raise ValueError(
             f"unknown dataset {dataset!r}; contracts: {', '.join(project.datasets()) or 'none'}"
         )
-    out = producer(settings, lake).publish(dataset, bytes(data), format, job_id)
-    records = [RecordReceipt(*r) for r in out.pop("records")]
-    return Publication(records=records, **out)
+    return producer(settings, lake).publish(dataset, bytes(data), format, job_id)
 
 
 @functools.cache
@@ -139,8 +124,7 @@ def _ops_tables(settings: LakeSettings | None) -> _native.OpsTables:
 
 def job(job_id: str, settings: LakeSettings | None = None) -> Job | None:
     """The job's row in the jobs table, or ``None`` for an unknown id."""
-    row = _ops_tables(settings).job(job_id)
-    return None if row is None else Job(**row)
+    return _ops_tables(settings).job(job_id)
 
 
 def batches(
@@ -149,7 +133,8 @@ def batches(
     """Consumer batch metrics (``weir_consumer_batches``), oldest first: status, shards,
     records, events, valid, rejected, dead-lettered, bytes, attempts, read/process/commit/batch
     milliseconds, Kinesis lag, snapshot id and error."""
-    return pa.Table.from_pylist(_ops_tables(settings).batches(dataset, since_ms))
+    rows = _ops_tables(settings).batches(dataset, since_ms)
+    return pa.Table.from_pylist([as_dict(b) for b in rows])
 
 
 def wait_for_jobs(

@@ -40,7 +40,7 @@ class RunningConsumer:
 
     def __init__(self, **options: object) -> None:
         self.stop = threading.Event()
-        self.batches: list[dict] = []
+        self.batches: list[weir.stream.BatchMetrics] = []
         self.error: BaseException | None = None
         self.options = {"commit_interval_s": 0.3, "poll_interval_s": 0.05, **options}
         self.thread = threading.Thread(target=self._run, daemon=True)

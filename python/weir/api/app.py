@@ -166,51 +166,32 @@ SECURITY: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
 #: means in JSON Schema), in either case.
 JOB_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
-ACCEPTED_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": [
-        "job_id",
-        "dataset",
-        "status",
-        "mode",
-        "received",
-        "valid",
-        "rejected",
-        "status_url",
-    ],
-    "properties": {
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema object whose every property is required (answers always carry all)."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+ACCEPTED_SCHEMA: dict[str, Any] = _object(
+    {
         "job_id": {"type": "string", "format": "uuid"},
         "dataset": {"type": "string"},
-        "status": {"type": "string", "enum": ["published"]},
+        "status": {"type": "string", "enum": [weir.stream.PUBLISHED]},
         "mode": {"type": "string", "enum": ["strict", "lenient"]},
         "received": {"type": "integer"},
         "valid": {"type": "integer"},
         "rejected": {"type": "integer"},
         "status_url": {"type": "string"},
-    },
-}
+    }
+)
 
-JOB_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": [
-        "job_id",
-        "dataset",
-        "status",
-        "received",
-        "valid",
-        "rejected",
-        "kinesis_records",
-        "snapshot_ids",
-        "error",
-        "created_at",
-        "updated_at",
-    ],
-    "properties": {
+JOB_SCHEMA: dict[str, Any] = _object(
+    {
         "job_id": {"type": "string", "format": "uuid"},
         "dataset": {"type": "string"},
         "status": {
             "type": "string",
-            "enum": ["accepted", "published", "committed", "partially_rejected", "failed"],
+            "enum": list(weir.stream.JOB_STATES),
         },
         "received": {"type": "integer"},
         "valid": {"type": ["integer", "null"]},
@@ -220,13 +201,13 @@ JOB_SCHEMA: dict[str, Any] = {
         "error": {"type": ["string", "null"]},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
-    },
-}
+    }
+)
 
 
 def _contract_schema(dataset: str) -> dict[str, Any]:
     schema = json.loads(project.contract_path(dataset).read_text())
-    return {k: v for k, v in schema.items() if not k.startswith("$")}
+    return {k: v for k, v in schema.items() if not k.startswith(("$", "x-"))}
 
 
 def _request_body(dataset: str) -> dict[str, Any]:

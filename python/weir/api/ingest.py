@@ -197,7 +197,7 @@ class IngestEndpoint:
         accepted = {
             "job_id": job_id,
             "dataset": dataset,
-            "status": "published",
+            "status": weir.stream.PUBLISHED,
             "mode": mode,
             "received": received,
             "valid": outcome["valid"],

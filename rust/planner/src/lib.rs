@@ -1,10 +1,19 @@
-//! Weir's processor (data contracts, JSON/CSV decoding, validation, the SQL pipeline runner),
-//! lakehouse ([`lake`]) and Kinesis streaming ([`stream`]).
+//! Weir's engine: the processor, the lakehouse and Kinesis streaming.
+//!
+//! The crate is laid out by concern:
+//!
+//! * `processor/`: data contracts, decoding JSON/NDJSON/CSV (`processor/decode/`), columnar
+//!   validation, the pipeline SQL planned once and run per batch in its own DataFusion
+//!   session, and [`Processor`], which chains them. Its public items are re-exported here.
+//! * [`dataset`]: a dataset's lake tables, derived from its contract and pipeline SQL; the
+//!   one place that joins the processor and the lake.
+//! * [`lake`]: Iceberg tables in an SQL catalog: writes, commits, checkpoints, maintenance.
+//! * [`stream`]: the Kinesis producer, record format, source table and consumer.
 //!
 //! [`Processor`] is the entry point: it compiles a [`Contract`] (`contracts/<dataset>.json`)
 //! and a [`PipelineSql`] (`sql/pipeline/<dataset>.sql`) once, then turns input bytes into
 //! transformed Arrow batches plus rejected records that carry every violation. The Python
-//! module (`weir._native`) and, later, the Kinesis consumer are thin layers over it.
+//! module (`weir._native`) and the Kinesis consumer are thin layers over it.
 //!
 //! ```no_run
 //! # async fn demo() -> weir_planner::Result<()> {
@@ -18,21 +27,15 @@
 //! # Ok(()) }
 //! ```
 
-mod contract;
-mod decode;
-mod error;
+pub mod dataset;
 pub mod lake;
-mod pipeline;
-mod prepared;
+pub mod settings;
 mod processor;
 pub mod stream;
-mod validate;
-mod violation;
 
-pub use contract::{Contract, FieldKind, FieldSpec};
-pub use decode::{decode, Decoded, InputFormat, RECORD_INDEX_COLUMN, SUPPORTED_INPUT_FORMATS};
-pub use error::{ProcessorError, Result};
-pub use pipeline::{session_state, PipelineSql, EVENTS_TABLE};
-pub use processor::{rejected_schema, ProcessOutcome, ProcessStats, Processor, ValidationOutcome};
-pub use validate::{check_rules, conform_table};
-pub use violation::{violations_batch, violations_schema, Violation};
+pub use processor::{
+    check_rules, conform_table, decode, rejected_schema, session_state, violations_batch,
+    violations_schema, Contract, Decoded, FieldKind, FieldSpec, InputFormat, PipelineSql,
+    ProcessOutcome, ProcessStats, Processor, ProcessorError, Result, ValidationOutcome, Violation,
+    EVENTS_TABLE, RECORD_INDEX_COLUMN, SUPPORTED_INPUT_FORMATS,
+};

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use futures::TryStreamExt;
+use weir_planner::dataset::dataset_tables;
 use weir_planner::lake::{
-    tables::dataset_tables, Checkpoint, CheckpointAdvance, CompactOptions, ExpireOptions, Lake, LakeConfig, ShardAdvance,
+    Checkpoint, CheckpointAdvance, CompactOptions, ExpireOptions, Lake, LakeConfig, ShardAdvance, WriteMode,
 };
 use weir_planner::{Contract, InputFormat, PipelineSql, Processor};
 
@@ -54,7 +55,7 @@ async fn append_events(lake: &Lake, processor: &Processor, first: usize, n: usiz
         .into(),
     };
     let info = lake
-        .append_checkpointed("raw.shop_events", &outcome.output_schema, &outcome.output, Some(&advance), HashMap::new())
+        .write("raw.shop_events", &outcome.output_schema, &outcome.output, WriteMode::Checkpointed(&advance), HashMap::new())
         .await
         .unwrap();
     assert_eq!(info.record_count, n as u64);
@@ -132,7 +133,7 @@ async fn append_compact_and_expire_keep_every_row_once() {
     };
     let outcome = processor.process(&events(500, 5), InputFormat::Ndjson).await.unwrap();
     let err = lake
-        .append_checkpointed("raw.shop_events", &outcome.output_schema, &outcome.output, Some(&stale), HashMap::new())
+        .write("raw.shop_events", &outcome.output_schema, &outcome.output, WriteMode::Checkpointed(&stale), HashMap::new())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("checkpointed at 190"), "{err}");

@@ -20,7 +20,7 @@ use pyo3::types::PyDict;
 use weir_planner::stream::{Ingest, IngestMode, IngestOutcome, Refusal, StreamResult};
 use weir_planner::{InputFormat, Violation};
 
-use crate::errors::{stream_err, to_py_err, violation_list};
+use crate::errors::{to_py_err, violation_list};
 use crate::processor::Processor;
 use crate::runtime::runtime;
 use crate::stream::Producer;
@@ -121,7 +121,7 @@ impl IngestService {
         for (token, outcome) in finished {
             out.push(match outcome {
                 Ok(outcome) => (token, true, self.outcome_dict(py, outcome)?.into_any()),
-                Err(e) => (token, false, stream_err(py, e).into_value(py).into_bound(py).into_any()),
+                Err(e) => (token, false, to_py_err(py, e).into_value(py).into_bound(py).into_any()),
             });
         }
         Ok(out)

@@ -1,6 +1,7 @@
 //! `weir._native.Lake`: the Rust lakehouse (`weir_planner::lake`) for `weir.lake`,
 //! `weir.append` and `weir.connect`. Iceberg catalogs and tables reach datafusion-python as
-//! datafusion-ffi capsules (`__datafusion_catalog_provider__`, `__datafusion_table_provider__`).
+//! datafusion-ffi capsules (`__datafusion_catalog_provider__`, `__datafusion_table_provider__`);
+//! commits come back as [`CommitInfo`] objects.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,17 +10,77 @@ use datafusion::catalog::{CatalogProvider, TableProvider};
 use datafusion_ffi::catalog_provider::FFI_CatalogProvider;
 use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
 use datafusion_ffi::table_provider::FFI_TableProvider;
-use iceberg_datafusion::{IcebergCatalogProvider, IcebergStaticTableProvider};
+use iceberg_datafusion::IcebergStaticTableProvider;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict};
-use weir_planner::lake::{self, inspect, CompactOptions, ExpireOptions, LakeConfig, LakeError};
+use weir_planner::dataset;
+use weir_planner::lake::{
+    self, inspect, CompactOptions, ExpireOptions, LakeConfig, LakeError, PartitionField, TableDef, WriteMode,
+};
 
 use crate::arrow_stream::{read_arrow_stream, ArrowTable};
-use crate::errors::lake_err;
-use crate::in_runtime::{LakeCatalogProvider, LakeTableProvider};
+use crate::errors::to_py_err;
 use crate::processor::Processor;
 use crate::runtime::runtime;
+use crate::session_providers::{lasting_codec, LakeCatalogProvider, LakeTableProvider, RefreshingCatalog};
+
+/// What one append or overwrite committed (`weir.CommitInfo`).
+#[pyclass(module = "weir._native", frozen, get_all, eq)]
+#[derive(PartialEq)]
+pub struct CommitInfo {
+    /// The table, `namespace.table`.
+    table: String,
+    /// The new snapshot; `None` for an append of no rows.
+    snapshot_id: Option<i64>,
+    /// The Parquet files written.
+    data_files: Vec<String>,
+    record_count: u64,
+    /// Bytes of Parquet written.
+    bytes: u64,
+    /// Commit attempts: more than 1 when other writers won races first.
+    attempts: u32,
+}
+
+#[pymethods]
+impl CommitInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "CommitInfo(table={:?}, snapshot_id={}, record_count={}, bytes={}, data_files={}, attempts={})",
+            self.table,
+            self.snapshot_id.map_or("None".to_string(), |id| id.to_string()),
+            self.record_count,
+            self.bytes,
+            self.data_files.len(),
+            self.attempts
+        )
+    }
+}
+
+impl From<lake::CommitInfo> for CommitInfo {
+    fn from(info: lake::CommitInfo) -> Self {
+        Self {
+            table: info.table,
+            snapshot_id: info.snapshot_id,
+            data_files: info.data_files,
+            record_count: info.record_count,
+            bytes: info.bytes,
+            attempts: info.attempts,
+        }
+    }
+}
+
+/// The names of a dataset's lake tables: valid, rejected, dead letter.
+#[pyfunction]
+pub fn dataset_tables(dataset: &str) -> Vec<String> {
+    dataset::table_names(dataset).to_vec()
+}
+
+/// The dataset a `raw.*` table belongs to, judged by its name.
+#[pyfunction]
+pub fn dataset_of(table: &str) -> Option<String> {
+    dataset::dataset_of(table).map(str::to_string)
+}
 
 #[pyclass(module = "weir._native", frozen)]
 pub struct Lake {
@@ -33,7 +94,7 @@ impl Lake {
 
     /// Runs lake work on the module's runtime with the GIL released.
     fn run<T: Send>(&self, py: Python<'_>, work: impl std::future::Future<Output = Result<T, LakeError>> + Send) -> PyResult<T> {
-        py.detach(|| runtime().block_on(work)).map_err(|e| lake_err(py, e))
+        py.detach(|| runtime().block_on(work)).map_err(|e| to_py_err(py, e))
     }
 }
 
@@ -65,8 +126,8 @@ impl Lake {
     /// Opens the lake described by `properties` (see `weir.config`).
     #[new]
     fn new(py: Python<'_>, properties: HashMap<String, String>) -> PyResult<Self> {
-        let config = LakeConfig::from_properties(&properties).map_err(|e| lake_err(py, e))?;
-        let inner = py.detach(|| runtime().block_on(lake::Lake::open(config))).map_err(|e| lake_err(py, e))?;
+        let config = LakeConfig::from_properties(&properties).map_err(|e| to_py_err(py, e))?;
+        let inner = py.detach(|| runtime().block_on(lake::Lake::open(config))).map_err(|e| to_py_err(py, e))?;
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -75,10 +136,10 @@ impl Lake {
     fn ensure_dataset(&self, py: Python<'_>, processor: &Processor) -> PyResult<Vec<String>> {
         let lake = self.inner.clone();
         let processor = processor.inner.clone();
-        self.run(py, async move {
-            let tables = lake.ensure_dataset(&processor).await?;
-            Ok(vec![tables.valid.qualified_name(), tables.rejected.qualified_name(), tables.dead_letter.qualified_name()])
-        })
+        let tables = py
+            .detach(|| runtime().block_on(dataset::ensure_dataset(&lake, &processor)))
+            .map_err(|e| to_py_err(py, e))?;
+        Ok(vec![tables.valid.qualified_name(), tables.rejected.qualified_name(), tables.dead_letter.qualified_name()])
     }
 
     fn table_names(&self, py: Python<'_>) -> PyResult<Vec<String>> {
@@ -86,25 +147,52 @@ impl Lake {
         self.run(py, async move { lake.table_names().await })
     }
 
-    /// Appends any Arrow data (`__arrow_c_stream__`) in one snapshot; returns the commit.
-    #[pyo3(signature = (table, data, properties=None))]
-    fn append<'py>(
+    /// Writes any Arrow data (`__arrow_c_stream__`) in one snapshot: `mode` "append" adds
+    /// the rows, "overwrite" replaces the table's contents with them. Returns the commit.
+    #[pyo3(signature = (table, data, mode="append", properties=None))]
+    fn write(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         table: String,
-        data: &Bound<'py, PyAny>,
+        data: &Bound<'_, PyAny>,
+        mode: &str,
         properties: Option<HashMap<String, String>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> PyResult<CommitInfo> {
+        let mode = match mode {
+            "append" => WriteMode::Append,
+            "overwrite" => WriteMode::Overwrite,
+            other => return Err(PyValueError::new_err(format!("mode: expected append or overwrite, got {other:?}"))),
+        };
         let (schema, batches) = read_arrow_stream(data)?;
         let lake = self.inner.clone();
-        let info = self.run(py, async move { lake.append(&table, &schema, &batches, properties.unwrap_or_default()).await })?;
-        dict(py, vec![
-            ("table", info.table.into_pyobject(py)?.into_any()),
-            ("snapshot_id", info.snapshot_id.into_pyobject(py)?.into_any()),
-            ("data_files", info.data_files.into_pyobject(py)?.into_any()),
-            ("record_count", info.record_count.into_pyobject(py)?.into_any()),
-            ("bytes", info.bytes.into_pyobject(py)?.into_any()),
-        ])
+        let properties = properties.unwrap_or_default();
+        let info = self.run(py, async move { lake.write(&table, &schema, &batches, mode, properties).await })?;
+        Ok(info.into())
+    }
+
+    /// Creates `table` (`namespace.table`) with the columns of `data`'s schema (its rows are
+    /// ignored) and `partition` fields such as `day(order_time)`; with `exist_ok`, an existing
+    /// table of the same shape is kept. Returns the partition fields as written.
+    #[pyo3(signature = (table, data, partition=Vec::new(), exist_ok=false))]
+    fn create_table(
+        &self,
+        py: Python<'_>,
+        table: String,
+        data: &Bound<'_, PyAny>,
+        partition: Vec<String>,
+        exist_ok: bool,
+    ) -> PyResult<Vec<String>> {
+        let (schema, _) = read_arrow_stream(data)?;
+        let partition = partition
+            .iter()
+            .map(|text| text.parse::<PartitionField>())
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|message| to_py_err(py, LakeError::Schema { table: table.clone(), message }))?;
+        let (namespace, name) = table.split_once('.').unwrap_or(("", &table));
+        let def = TableDef::from_arrow(namespace, name, &schema, &partition, self.inner.config()).map_err(|e| to_py_err(py, e))?;
+        let lake = self.inner.clone();
+        self.run(py, async move { lake.create_table(&def, exist_ok).await })?;
+        Ok(partition.iter().map(ToString::to_string).collect())
     }
 
     fn metadata_location(&self, py: Python<'_>, table: String) -> PyResult<String> {
@@ -215,17 +303,17 @@ impl Lake {
         ])
     }
 
-    /// The whole catalog for `SessionContext.register_catalog_provider`: every namespace and
-    /// table that exists now (tables created later need a new provider); each query reads
-    /// the table's current snapshot.
+    /// The whole catalog for `SessionContext.register_catalog_provider`: namespaces and
+    /// tables are looked up when a query names them, so tables created later are found; each
+    /// query reads the table's current snapshot.
     fn catalog_provider(&self, py: Python<'_>) -> PyResult<LakeCatalog> {
         let lake = self.inner.clone();
-        let provider = self.run(py, async move {
-            IcebergCatalogProvider::try_new(lake.catalog())
+        let catalog = self.run(py, async move {
+            RefreshingCatalog::open(lake.catalog())
                 .await
                 .map_err(|source| LakeError::Iceberg { table: "*".into(), context: "cannot list the catalog".into(), source: Box::new(source) })
         })?;
-        Ok(LakeCatalog { provider: Arc::new(provider) })
+        Ok(LakeCatalog { catalog: Arc::new(catalog) })
     }
 
     /// One table frozen at a snapshot (time travel) for `SessionContext.register_table`.
@@ -247,14 +335,15 @@ impl Lake {
 /// A datafusion-ffi catalog provider over the lake.
 #[pyclass(module = "weir._native", frozen)]
 pub struct LakeCatalog {
-    provider: Arc<IcebergCatalogProvider>,
+    catalog: Arc<RefreshingCatalog>,
 }
 
 #[pymethods]
 impl LakeCatalog {
     fn __datafusion_catalog_provider__<'py>(&self, py: Python<'py>, session: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyCapsule>> {
-        let codec = session_codec(&session)?;
-        let provider = Arc::new(LakeCatalogProvider(self.provider.clone())) as Arc<dyn CatalogProvider + Send>;
+        let (codec, context) = lasting_codec(&session_codec(&session)?);
+        let provider =
+            Arc::new(LakeCatalogProvider { lake: self.catalog.clone(), context }) as Arc<dyn CatalogProvider + Send>;
         let ffi = FFI_CatalogProvider::new_with_ffi_codec(provider, Some(runtime().handle().clone()), codec);
         PyCapsule::new(py, ffi, Some(std::ffi::CString::from(c"datafusion_catalog_provider")))
     }
@@ -271,8 +360,9 @@ pub struct DataFusionTable {
 #[pymethods]
 impl DataFusionTable {
     fn __datafusion_table_provider__<'py>(&self, py: Python<'py>, session: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyCapsule>> {
-        let codec = session_codec(&session)?;
-        let provider = Arc::new(LakeTableProvider(self.provider.clone())) as Arc<dyn TableProvider + Send>;
+        let (codec, context) = lasting_codec(&session_codec(&session)?);
+        let provider = Arc::new(LakeTableProvider { inner: self.provider.clone(), context: Some(context) })
+            as Arc<dyn TableProvider + Send>;
         let ffi = FFI_TableProvider::new_with_ffi_codec(provider, true, Some(runtime().handle().clone()), codec);
         PyCapsule::new(py, ffi, Some(std::ffi::CString::from(c"datafusion_table_provider")))
     }

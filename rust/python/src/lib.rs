@@ -6,12 +6,14 @@
 //! `weir-udfs`. Built by `make setup` (maturin); import `weir`, not this module.
 
 mod arrow_stream;
+mod config;
 mod errors;
-mod in_runtime;
+mod session_providers;
 mod ingest;
 mod lake;
 mod logging;
 mod processor;
+mod records;
 mod runtime;
 mod stream;
 mod udf;
@@ -26,6 +28,18 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lake::Lake>()?;
     m.add_class::<lake::LakeCatalog>()?;
     m.add_class::<lake::DataFusionTable>()?;
+    m.add_class::<lake::CommitInfo>()?;
+    m.add_function(wrap_pyfunction!(lake::dataset_tables, m)?)?;
+    m.add_function(wrap_pyfunction!(lake::dataset_of, m)?)?;
+    m.add("EXCEPTION_CLASSES", errors::class_names())?;
+    m.add_class::<records::Job>()?;
+    m.add_class::<records::Publication>()?;
+    m.add_class::<records::RecordReceipt>()?;
+    m.add_class::<records::BatchMetrics>()?;
+    m.add("JOB_STATES", weir_planner::stream::metastore::status::ALL.to_vec())?;
+    m.add("FINAL_JOB_STATES", weir_planner::stream::metastore::status::FINAL.to_vec())?;
+    m.add_class::<config::PyLakeConfig>()?;
+    m.add_class::<config::PyKinesisConfig>()?;
     m.add_class::<stream::Producer>()?;
     m.add_class::<ingest::IngestService>()?;
     m.add_class::<stream::Consumer>()?;

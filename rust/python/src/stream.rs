@@ -11,22 +11,23 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use weir_planner::stream::{
-    self, BatchMetrics, ConsumerOptions, JobLedger, Kinesis, KinesisTable, Metastore, OnFailure, ProducerOptions, StartFrom,
+    self, ConsumerOptions, JobLedger, Kinesis, KinesisTable, Metastore, OnFailure, ProducerOptions, StartFrom,
     StreamConfig, StreamError,
 };
 use weir_planner::InputFormat;
 
-use crate::errors::{stream_err, to_py_err};
+use crate::errors::to_py_err;
 use crate::lake::{DataFusionTable, Lake};
 use crate::processor::Processor;
+use crate::records::{BatchMetrics, Job, Publication};
 use crate::runtime::runtime;
 
 fn run<T: Send>(py: Python<'_>, work: impl std::future::Future<Output = Result<T, StreamError>> + Send) -> PyResult<T> {
-    py.detach(|| runtime().block_on(work)).map_err(|e| stream_err(py, e))
+    py.detach(|| runtime().block_on(work)).map_err(|e| to_py_err(py, e))
 }
 
 fn connect(py: Python<'_>, properties: &HashMap<String, String>) -> PyResult<Kinesis> {
-    let config = StreamConfig::from_properties(properties).map_err(|e| stream_err(py, e))?;
+    let config = StreamConfig::from_properties(properties).map_err(|e| to_py_err(py, e))?;
     Ok(py.detach(|| runtime().block_on(Kinesis::connect(config))))
 }
 
@@ -53,20 +54,6 @@ impl Producer {
         let ledger = self.ledger.clone();
         Ok(async move { stream::publish_job(&producer, ledger.as_ref(), &dataset, &job_id, &data, format).await })
     }
-}
-
-fn publication_dict(py: Python<'_>, publication: stream::Publication) -> PyResult<Bound<'_, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("job_id", &publication.job_id)?;
-    d.set_item("dataset", &publication.dataset)?;
-    d.set_item("stream", &publication.stream)?;
-    d.set_item("events", publication.events)?;
-    d.set_item("input_bytes", publication.input_bytes)?;
-    d.set_item("record_bytes", publication.record_bytes)?;
-    let records: Vec<(String, String, u32)> =
-        publication.records.into_iter().map(|r| (r.shard_id, r.sequence_number, r.events)).collect();
-    d.set_item("records", records)?;
-    Ok(d)
 }
 
 #[pymethods]
@@ -103,10 +90,9 @@ impl Producer {
         data: Vec<u8>,
         format: &str,
         job_id: Option<String>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> PyResult<Publication> {
         let work = self.publication(py, dataset, data, format, job_id)?;
-        let publication = run(py, work)?;
-        publication_dict(py, publication)
+        Ok(run(py, work)?.into())
     }
 
     /// Names of the streams Kinesis has (a reachability check for readiness probes).
@@ -119,27 +105,11 @@ impl Producer {
     fn ensure_stream(&self, py: Python<'_>, dataset: String) -> PyResult<String> {
         let kinesis = self.inner.kinesis().clone();
         run(py, async move {
-            let stream = kinesis.config().stream_name(&dataset);
+            let stream = kinesis.config().stream_name(&dataset)?;
             kinesis.ensure_stream(&stream).await?;
             Ok(stream)
         })
     }
-}
-
-fn job_dict<'py>(py: Python<'py>, job: &stream::Job) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("job_id", &job.job_id)?;
-    d.set_item("dataset", &job.dataset)?;
-    d.set_item("status", &job.status)?;
-    d.set_item("received", job.received)?;
-    d.set_item("records", job.records)?;
-    d.set_item("valid", job.valid)?;
-    d.set_item("rejected", job.rejected)?;
-    d.set_item("snapshot_ids", &job.snapshot_ids)?;
-    d.set_item("error", &job.error)?;
-    d.set_item("created_at_ms", job.created_at_ms)?;
-    d.set_item("updated_at_ms", job.updated_at_ms)?;
-    Ok(d)
 }
 
 /// Weir's operational tables in the lake's metastore (jobs, consumer batches), read through
@@ -160,44 +130,18 @@ impl OpsTables {
     }
 
     /// The job's row, or None.
-    fn job<'py>(&self, py: Python<'py>, job_id: String) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn job(&self, py: Python<'_>, job_id: String) -> PyResult<Option<Job>> {
         let metastore = self.metastore.clone();
-        let job = run(py, async move { metastore.job(&job_id).await })?;
-        job.map(|j| job_dict(py, &j)).transpose()
+        Ok(run(py, async move { metastore.job(&job_id).await })?.map(Job::from))
     }
 
     /// Consumer batch metrics since `since_ms`, oldest first.
     #[pyo3(signature = (dataset=None, since_ms=0))]
-    fn batches<'py>(&self, py: Python<'py>, dataset: Option<String>, since_ms: i64) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    fn batches(&self, py: Python<'_>, dataset: Option<String>, since_ms: i64) -> PyResult<Vec<BatchMetrics>> {
         let metastore = self.metastore.clone();
         let batches = run(py, async move { metastore.batches(dataset.as_deref(), since_ms).await })?;
-        batches.iter().map(|m| metrics_dict(py, m)).collect()
+        Ok(batches.into_iter().map(BatchMetrics::from).collect())
     }
-}
-
-fn metrics_dict<'py>(py: Python<'py>, m: &BatchMetrics) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("batch_id", &m.batch_id)?;
-    d.set_item("consumer_id", &m.consumer_id)?;
-    d.set_item("dataset", &m.dataset)?;
-    d.set_item("status", &m.status)?;
-    d.set_item("started_at_ms", m.started_at_ms)?;
-    d.set_item("shards", &m.shards)?;
-    d.set_item("source_records", m.source_records)?;
-    d.set_item("events", m.events)?;
-    d.set_item("valid", m.valid)?;
-    d.set_item("rejected", m.rejected)?;
-    d.set_item("dead_lettered", m.dead_lettered)?;
-    d.set_item("bytes", m.bytes)?;
-    d.set_item("attempts", m.attempts)?;
-    d.set_item("read_ms", m.read_ms)?;
-    d.set_item("process_ms", m.process_ms)?;
-    d.set_item("commit_ms", m.commit_ms)?;
-    d.set_item("batch_ms", m.batch_ms)?;
-    d.set_item("lag_ms", m.lag_ms)?;
-    d.set_item("snapshot_id", m.snapshot_id)?;
-    d.set_item("error", &m.error)?;
-    Ok(d)
 }
 
 #[pyclass(module = "weir._native")]
@@ -309,10 +253,9 @@ impl Consumer {
     }
 
     /// Collects, stores and commits one batch; its metrics, or None if nothing arrived.
-    fn run_batch<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn run_batch(&self, py: Python<'_>) -> PyResult<Option<BatchMetrics>> {
         let inner = self.inner.clone();
-        let metrics = run(py, async move { inner.lock().await.run_batch().await })?;
-        metrics.map(|m| metrics_dict(py, &m)).transpose()
+        Ok(run(py, async move { inner.lock().await.run_batch().await })?.map(BatchMetrics::from))
     }
 }
 

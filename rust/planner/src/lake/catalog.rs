@@ -127,6 +127,25 @@ impl Lake {
         Ok(names)
     }
 
+    /// Creates the table `def` describes (and its namespace). An existing table is an error
+    /// unless `exist_ok`, and then only when its columns or partitioning differ from `def`'s
+    /// (changing a table's shape is schema evolution, not creation).
+    pub async fn create_table(&self, def: &TableDef, exist_ok: bool) -> LakeResult<Table> {
+        let name = def.qualified_name();
+        let ident = Self::ident(&name)?;
+        if self.catalog.table_exists(&ident).await.context(&name, "cannot read the catalog")? {
+            if !exist_ok {
+                return Err(LakeError::Table { table: name, message: "already exists".into() });
+            }
+            let table = self.load_table(&name).await?;
+            check_same_shape(&table, def)?;
+            return Ok(table);
+        }
+        let table = self.ensure_table(def).await?;
+        check_same_shape(&table, def)?;
+        Ok(table)
+    }
+
     /// Creates the table (and its namespace) unless it exists; safe when several processes
     /// race to create it. An existing table is returned as it is.
     pub async fn ensure_table(&self, def: &TableDef) -> LakeResult<Table> {
@@ -192,6 +211,36 @@ impl Lake {
             })?;
         Ok(result.rows_affected() == 1)
     }
+}
+
+/// Errors unless `table` has the columns (names and types, in order) and partition fields
+/// `def` asks for.
+fn check_same_shape(table: &Table, def: &TableDef) -> LakeResult<()> {
+    let metadata = table.metadata();
+    let columns = |schema: &iceberg::spec::Schema| -> Vec<String> {
+        schema.as_struct().fields().iter().map(|f| format!("{} {}", f.name, f.field_type)).collect()
+    };
+    let (have, want) = (columns(metadata.current_schema()), columns(&def.schema));
+    if have != want {
+        return Err(LakeError::Schema {
+            table: def.qualified_name(),
+            message: format!("the table exists with columns [{}], not [{}]", have.join(", "), want.join(", ")),
+        });
+    }
+    let have: Vec<String> = metadata
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .map(|f| format!("{}({})", f.transform, metadata.current_schema().name_by_field_id(f.source_id).unwrap_or("?")))
+        .collect();
+    let want: Vec<String> = def.partition.iter().map(ToString::to_string).collect();
+    if have != want {
+        return Err(LakeError::Schema {
+            table: def.qualified_name(),
+            message: format!("the table exists partitioned by [{}], not [{}]", have.join(", "), want.join(", ")),
+        });
+    }
+    Ok(())
 }
 
 /// A connection string without its password, for messages and logs.

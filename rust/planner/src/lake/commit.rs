@@ -1,5 +1,5 @@
 //! Weir's own snapshot commit, used by every write: appends (with an optional fenced
-//! checkpoint advance) and compaction's replace. iceberg-rust 0.10 can append but cannot
+//! checkpoint advance), overwrites and compaction's replace. iceberg-rust 0.10 can append but cannot
 //! rewrite files, and its retry re-applies a snapshot summary fixed before the race, which
 //! would carry a stale checkpoint; so Weir writes the snapshot itself and swaps the catalog
 //! pointer with the same compare-and-swap the SQL catalog uses. Each attempt starts from the
@@ -11,6 +11,11 @@
 //! * Replace: one manifest listing every live file: the new files ADDED, the replaced ones
 //!   DELETED, the rest EXISTING (so compaction also merges manifests). If a replaced file is
 //!   no longer live (another compaction got there first) nothing is committed.
+//! * Overwrite: one manifest with the new files ADDED and every file live at the parent
+//!   DELETED, so readers see the old contents or the new, never a mix. Appends that won the
+//!   race are replaced too (the overwrite is ordered after them).
+//!
+//! Every committed snapshot writes one audit event (`target: weir::audit`, `event: commit`).
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -32,6 +37,23 @@ use super::inspect::live_entries;
 pub(crate) enum Change<'a> {
     Append { added: &'a [DataFile] },
     Replace { removed: &'a HashSet<String>, added: &'a [DataFile] },
+    Overwrite { added: &'a [DataFile] },
+}
+
+impl Change<'_> {
+    fn added(&self) -> &[DataFile] {
+        match self {
+            Change::Append { added } | Change::Replace { added, .. } | Change::Overwrite { added } => added,
+        }
+    }
+
+    fn operation(&self) -> Operation {
+        match self {
+            Change::Append { .. } => Operation::Append,
+            Change::Replace { .. } => Operation::Replace,
+            Change::Overwrite { .. } => Operation::Overwrite,
+        }
+    }
 }
 
 /// Outcome of [`commit_snapshot`].
@@ -113,16 +135,32 @@ pub(crate) async fn commit_snapshot(
                 counts.total_records = counts.total_records.map(|n| n + counts.added_records);
                 (Operation::Append, manifests, counts)
             }
-            Change::Replace { removed, added } => {
-                let parent = current.as_ref().ok_or_else(|| LakeError::Table {
-                    table: name.to_string(),
-                    message: "has no snapshot to compact".into(),
-                })?;
-                let entries = live_entries(&table, name, parent).await?;
-                let live: HashSet<&str> = entries.iter().map(|e| e.file_path()).collect();
-                if !removed.iter().all(|path| live.contains(path.as_str())) {
-                    return Ok(Committed::Superseded);
-                }
+            Change::Replace { .. } | Change::Overwrite { .. } => {
+                let added = change.added();
+                let entries = match (&change, current.as_ref()) {
+                    (_, Some(parent)) => live_entries(&table, name, parent).await?,
+                    (Change::Overwrite { .. }, None) => Vec::new(),
+                    _ => {
+                        return Err(LakeError::Table {
+                            table: name.to_string(),
+                            message: "has no snapshot to compact".into(),
+                        })
+                    }
+                };
+                let everything: HashSet<String>;
+                let removed = match &change {
+                    Change::Replace { removed, .. } => {
+                        let live: HashSet<&str> = entries.iter().map(|e| e.file_path()).collect();
+                        if !removed.iter().all(|path| live.contains(path.as_str())) {
+                            return Ok(Committed::Superseded);
+                        }
+                        *removed
+                    }
+                    _ => {
+                        everything = entries.iter().map(|e| e.file_path().to_string()).collect();
+                        &everything
+                    }
+                };
                 let manifest =
                     write_manifest(&table, name, snapshot_id, sequence_number, added, &entries, removed).await?;
                 let mut counts = Counts {
@@ -144,7 +182,7 @@ pub(crate) async fn commit_snapshot(
                 }
                 counts.total_files = Some(total_files);
                 counts.total_records = Some(total_records);
-                (Operation::Replace, vec![manifest], counts)
+                (change.operation(), vec![manifest], counts)
             }
         };
 
@@ -173,7 +211,7 @@ pub(crate) async fn commit_snapshot(
             ("added-records", counts.added_records),
             ("added-files-size", counts.added_bytes),
         ];
-        if operation == Operation::Replace {
+        if operation != Operation::Append {
             counters.extend([("deleted-data-files", counts.deleted_files), ("deleted-records", counts.deleted_records)]);
         }
         counters.extend(counts.total_files.map(|n| ("total-data-files", n)));
@@ -210,6 +248,22 @@ pub(crate) async fn commit_snapshot(
             .with_new_metadata(&new_metadata);
         new_metadata.write_to(file_io, &new_location).await.context(name, "cannot write table metadata")?;
         if lake.swap_metadata_location(&ident, &current_location, &new_location.to_string()).await? {
+            let added = change.added();
+            tracing::info!(
+                target: "weir::audit",
+                component = "lake",
+                event = "commit",
+                operation = change.operation().as_str(),
+                table = %name,
+                snapshot_id,
+                record_count = counts.added_records,
+                bytes = counts.added_bytes,
+                data_files = %serde_json::to_string(&added.iter().map(DataFile::file_path).collect::<Vec<_>>()).unwrap_or_default(),
+                files_removed = counts.deleted_files,
+                records_removed = counts.deleted_records,
+                checkpoint = advance.is_some(),
+                attempts = attempt,
+            );
             return Ok(Committed::Snapshot { snapshot_id, attempts: attempt });
         }
         // Lost the race: back off a little (with jitter, so racing writers spread out) and

@@ -1,13 +1,22 @@
 //! Where the lake lives: the metastore database that holds the Iceberg SQL catalog, the
 //! warehouse that holds data and metadata files, and how files are written.
 //!
-//! Built from string properties (`LakeConfig::from_properties`) so the Python side can pass
-//! what it read from `weir.toml` and `WEIR_*` variables; see `docs/configuration.md`.
+//! This module is the one validator of the lake settings and the one place their defaults are
+//! written. `weir.config` (Python) only collects what the user wrote (`weir.toml`, `WEIR_*` and
+//! `AWS_*` variables, the state folder) as [`SettingSource`]s, each naming where it came from,
+//! and hands them to [`LakeConfig::from_sources`]; errors name that origin
+//! (`WEIR_METASTORE: ...`, `/home/x/weir.toml: lake.s3.region: ...`). The Rust entry points
+//! take string properties ([`LakeConfig::from_properties`], the form
+//! [`LakeConfig::to_properties`] writes) and go through the same code. The source types
+//! live in [`crate::settings`], shared with the Kinesis settings (`stream/config.rs`). See
+//! `docs/configuration.md`.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+use std::path::{Component, Path, PathBuf};
 
 use super::error::{LakeError, LakeResult};
+use crate::settings::{SettingSource, SettingSources};
 
 /// The catalog name under which Weir's tables are registered in the metastore. pyiceberg's
 /// `SqlCatalog(CATALOG_NAME, uri=..., warehouse=...)` sees the same tables.
@@ -27,7 +36,8 @@ pub struct S3Settings {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LakeConfig {
-    /// `sqlite:<path>`, a path to a SQLite file, or `postgresql://user:pass@host:port/db`.
+    /// An absolute SQLite file path (from a path, `sqlite:<path>` or `sqlite://<path>`), or
+    /// `postgresql://user:pass@host:port/db`.
     pub metastore: String,
     /// A local folder (absolute path or `file://` URL) or `s3://bucket/prefix`.
     pub warehouse: String,
@@ -42,9 +52,184 @@ pub struct LakeConfig {
     pub commit_attempts: u32,
     /// Extra catalog properties passed through (e.g. `pool.max-connections`).
     pub extra: HashMap<String, String>,
+    /// `defaults`, then the files and variables that contributed, joined by ` < `.
+    pub source: String,
+    /// Where each configured setting came from (key to origin), for later errors.
+    pub origins: BTreeMap<String, String>,
+}
+
+/// The settings `weir.toml` may hold under `[lake]` (keys as properties spell them).
+const TOML_KEYS: [&str; 11] = [
+    "metastore",
+    "warehouse",
+    "s3.endpoint",
+    "s3.region",
+    "s3.access-key-id",
+    "s3.secret-access-key",
+    "s3.session-token",
+    "s3.path-style-access",
+    "write.target-file-size-bytes",
+    "write.row-group-rows",
+    "write.zstd-level",
+];
+
+/// Settings only the callers give: the state folder the default metastore and warehouse are
+/// in, the commit retry budget, and the `AWS_*` variables (used for S3 warehouses when no
+/// `s3.*` value is configured). `pool.*` keys pass through to the catalog.
+const PROPERTY_KEYS: [&str; 7] =
+    ["state", "commit.attempts", "aws.access-key-id", "aws.secret-access-key", "aws.session-token", "aws.region", "aws.default-region"];
+
+/// Files the default metastore and warehouse are, inside the state folder.
+const DEFAULT_METASTORE_FILE: &str = "metastore.db";
+const DEFAULT_WAREHOUSE_FOLDER: &str = "warehouse";
+
+fn config_error(source: &SettingSource, message: String) -> LakeError {
+    LakeError::Config { setting: source.origin.clone(), message }
+}
+
+/// The key of `source` as properties spell it (`lake.` dropped, `_` as `-`), or the error
+/// naming an unknown key and the known ones.
+fn lake_key(source: &SettingSource) -> LakeResult<String> {
+    let raw = source.key.trim();
+    let (key, in_toml) = match raw.strip_prefix("lake.") {
+        Some(rest) => (rest.replace('_', "-"), true),
+        None => (raw.replace('_', "-"), false),
+    };
+    if TOML_KEYS.contains(&key.as_str()) || (!in_toml && (PROPERTY_KEYS.contains(&key.as_str()) || key.starts_with("pool."))) {
+        return Ok(key);
+    }
+    if raw == "lake" {
+        return Err(config_error(source, "expected a table ([lake])".into()));
+    }
+    if key == "s3" || key == "write" {
+        return Err(config_error(source, format!("expected a table ([lake.{key}])")));
+    }
+    let section = match key.split_once('.') {
+        Some((section @ ("s3" | "write"), _)) => Some(section),
+        _ => None,
+    };
+    let mut known: Vec<String> = Vec::new();
+    for k in TOML_KEYS {
+        let name = match section {
+            Some(section) => k.strip_prefix(section).and_then(|k| k.strip_prefix('.')).map(str::to_string),
+            None => Some(k.split('.').next().unwrap_or(k).to_string()),
+        };
+        if let Some(name) = name.map(|n| n.replace('-', "_")) {
+            if !known.contains(&name) {
+                known.push(name);
+            }
+        }
+    }
+    Err(config_error(source, format!("unknown setting (known: {})", known.join(", "))))
+}
+
+/// `path` made absolute (`~` expanded, relative to the working folder, `.` and `..` dropped).
+fn absolute_path(path: &str) -> Result<PathBuf, String> {
+    let expanded = match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(rest.trim_start_matches('/')),
+            None => PathBuf::from(path),
+        },
+        _ => PathBuf::from(path),
+    };
+    let absolute = std::path::absolute(&expanded).map_err(|e| format!("cannot resolve the path {path:?}: {e}"))?;
+    let mut clean = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                clean.pop();
+            }
+            other => clean.push(other),
+        }
+    }
+    Ok(clean)
+}
+
+fn is_postgres_url(metastore: &str) -> bool {
+    metastore.starts_with("postgres://") || metastore.starts_with("postgresql://")
+}
+
+/// The SQLite file a metastore names (`None` for PostgreSQL), as written.
+fn sqlite_file(metastore: &str) -> Result<Option<&str>, String> {
+    let m = metastore.trim();
+    if is_postgres_url(m) {
+        return Ok(None);
+    }
+    let path = if let Some(rest) = m.strip_prefix("sqlite://") {
+        rest
+    } else if let Some(rest) = m.strip_prefix("sqlite:") {
+        rest
+    } else if let Some((scheme, _)) = m.split_once("://") {
+        return Err(format!(
+            "unsupported database {scheme:?}: use a SQLite file path (or sqlite:<path>) or postgresql://user:pass@host:port/db"
+        ));
+    } else {
+        m
+    };
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err("a SQLite metastore needs a file path (an in-memory database would vanish)".into());
+    }
+    Ok(Some(path))
+}
+
+/// One form per metastore: PostgreSQL URLs as given, every SQLite form as an absolute path.
+fn metastore_form(text: &str) -> Result<String, String> {
+    match sqlite_file(text)? {
+        None => Ok(text.trim().to_string()),
+        Some(path) => Ok(absolute_path(path)?.display().to_string()),
+    }
+}
+
+/// Local folders as absolute paths; `file://` and `s3://bucket/prefix` URLs as given.
+fn warehouse_form(text: &str) -> Result<String, String> {
+    let w = text.trim();
+    match w.split_once("://") {
+        None => Ok(absolute_path(w)?.display().to_string()),
+        Some(("file", _)) => Ok(w.to_string()),
+        Some(("s3" | "s3a", rest)) if !rest.split('/').next().unwrap_or_default().is_empty() => Ok(w.to_string()),
+        Some(("s3" | "s3a", _)) => Err(format!("expected s3://bucket/prefix, got {w:?}")),
+        Some((other, _)) => Err(format!("unsupported scheme {other:?}: use a local folder or s3://bucket/prefix")),
+    }
+}
+
+/// A configured non-blank text value, trimmed.
+fn text_setting(settings: &mut SettingSources<'_>, key: &str) -> LakeResult<Option<String>> {
+    match settings.take_set(key) {
+        None => Ok(None),
+        Some(source) => source.text().map(|t| Some(t.trim().to_string())).map_err(|m| config_error(source, m)),
+    }
+}
+
+fn number_setting(settings: &mut SettingSources<'_>, key: &str, range: RangeInclusive<u64>, expected: &str) -> LakeResult<Option<u64>> {
+    match settings.take(key) {
+        None => Ok(None),
+        Some(source) => source.whole_number(range, expected).map(Some).map_err(|m| config_error(source, m)),
+    }
+}
+
+/// The metastore or warehouse: configured, else formed from the state folder, else missing.
+fn location(
+    settings: &mut SettingSources<'_>,
+    key: &str,
+    default_name: &str,
+    form: fn(&str) -> Result<String, String>,
+) -> LakeResult<String> {
+    if let Some(source) = settings.take_set(key) {
+        let text = source.text().map_err(|m| config_error(source, m))?;
+        return form(text).map_err(|m| config_error(source, m));
+    }
+    if let Some(state) = settings.take_set("state") {
+        let folder = state.text().map_err(|m| config_error(state, m))?;
+        let path = Path::new(folder.trim()).join(default_name);
+        return form(&path.display().to_string()).map_err(|m| config_error(state, m));
+    }
+    Err(LakeError::Config { setting: key.into(), message: "is required".into() })
 }
 
 impl LakeConfig {
+    /// A config with every default and no validation (tests and tools that know their paths).
     pub fn new(metastore: impl Into<String>, warehouse: impl Into<String>) -> Self {
         Self {
             metastore: metastore.into(),
@@ -55,77 +240,124 @@ impl LakeConfig {
             zstd_level: 3,
             commit_attempts: 100,
             extra: HashMap::new(),
+            source: "defaults".into(),
+            origins: BTreeMap::new(),
         }
     }
 
-    /// Reads the keys `metastore`, `warehouse`, `s3.endpoint`, `s3.region`,
-    /// `s3.access-key-id`, `s3.secret-access-key`, `s3.session-token`,
-    /// `s3.path-style-access`, `write.target-file-size-bytes`, `write.row-group-rows`,
-    /// `write.zstd-level`, `commit.attempts`; keys starting with `pool.` pass through to the
-    /// catalog. Any other key is an error, so a typo cannot silently fall back to a default.
-    pub fn from_properties(properties: &HashMap<String, String>) -> LakeResult<Self> {
-        let required = |key: &str| {
-            properties.get(key).filter(|v| !v.trim().is_empty()).cloned().ok_or_else(|| LakeError::Config {
-                setting: key.to_string(),
-                message: "is required".into(),
-            })
-        };
-        let mut config = Self::new(required("metastore")?, required("warehouse")?);
-        for (key, value) in properties {
-            let number = |value: &str| -> LakeResult<u64> {
-                value.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| LakeError::Config {
-                    setting: key.clone(),
-                    message: format!("expected a positive whole number, got {value:?}"),
-                })
-            };
-            let text = || Some(value.clone()).filter(|v| !v.is_empty());
-            match key.as_str() {
-                "metastore" | "warehouse" => {}
-                "s3.endpoint" => config.s3.endpoint = text(),
-                "s3.region" => config.s3.region = text(),
-                "s3.access-key-id" => config.s3.access_key_id = text(),
-                "s3.secret-access-key" => config.s3.secret_access_key = text(),
-                "s3.session-token" => config.s3.session_token = text(),
-                "s3.path-style-access" => {
-                    config.s3.path_style = match value.trim().to_ascii_lowercase().as_str() {
-                        "true" | "1" | "yes" => true,
-                        "false" | "0" | "no" | "" => false,
-                        other => {
-                            return Err(LakeError::Config {
-                                setting: key.clone(),
-                                message: format!("expected true or false, got {other:?}"),
-                            })
-                        }
-                    }
-                }
-                "write.target-file-size-bytes" => config.target_file_size_bytes = number(value)? as usize,
-                "write.row-group-rows" => config.row_group_rows = number(value)? as usize,
-                "write.zstd-level" => {
-                    config.zstd_level = number(value)?.min(22) as i32;
-                }
-                "commit.attempts" => config.commit_attempts = number(value)? as u32,
-                k if k.starts_with("pool.") => {
-                    config.extra.insert(key.clone(), value.clone());
-                }
-                _ => {
-                    return Err(LakeError::Config { setting: key.clone(), message: "unknown setting".into() });
+    /// The settings from `sources`, later ones winning, validated; defaults fill the rest.
+    ///
+    /// Keys as properties spell them: `metastore`, `warehouse`, `s3.endpoint`, `s3.region`,
+    /// `s3.access-key-id`, `s3.secret-access-key`, `s3.session-token`, `s3.path-style-access`,
+    /// `write.target-file-size-bytes`, `write.row-group-rows`, `write.zstd-level`; the same
+    /// under `lake.` as `weir.toml` spells them (`lake.s3.access_key_id`). Only without
+    /// `lake.`: `state` (the folder of the default `metastore.db` and `warehouse`),
+    /// `commit.attempts`, `pool.*` (passed to the catalog), and `aws.access-key-id`,
+    /// `aws.secret-access-key`, `aws.session-token`, `aws.region`, `aws.default-region` (the
+    /// `AWS_*` variables, used for an S3 warehouse when the `s3.*` value is not configured).
+    /// Any other key is an error naming its origin and the known keys, so a typo cannot
+    /// silently fall back to a default. Blank text counts as unset.
+    pub fn from_sources(sources: &[SettingSource]) -> LakeResult<Self> {
+        let keys = sources.iter().map(|s| lake_key(s).map(|key| (key, s))).collect::<LakeResult<Vec<_>>>()?;
+        let mut settings = SettingSources::new(keys);
+        let metastore = location(&mut settings, "metastore", DEFAULT_METASTORE_FILE, metastore_form)?;
+        let warehouse = location(&mut settings, "warehouse", DEFAULT_WAREHOUSE_FOLDER, warehouse_form)?;
+        let mut config = Self::new(metastore, warehouse);
+
+        let s3 = &mut config.s3;
+        if let Some(source) = settings.take_set("s3.endpoint") {
+            s3.endpoint = source.endpoint().map_err(|m| config_error(source, m))?;
+        }
+        s3.region = text_setting(&mut settings, "s3.region")?;
+        s3.access_key_id = text_setting(&mut settings, "s3.access-key-id")?;
+        s3.secret_access_key = text_setting(&mut settings, "s3.secret-access-key")?;
+        s3.session_token = text_setting(&mut settings, "s3.session-token")?;
+        if let Some(source) = settings.take("s3.path-style-access") {
+            s3.path_style = source.flag().map_err(|m| config_error(source, m))?;
+        }
+        if config.is_s3() {
+            let s3 = &mut config.s3;
+            for (value, key) in [
+                (&mut s3.access_key_id, "aws.access-key-id"),
+                (&mut s3.secret_access_key, "aws.secret-access-key"),
+                (&mut s3.session_token, "aws.session-token"),
+                (&mut s3.region, "aws.region"),
+            ] {
+                if value.is_none() {
+                    *value = text_setting(&mut settings, key)?;
                 }
             }
+            if s3.region.is_none() {
+                s3.region = text_setting(&mut settings, "aws.default-region")?;
+            }
         }
-        config.validate()?;
+
+        let positive = "a positive whole number";
+        if let Some(n) = number_setting(&mut settings, "write.target-file-size-bytes", 1..=u64::MAX, positive)? {
+            config.target_file_size_bytes = n as usize;
+        }
+        if let Some(n) = number_setting(&mut settings, "write.row-group-rows", 1..=u64::MAX, positive)? {
+            config.row_group_rows = n as usize;
+        }
+        if let Some(n) = number_setting(&mut settings, "write.zstd-level", 1..=22, "a whole number from 1 to 22")? {
+            config.zstd_level = n as i32;
+        }
+        if let Some(n) = number_setting(&mut settings, "commit.attempts", 1..=u32::MAX as u64, positive)? {
+            config.commit_attempts = n as u32;
+        }
+        for key in settings.keys_with_prefix("pool.") {
+            if let Some(value) = text_setting(&mut settings, &key)? {
+                config.extra.insert(key, value);
+            }
+        }
+        config.source = settings.source();
+        config.origins = settings.origins();
         Ok(config)
     }
 
-    fn validate(&self) -> LakeResult<()> {
-        self.metastore_url()?;
-        let scheme = self.warehouse.split_once("://").map(|(s, _)| s);
-        match scheme {
-            None | Some("file") | Some("s3") | Some("s3a") => Ok(()),
-            Some(other) => Err(LakeError::Config {
-                setting: "warehouse".into(),
-                message: format!("unsupported scheme {other:?}: use a local folder or s3://bucket/prefix"),
-            }),
+    /// Reads string properties (the keys of [`LakeConfig::from_sources`]; each names
+    /// itself in errors). `metastore` and `warehouse` are required unless `state` is given.
+    pub fn from_properties(properties: &HashMap<String, String>) -> LakeResult<Self> {
+        Self::from_sources(&SettingSource::properties(properties))
+    }
+
+    /// The settings as the string properties [`LakeConfig::from_properties`] reads back.
+    pub fn to_properties(&self) -> BTreeMap<String, String> {
+        let mut props = BTreeMap::new();
+        props.insert("metastore".to_string(), self.metastore.clone());
+        props.insert("warehouse".to_string(), self.warehouse.clone());
+        for (key, value) in self.s3_values() {
+            props.insert(format!("s3.{key}"), value.to_string());
         }
+        if self.s3.path_style {
+            props.insert("s3.path-style-access".into(), "true".into());
+        }
+        props.insert("write.target-file-size-bytes".into(), self.target_file_size_bytes.to_string());
+        props.insert("write.row-group-rows".into(), self.row_group_rows.to_string());
+        props.insert("write.zstd-level".into(), self.zstd_level.to_string());
+        props.insert("commit.attempts".into(), self.commit_attempts.to_string());
+        props.extend(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        props
+    }
+
+    /// The configured S3 text values, keyed as properties spell them after `s3.`.
+    pub fn s3_values(&self) -> Vec<(&'static str, &str)> {
+        let s3 = &self.s3;
+        [
+            ("endpoint", &s3.endpoint),
+            ("region", &s3.region),
+            ("access-key-id", &s3.access_key_id),
+            ("secret-access-key", &s3.secret_access_key),
+            ("session-token", &s3.session_token),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.as_deref().map(|v| (key, v)))
+        .collect()
+    }
+
+    /// Where the setting `key` came from, or the key itself.
+    fn origin(&self, key: &str) -> String {
+        self.origins.get(key).cloned().unwrap_or_else(|| key.to_string())
     }
 
     pub fn is_s3(&self) -> bool {
@@ -133,43 +365,55 @@ impl LakeConfig {
     }
 
     pub fn is_postgres(&self) -> bool {
-        self.metastore.starts_with("postgres://") || self.metastore.starts_with("postgresql://")
+        is_postgres_url(&self.metastore)
+    }
+
+    /// The SQLite metastore file, or `None` for PostgreSQL.
+    pub fn sqlite_path(&self) -> LakeResult<Option<PathBuf>> {
+        let file = sqlite_file(&self.metastore)
+            .map_err(|message| LakeError::Config { setting: self.origin("metastore"), message })?;
+        Ok(file.map(PathBuf::from))
     }
 
     /// The metastore as a sqlx URL: SQLite files are created when missing (`mode=rwc`).
     pub fn metastore_url(&self) -> LakeResult<String> {
-        let m = self.metastore.trim();
-        if self.is_postgres() {
-            return Ok(m.to_string());
-        }
-        let path = if let Some(rest) = m.strip_prefix("sqlite://") {
-            rest
-        } else if let Some(rest) = m.strip_prefix("sqlite:") {
-            rest
-        } else if m.contains("://") {
-            return Err(LakeError::Config {
-                setting: "metastore".into(),
-                message: format!("unsupported database {m:?}: use a SQLite file path or postgresql://..."),
-            });
-        } else {
-            m
+        let Some(path) = self.sqlite_path()? else {
+            return Ok(self.metastore.trim().to_string());
         };
-        let path = path.split('?').next().unwrap_or_default();
-        if path.is_empty() || path == ":memory:" {
-            return Err(LakeError::Config {
-                setting: "metastore".into(),
-                message: "a SQLite metastore needs a file path (an in-memory database would vanish)".into(),
-            });
-        }
-        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.exists() {
                 std::fs::create_dir_all(parent).map_err(|e| LakeError::Config {
-                    setting: "metastore".into(),
+                    setting: self.origin("metastore"),
                     message: format!("cannot create folder {}: {e}", parent.display()),
                 })?;
             }
         }
-        Ok(format!("sqlite:{path}?mode=rwc"))
+        Ok(format!("sqlite:{}?mode=rwc", path.display()))
+    }
+
+    /// The metastore as an SQLAlchemy URL (what pyiceberg's `SqlCatalog` takes).
+    pub fn sqlalchemy_url(&self) -> LakeResult<String> {
+        match self.sqlite_path()? {
+            Some(path) => Ok(format!("sqlite:///{}", path.display())),
+            None => {
+                let rest = self.metastore.trim().split_once("://").map_or("", |(_, rest)| rest);
+                Ok(format!("postgresql+psycopg2://{rest}"))
+            }
+        }
+    }
+
+    /// Properties for `pyiceberg.catalog.sql.SqlCatalog(CATALOG_NAME, **properties)`.
+    pub fn pyiceberg_properties(&self) -> LakeResult<BTreeMap<String, String>> {
+        let mut props = BTreeMap::new();
+        props.insert("uri".to_string(), self.sqlalchemy_url()?);
+        props.insert("warehouse".to_string(), self.warehouse.clone());
+        for (key, value) in self.s3_values() {
+            props.insert(format!("s3.{key}"), value.to_string());
+        }
+        if self.s3.path_style {
+            props.insert("s3.force-virtual-addressing".into(), "false".into());
+        }
+        Ok(props)
     }
 
     /// The warehouse location as Iceberg writes it: absolute local paths without a scheme.
@@ -185,19 +429,10 @@ impl LakeConfig {
         props.insert("warehouse".into(), self.warehouse_location());
         let bind = if self.is_postgres() { "DollarNumeric" } else { "QMark" };
         props.insert("sql_bind_style".into(), bind.into());
-        let s3 = &self.s3;
-        for (key, value) in [
-            ("s3.endpoint", &s3.endpoint),
-            ("s3.region", &s3.region),
-            ("s3.access-key-id", &s3.access_key_id),
-            ("s3.secret-access-key", &s3.secret_access_key),
-            ("s3.session-token", &s3.session_token),
-        ] {
-            if let Some(value) = value {
-                props.insert(key.into(), value.clone());
-            }
+        for (key, value) in self.s3_values() {
+            props.insert(format!("s3.{key}"), value.to_string());
         }
-        if s3.path_style {
+        if self.s3.path_style {
             props.insert("s3.path-style-access".into(), "true".into());
         }
         Ok(props)
@@ -207,6 +442,7 @@ impl LakeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{Endpoint, SettingValue};
 
     fn props(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -259,5 +495,62 @@ mod tests {
         assert_eq!(p["s3.endpoint"], "http://127.0.0.1:9000");
         assert_eq!(p["s3.path-style-access"], "true");
         assert_eq!(p["warehouse"], "s3://bucket/lake");
+    }
+
+    fn text(key: &str, value: &str, origin: &str) -> SettingSource {
+        SettingSource::new(key, SettingValue::Text(value.into()), origin)
+    }
+
+    #[test]
+    fn sources_fill_defaults_from_the_state_folder_and_name_their_origin() {
+        let config = LakeConfig::from_sources(&[text("state", "/srv/weir/./state", "WEIR_STATE_DIR")]).unwrap();
+        assert_eq!((config.metastore.as_str(), config.warehouse.as_str()), ("/srv/weir/state/metastore.db", "/srv/weir/state/warehouse"));
+        assert_eq!(config.source, "defaults < WEIR_STATE_DIR");
+        assert_eq!(config.sqlalchemy_url().unwrap(), "sqlite:////srv/weir/state/metastore.db");
+        assert_eq!(LakeConfig::from_properties(&config.to_properties().into_iter().collect()).unwrap().to_properties(), config.to_properties());
+
+        let file = "/home/x/weir.toml";
+        let config = LakeConfig::from_sources(&[
+            text("state", "/s", "defaults"),
+            text("lake.warehouse", "s3://bucket/lake", &format!("{file}: lake.warehouse")),
+            SettingSource::new("lake.s3.path_style_access", SettingValue::Bool(true), format!("{file}: lake.s3.path_style_access")),
+            text("metastore", "sqlite:relative/m.db?mode=ro", "WEIR_METASTORE"),
+            text("aws.access-key-id", "AKIA", "AWS_ACCESS_KEY_ID"),
+            text("aws.default-region", "eu-west-1", "AWS_DEFAULT_REGION"),
+        ])
+        .unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(config.metastore, cwd.join("relative/m.db").display().to_string());
+        assert!(config.is_s3() && !config.is_postgres() && config.s3.path_style);
+        assert_eq!((config.s3.access_key_id.as_deref(), config.s3.region.as_deref()), (Some("AKIA"), Some("eu-west-1")));
+        assert_eq!(config.source, format!("defaults < {file} < WEIR_METASTORE < AWS_ACCESS_KEY_ID < AWS_DEFAULT_REGION"));
+        assert_eq!(config.pyiceberg_properties().unwrap()["s3.force-virtual-addressing"], "false");
+
+        for (sources, expected) in [
+            (vec![text("metastore", "mysql://u:secret@h/db", "WEIR_METASTORE"), text("state", "/s", "defaults")], "WEIR_METASTORE: unsupported database \"mysql\""),
+            (vec![text("lake.bogus", "1", &format!("{file}: lake.bogus"))], "lake.bogus: unknown setting (known: metastore, warehouse, s3, write)"),
+            (vec![text("lake.s3.bogus", "1", "f: lake.s3.bogus")], "f: lake.s3.bogus: unknown setting (known: endpoint, region, access_key_id, secret_access_key, session_token, path_style_access)"),
+            (vec![text("lake.state", "/x", "f: lake.state")], "f: lake.state: unknown setting"),
+            (vec![text("lake.s3", "x", "f: lake.s3")], "expected a table ([lake.s3])"),
+            (vec![text("state", "/s", "defaults"), text("s3.endpoint", "ftp://x", "WEIR_S3_ENDPOINT")], "WEIR_S3_ENDPOINT: expected http://host:port"),
+            (vec![text("state", "/s", "defaults"), text("s3.path-style-access", "maybe", "WEIR_S3_PATH_STYLE_ACCESS")], "WEIR_S3_PATH_STYLE_ACCESS: expected true or false, got \"maybe\""),
+            (vec![text("state", "/s", "defaults"), SettingSource::new("lake.write.zstd_level", SettingValue::Integer(30), "f: lake.write.zstd_level")], "f: lake.write.zstd_level: expected a whole number from 1 to 22, got 30"),
+        ] {
+            let err = LakeConfig::from_sources(&sources).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+            assert!(!err.contains("u:secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn endpoints_are_http_urls() {
+        let parsed = Endpoint::parse(" https://Example.com/ ").unwrap().unwrap();
+        assert_eq!((parsed.url.as_str(), parsed.host.as_str(), parsed.port_or_default()), ("https://Example.com", "example.com", 443));
+        assert!(Endpoint::parse("http://localhost:4567").unwrap().unwrap().is_local());
+        assert_eq!(Endpoint::parse("http://[::1]:9000").unwrap().unwrap().port, Some(9000));
+        assert_eq!(Endpoint::parse("").unwrap(), None);
+        for bad in ["ftp://x", "localhost:4567", "http://:4567", "http://x:port", "http://h:99999", "http://h:0"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
     }
 }

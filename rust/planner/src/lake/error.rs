@@ -39,10 +39,6 @@ pub enum LakeError {
         source: Box<iceberg::Error>,
     },
 
-    /// The processor failed while deriving a table schema from the pipeline SQL.
-    #[error(transparent)]
-    Processor(#[from] crate::ProcessorError),
-
     /// An Arrow kernel failed (casting, concatenation); a bug in Weir.
     #[error("internal error: {0}")]
     Internal(String),

@@ -99,7 +99,7 @@ impl Lake {
             .await
             .context(name, "cannot plan the compaction scan")?;
         let target = table_arrow_schema(&table, name)?;
-        for (_, (partition, entries)) in groups {
+        for (_, (_, entries)) in groups {
             let paths: HashSet<String> = entries.iter().map(|e| e.file_path().to_string()).collect();
             let expected: u64 = entries.iter().map(|e| e.record_count()).sum();
             let tasks: Vec<_> = all_tasks.iter().filter(|t| paths.contains(&t.data_file_path)).cloned().collect();
@@ -129,18 +129,6 @@ impl Lake {
             let properties = HashMap::from([("weir.maintenance".to_string(), "compaction".to_string())]);
             match commit_snapshot(self, name, Change::Replace { removed: &paths, added: &added }, None, &properties).await? {
                 Committed::Snapshot { snapshot_id, attempts } => {
-                    tracing::info!(
-                        target: "weir::audit",
-                        component = "lake",
-                        event = "commit",
-                        operation = "replace",
-                        table = %name,
-                        snapshot_id,
-                        partition = %super::inspect::partition_json(&table, &partition),
-                        record_count = expected,
-                        files_removed = paths.len(),
-                        data_files = %serde_json::to_string(&added.iter().map(|f| f.file_path()).collect::<Vec<_>>()).unwrap_or_default(),
-                    );
                     report.partitions_compacted += 1;
                     report.files_removed += paths.len();
                     report.files_added += added.len();

@@ -2,9 +2,10 @@
 //!
 //! A [`Lake`] opens the Iceberg SQL catalog kept in the metastore database (SQLite file by
 //! default, PostgreSQL when several machines share it) over a warehouse (a local folder or an
-//! S3 bucket), all named by one [`LakeConfig`]. It creates a dataset's tables from its
-//! contract and pipeline SQL ([`tables`]), appends Arrow batches as zstd Parquet in one
-//! fast-append snapshot per call ([`Lake::append`]), lists snapshots and data files for the
+//! S3 bucket), all named by one [`LakeConfig`]. It creates tables from their definitions
+//! ([`TableDef`]; a dataset's come from `crate::dataset`), appends Arrow batches as zstd
+//! Parquet in one fast-append snapshot per call ([`Lake::append`]) or replaces a table's
+//! contents in one snapshot ([`Lake::write`] with [`WriteMode::Overwrite`]), lists snapshots and data files for the
 //! dashboard ([`inspect`]), and keeps tables fast with compaction and snapshot expiry
 //! ([`maintain`]). pyiceberg (`SqlCatalog` named [`CATALOG_NAME`]) and DuckDB
 //! (`iceberg_scan`) read the same tables.
@@ -20,10 +21,10 @@ pub mod maintain;
 pub mod tables;
 mod write;
 
-pub use append::CommitInfo;
+pub use append::{CommitInfo, WriteMode};
 pub use catalog::Lake;
 pub use checkpoint::{compare_sequence_numbers, Checkpoint, CheckpointAdvance, ShardAdvance, CHECKPOINT_PROPERTY};
 pub use config::{LakeConfig, S3Settings, CATALOG_NAME};
 pub use error::{LakeError, LakeResult};
 pub use maintain::{CompactOptions, CompactReport, ExpireOptions, ExpireReport};
-pub use tables::{TableDef, INGESTED_AT_COLUMN};
+pub use tables::{ingested_at_type, PartitionField, TableDef, INGESTED_AT_COLUMN};

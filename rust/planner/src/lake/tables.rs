@@ -1,31 +1,79 @@
-//! Table definitions: what a dataset's lake tables look like, derived from its contract and
-//! pipeline SQL so that changing a rule or a column is one edit.
-//!
-//! - `raw.<dataset>`: the pipeline's `transformed` output plus [`INGESTED_AT_COLUMN`],
-//!   hidden-partitioned by `day(event_time)` (or the first timestamp column).
-//! - `raw.<dataset>_rejected`: one row per rejected record (`record_index`, the `raw` text,
-//!   every violation, the ingest `job_id`) plus [`INGESTED_AT_COLUMN`], partitioned by
-//!   `day(ingested_at)`.
-//! - `raw.<dataset>_dead_letter`: source records of consumer batches that failed every retry,
-//!   with the error, partitioned by `day(ingested_at)`.
+//! Table definitions: a table's name, Iceberg schema, partitioning and properties, built from
+//! an Arrow schema. What a dataset's tables look like is decided by [`crate::dataset`]; the
+//! analytics half defines its own (`marts.*`, `ops.*`) through `weir.lake.create_table`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema as ArrowSchema, TimeUnit};
 use iceberg::arrow::arrow_schema_to_schema_auto_assign_ids;
-use iceberg::spec::{Schema, Transform, UnboundPartitionSpec};
+use iceberg::spec::{PartitionSpec, Schema, Transform, UnboundPartitionSpec};
 
 use super::config::LakeConfig;
 use super::error::{LakeError, LakeResult};
-use crate::Processor;
 
 /// When the row reached the lake (UTC, microseconds). [`super::Lake::append`] fills it with the
 /// commit's wall-clock time when the data has no such column.
 pub const INGESTED_AT_COLUMN: &str = "ingested_at";
 
-/// The namespace of tables the ingestion path writes.
-pub const RAW_NAMESPACE: &str = "raw";
+/// One partition field: a transform of a column, written `day(event_time)`, `month(x)`,
+/// `year(x)`, `hour(x)`, `bucket[16](x)`, `truncate[4](x)` or a bare column name (identity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionField {
+    pub column: String,
+    pub transform: Transform,
+}
+
+impl PartitionField {
+    pub fn new(column: impl Into<String>, transform: Transform) -> Self {
+        Self { column: column.into(), transform }
+    }
+
+    /// The partition field's name, as Iceberg's Java library names it: `event_time_day`,
+    /// `user_id_bucket`, the column itself for identity.
+    pub fn field_name(&self) -> String {
+        let suffix = match self.transform {
+            Transform::Identity => return self.column.clone(),
+            Transform::Bucket(_) => "bucket",
+            Transform::Truncate(_) => "trunc",
+            Transform::Year => "year",
+            Transform::Month => "month",
+            Transform::Day => "day",
+            Transform::Hour => "hour",
+            Transform::Void => "null",
+            Transform::Unknown => "unknown",
+        };
+        format!("{}_{suffix}", self.column)
+    }
+}
+
+impl std::str::FromStr for PartitionField {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let bad = || {
+            format!(
+                "partition {text:?}: expected a column or transform(column), with transform one of \
+                 identity, year, month, day, hour, bucket[N], truncate[N]"
+            )
+        };
+        let (transform, column) = match text.strip_suffix(')').and_then(|t| t.split_once('(')) {
+            Some((transform, column)) => (transform.trim().parse::<Transform>().map_err(|_| bad())?, column.trim()),
+            None => (Transform::Identity, text),
+        };
+        if column.is_empty() || column.contains(['(', ')', ',']) || matches!(transform, Transform::Void | Transform::Unknown) {
+            return Err(bad());
+        }
+        Ok(Self { column: column.to_string(), transform })
+    }
+}
+
+impl std::fmt::Display for PartitionField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}({})", self.transform, self.column)
+    }
+}
 
 /// A table to create if missing: its name, Iceberg schema, partitioning and properties.
 #[derive(Debug, Clone)]
@@ -33,70 +81,72 @@ pub struct TableDef {
     pub namespace: String,
     pub name: String,
     pub schema: Schema,
-    /// Partitioned by `day(<column>)` when set.
-    pub day_partition: Option<String>,
+    pub partition: Vec<PartitionField>,
     pub properties: HashMap<String, String>,
 }
 
 impl TableDef {
     /// A definition from an Arrow schema: types Iceberg lacks are widened (unsigned → signed
-    /// 64-bit, string views → strings), [`INGESTED_AT_COLUMN`] is added when missing, and
-    /// every column is optional (contracts, not storage, decide what is required).
+    /// 64-bit, string views → strings) and every column is optional (contracts, not storage,
+    /// decide what is required). Each partition field must name a column its transform
+    /// applies to.
     pub fn from_arrow(
         namespace: &str,
         name: &str,
         schema: &ArrowSchema,
-        day_partition: Option<&str>,
+        partition: &[PartitionField],
         config: &LakeConfig,
     ) -> LakeResult<Self> {
         let qualified = format!("{namespace}.{name}");
-        let mut fields: Vec<Field> = schema.fields().iter().map(|f| storable_field(f)).collect();
-        if !fields.iter().any(|f| f.name() == INGESTED_AT_COLUMN) {
-            fields.push(Field::new(INGESTED_AT_COLUMN, ingested_at_type(), true));
+        let schema_error = |message: String| LakeError::Schema { table: qualified.clone(), message };
+        if namespace.trim().is_empty() || name.trim().is_empty() || namespace.contains('.') || name.contains('.') {
+            return Err(LakeError::Table {
+                table: qualified.clone(),
+                message: "expected namespace.table, e.g. marts.fct_orders".into(),
+            });
         }
-        if let Some(column) = day_partition {
-            match fields.iter().find(|f| f.name() == column).map(|f| f.data_type()) {
-                Some(DataType::Timestamp(_, _)) | Some(DataType::Date32) => {}
-                Some(other) => {
-                    return Err(LakeError::Schema {
-                        table: qualified,
-                        message: format!("partition column {column} is {other}, not a timestamp or date"),
-                    })
-                }
-                None => {
-                    return Err(LakeError::Schema { table: qualified, message: format!("no partition column {column}") })
-                }
-            }
+        if schema.fields().is_empty() {
+            return Err(schema_error("a table needs at least one column".into()));
         }
-        let iceberg_schema = arrow_schema_to_schema_auto_assign_ids(&ArrowSchema::new(fields))
-            .map_err(|e| LakeError::Schema { table: qualified.clone(), message: e.to_string() })?;
-        Ok(Self {
+        let fields: Vec<Field> = schema.fields().iter().map(|f| storable_field(f)).collect();
+        let iceberg_schema =
+            arrow_schema_to_schema_auto_assign_ids(&ArrowSchema::new(fields)).map_err(|e| schema_error(e.to_string()))?;
+        let def = Self {
             namespace: namespace.to_string(),
             name: name.to_string(),
             schema: iceberg_schema,
-            day_partition: day_partition.map(str::to_string),
+            partition: partition.to_vec(),
             properties: table_properties(config),
-        })
+        };
+        def.bound_partition_spec()?;
+        Ok(def)
     }
 
     pub fn qualified_name(&self) -> String {
         format!("{}.{}", self.namespace, self.name)
     }
 
-    /// The partition spec: `day(<column>)` named `<column>_day`, or unpartitioned.
+    /// The partition spec bound to the schema: checks each column exists and takes its
+    /// transform (no `day` of a string).
+    fn bound_partition_spec(&self) -> LakeResult<PartitionSpec> {
+        let mut builder = PartitionSpec::builder(self.schema.clone());
+        for field in &self.partition {
+            if self.schema.field_by_name(&field.column).is_none() {
+                return Err(LakeError::Schema {
+                    table: self.qualified_name(),
+                    message: format!("partition {field}: no column {}", field.column),
+                });
+            }
+            builder = builder
+                .add_partition_field(&field.column, field.field_name(), field.transform)
+                .map_err(|e| LakeError::Schema { table: self.qualified_name(), message: format!("partition {field}: {e}") })?;
+        }
+        builder.build().map_err(|e| LakeError::Schema { table: self.qualified_name(), message: e.to_string() })
+    }
+
+    /// The partition spec to create the table with (unpartitioned when there is none).
     pub fn partition_spec(&self) -> LakeResult<UnboundPartitionSpec> {
-        let builder = UnboundPartitionSpec::builder();
-        let Some(column) = &self.day_partition else {
-            return Ok(builder.build());
-        };
-        let source = self.schema.field_by_name(column).ok_or_else(|| LakeError::Schema {
-            table: self.qualified_name(),
-            message: format!("no partition column {column}"),
-        })?;
-        builder
-            .add_partition_field(source.id, format!("{column}_day"), Transform::Day)
-            .map(|b| b.build())
-            .map_err(|e| LakeError::Schema { table: self.qualified_name(), message: e.to_string() })
+        Ok(self.bound_partition_spec()?.into_unbound())
     }
 }
 
@@ -145,89 +195,37 @@ fn storable_type(data_type: &DataType) -> DataType {
     }
 }
 
-/// A dataset's tables, derived from its processor (contract + pipeline SQL).
-#[derive(Debug, Clone)]
-pub struct DatasetTables {
-    /// `raw.<dataset>`: the transformed valid rows.
-    pub valid: TableDef,
-    /// `raw.<dataset>_rejected`: rejected records with every violation.
-    pub rejected: TableDef,
-    /// `raw.<dataset>_dead_letter`: source records of batches that failed for good.
-    pub dead_letter: TableDef,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl DatasetTables {
-    /// The definitions in the order a consumer commits a batch to them: the valid table last,
-    /// so its checkpoint covers everything the others hold.
-    pub fn in_commit_order(&self) -> [&TableDef; 3] {
-        [&self.dead_letter, &self.rejected, &self.valid]
-    }
-}
-
-/// Column of `_rejected` and `_dead_letter` naming the ingest job a record came with.
-pub const JOB_ID_COLUMN: &str = "job_id";
-
-/// Schema of `raw.<dataset>_rejected` (before [`INGESTED_AT_COLUMN`]): the processor's rejected
-/// rows plus the ingest job, where `record_index` counts records within that job.
-pub fn rejected_table_schema() -> ArrowSchema {
-    let mut fields: Vec<Field> = crate::rejected_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new(JOB_ID_COLUMN, DataType::Utf8, true));
-    ArrowSchema::new(fields)
-}
-
-/// Schema of `raw.<dataset>_dead_letter` (before [`INGESTED_AT_COLUMN`]): one row per source
-/// record of a batch that failed every attempt, with the error.
-pub fn dead_letter_schema() -> ArrowSchema {
-    ArrowSchema::new(vec![
-        Field::new("stream", DataType::Utf8, false),
-        Field::new("shard_id", DataType::Utf8, false),
-        Field::new("sequence_number", DataType::Utf8, false),
-        Field::new("partition_key", DataType::Utf8, false),
-        Field::new(JOB_ID_COLUMN, DataType::Utf8, true),
-        Field::new("arrival_time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
-        Field::new("data", DataType::Binary, false),
-        Field::new("error", DataType::Utf8, false),
-    ])
-}
-
-/// The tables of a dataset, derived from its processor (contract + pipeline SQL).
-pub async fn dataset_tables(processor: &Processor, config: &LakeConfig) -> LakeResult<DatasetTables> {
-    let dataset = processor.contract().name.clone();
-    let output = processor.output_schema().await?;
-    let partition = if output.field_with_name("event_time").is_ok() {
-        Some("event_time".to_string())
-    } else {
-        output
-            .fields()
-            .iter()
-            .find(|f| matches!(f.data_type(), DataType::Timestamp(_, _)))
-            .map(|f| f.name().clone())
-    };
-    let valid = TableDef::from_arrow(RAW_NAMESPACE, &dataset, &output, partition.as_deref(), config)?;
-    let rejected = TableDef::from_arrow(
-        RAW_NAMESPACE,
-        &format!("{dataset}_rejected"),
-        &rejected_table_schema(),
-        Some(INGESTED_AT_COLUMN),
-        config,
-    )?;
-    let dead_letter = TableDef::from_arrow(
-        RAW_NAMESPACE,
-        &format!("{dataset}_dead_letter"),
-        &dead_letter_schema(),
-        Some(INGESTED_AT_COLUMN),
-        config,
-    )?;
-    Ok(DatasetTables { valid, rejected, dead_letter })
-}
-
-impl super::Lake {
-    /// Creates the dataset's tables if missing (race-safe) and returns their definitions.
-    pub async fn ensure_dataset(&self, processor: &Processor) -> LakeResult<DatasetTables> {
-        let tables = dataset_tables(processor, self.config()).await?;
-        for def in tables.in_commit_order() {
-            self.ensure_table(def).await?;
+    #[test]
+    fn partition_fields_parse_and_print() {
+        let day: PartitionField = "day(event_time)".parse().unwrap();
+        assert_eq!(day, PartitionField::new("event_time", Transform::Day));
+        assert_eq!((day.field_name(), day.to_string()), ("event_time_day".into(), "day(event_time)".into()));
+        let bucket: PartitionField = " bucket[16]( user_id ) ".parse().unwrap();
+        assert_eq!((bucket.transform, bucket.field_name()), (Transform::Bucket(16), "user_id_bucket".into()));
+        assert_eq!("country".parse::<PartitionField>().unwrap().field_name(), "country");
+        for bad in ["", "day()", "weekly(x)", "day(a, b)", "void(x)"] {
+            assert!(bad.parse::<PartitionField>().unwrap_err().contains("expected a column"), "{bad}");
         }
-        Ok(tables)
+    }
+
+    #[test]
+    fn partition_columns_must_exist_and_suit_the_transform() {
+        let config = LakeConfig::new("/tmp/m.db", "/tmp/w");
+        let schema = ArrowSchema::new(vec![
+            Field::new("day", DataType::Date32, true),
+            Field::new("name", DataType::Utf8, true),
+        ]);
+        let ok = TableDef::from_arrow("marts", "t", &schema, &["month(day)".parse().unwrap()], &config).unwrap();
+        assert_eq!(ok.partition_spec().unwrap().fields().len(), 1);
+        let missing = TableDef::from_arrow("marts", "t", &schema, &["day(at)".parse().unwrap()], &config).unwrap_err();
+        assert!(missing.to_string().contains("no column at"), "{missing}");
+        let unsuited = TableDef::from_arrow("marts", "t", &schema, &["day(name)".parse().unwrap()], &config).unwrap_err();
+        assert!(unsuited.to_string().contains("partition day(name)"), "{unsuited}");
+        let unnamed = TableDef::from_arrow("marts", "", &schema, &[], &config).unwrap_err();
+        assert!(unnamed.to_string().contains("namespace.table"), "{unnamed}");
     }
 }

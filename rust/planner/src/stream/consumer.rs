@@ -1,10 +1,11 @@
 //! The consumer: Kinesis → pipeline SQL → Iceberg, exactly once.
 //!
-//! Each batch is a scan of the [`KinesisTable`] over the shards this consumer holds,
-//! bounded by the commit interval (default 1 s) and size limits. Its Weir records are
-//! unpacked, run through the dataset's processor (contract + `sql/pipeline/<dataset>.sql`),
-//! and committed table by table in a fixed order: `_dead_letter` (records that are not Weir
-//! records, or whole batches that failed every attempt), `_rejected`, then the valid table.
+//! Each batch reads the shards this consumer holds, concurrently from their cursors
+//! ([`read_shards`]), bounded by the commit interval (default 1 s) and size limits. Its Weir
+//! records are unpacked ([`super::unpack`]), run through the dataset's processor (contract +
+//! `sql/pipeline/<dataset>.sql`), and committed table by table in a fixed order:
+//! `_dead_letter` (records that are not Weir records, or whole batches that failed every
+//! attempt), `_rejected`, then the valid table.
 //! Every commit advances that table's checkpoint (per shard, the last sequence number
 //! stored) in the same snapshot as the rows, fenced on the position this consumer last saw.
 //!
@@ -21,22 +22,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{
-    ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
-};
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef, UInt64Type};
-use datafusion::prelude::SessionContext;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use tokio::sync::Mutex;
 
 use super::error::{StreamError, StreamResult};
 use super::kinesis::Kinesis;
 use super::metastore::{now_ms, BatchMetrics, JobRecord, Metastore};
-use super::record::{decode, decode_header, WeirRecord};
-use super::source::{records_from_batch, KinesisTable, ReadLimits, ShardCursor, SourceRecord, StartPosition};
-use crate::lake::tables::{dead_letter_schema, rejected_table_schema, DatasetTables};
-use crate::lake::{compare_sequence_numbers, CheckpointAdvance, Checkpoint, Lake, LakeError, ShardAdvance};
-use crate::{InputFormat, Processor};
+use super::source::{read_shards, ReadLimits, ShardCursor, SourceRecord, StartPosition};
+use super::unpack::{dead_letter_batch, failed_job_records, job_records, label_rejected, unpack, Unpacked};
+use crate::dataset::{ensure_dataset, rejected_table_schema, DatasetTables};
+use crate::lake::{compare_sequence_numbers, CheckpointAdvance, Checkpoint, Lake, LakeError, ShardAdvance, WriteMode};
+use crate::Processor;
 
 /// Position of each table in the commit order (see [`DatasetTables::in_commit_order`]).
 const DEAD_LETTER: usize = 0;
@@ -132,16 +129,6 @@ struct Prepared {
     dead_lettered: i64,
 }
 
-/// Where one segment's events are in a processor input.
-struct EventSpan {
-    /// Index of the Kinesis record in the batch, and of the segment in the record.
-    record: usize,
-    segment: usize,
-    /// Index of its first event in the input, and its event count.
-    first: usize,
-    events: usize,
-}
-
 /// Where a batch's attempt stopped.
 enum Attempt {
     Committed { snapshot_id: Option<i64> },
@@ -154,8 +141,8 @@ impl Consumer {
     /// tables if missing. Call [`Consumer::assign`] to give it shards.
     pub async fn new(lake: Arc<Lake>, kinesis: Kinesis, processor: Processor, options: ConsumerOptions) -> StreamResult<Self> {
         let dataset = processor.contract().name.clone();
-        let stream = kinesis.config().stream_name(&dataset);
-        let tables: DatasetTables = lake.ensure_dataset(&processor).await?;
+        let stream = kinesis.config().stream_name(&dataset)?;
+        let tables: DatasetTables = ensure_dataset(&lake, &processor).await?;
         let [dead_letter, rejected, valid] = tables.in_commit_order().map(|t| t.qualified_name());
         kinesis.ensure_stream(&stream).await?;
         let metastore = Metastore::open(&lake).await?;
@@ -385,40 +372,21 @@ impl Consumer {
         Ok(())
     }
 
-    /// One scan of the Kinesis table over the held shards.
+    /// One read of the held shards (see [`read_shards`]), for up to the commit interval.
     async fn read(&self) -> StreamResult<Vec<SourceRecord>> {
         if self.shards.is_empty() {
             tokio::time::sleep(self.options.poll_interval).await;
             return Ok(Vec::new());
         }
-        let cursors = self.shards.values().map(|s| s.cursor.clone()).collect();
-        let options = self.options.clone();
-        let table = KinesisTable::new(self.kinesis.clone(), &self.stream, cursors, move || ReadLimits {
-            deadline: Instant::now() + options.commit_interval,
-            max_records: options.max_records_per_shard,
-            max_bytes: options.max_bytes_per_shard,
-            poll_interval: options.poll_interval,
+        let cursors: Vec<Arc<Mutex<ShardCursor>>> = self.shards.values().map(|s| s.cursor.clone()).collect();
+        let limits = ReadLimits {
+            deadline: Instant::now() + self.options.commit_interval,
+            max_records: self.options.max_records_per_shard,
+            max_bytes: self.options.max_bytes_per_shard,
+            poll_interval: self.options.poll_interval,
             stop_when_caught_up: false,
-        });
-        let ctx = SessionContext::new();
-        let batches = ctx
-            .read_table(Arc::new(table))
-            .map_err(|e| StreamError::Internal(e.to_string()))?
-            .collect()
-            .await
-            .map_err(|e| match e.find_root() {
-                datafusion::error::DataFusionError::External(inner) => StreamError::Kinesis {
-                    operation: "GetRecords",
-                    stream: self.stream.clone(),
-                    message: inner.to_string(),
-                },
-                other => StreamError::Internal(other.to_string()),
-            })?;
-        let mut records = Vec::new();
-        for batch in &batches {
-            records.extend(records_from_batch(batch)?);
-        }
-        Ok(records)
+        };
+        read_shards(&self.kinesis, &self.stream, &cursors, &limits).await
     }
 
     /// Is `record` already stored in table `t`?
@@ -490,7 +458,7 @@ impl Consumer {
                 continue;
             }
             let advance = CheckpointAdvance { stream: self.stream.clone(), shards };
-            let info = self.lake.append_checkpointed(&self.tables[t], schema, batches, Some(&advance), properties.clone()).await?;
+            let info = self.lake.write(&self.tables[t], schema, batches, WriteMode::Checkpointed(&advance), properties.clone()).await?;
             for (shard, step) in &advance.shards {
                 if let Some(state) = self.shards.get_mut(shard) {
                     state.positions[t] = Some(step.to.clone());
@@ -505,60 +473,12 @@ impl Consumer {
 
     /// Unpacks, processes and splits one batch into the rows of each table.
     async fn prepare(&self, records: &[SourceRecord]) -> StreamResult<Prepared> {
-        let mut dead: Vec<(usize, String)> = Vec::new();
-        let mut ndjson: Vec<u8> = Vec::new();
-        let mut ndjson_spans: Vec<EventSpan> = Vec::new();
-        let mut csv_records: Vec<usize> = Vec::new();
-        let mut decoded: Vec<Option<WeirRecord>> = Vec::with_capacity(records.len());
-        let mut ndjson_events = 0;
-        for (i, record) in records.iter().enumerate() {
-            match decode(&record.data) {
-                Ok(weir) if weir.header.dataset != self.dataset => {
-                    dead.push((i, format!("a record of dataset {} on the stream of {}", weir.header.dataset, self.dataset)));
-                    decoded.push(None);
-                }
-                Ok(weir) => {
-                    match weir.header.format {
-                        InputFormat::Csv => csv_records.push(i),
-                        _ => {
-                            for (s, segment) in weir.header.segments.iter().enumerate() {
-                                let events = segment.event_count as usize;
-                                ndjson_spans.push(EventSpan { record: i, segment: s, first: ndjson_events, events });
-                                ndjson_events += events;
-                            }
-                        }
-                    }
-                    decoded.push(Some(weir));
-                }
-                Err(message) => {
-                    dead.push((i, message));
-                    decoded.push(None);
-                }
-            }
-        }
-
-        // One NDJSON input of every NDJSON record, allocated once (it can be tens of MB).
-        let is_ndjson = |weir: &&WeirRecord| weir.header.format != InputFormat::Csv;
-        let ndjson_records = || decoded.iter().flatten().filter(is_ndjson);
-        ndjson.reserve_exact(ndjson_records().map(|weir| weir.events.len()).sum());
-        for weir in ndjson_records() {
-            ndjson.extend_from_slice(&weir.events);
-        }
-
+        let Unpacked { decoded, dead, inputs } = unpack(records, &self.dataset);
         let output_schema = self.output_schema.clone();
         let mut valid_batches: Vec<RecordBatch> = Vec::new();
         let mut rejected_batches: Vec<RecordBatch> = Vec::new();
         // Rejected events per (record, segment).
         let mut rejected_per_segment: HashMap<(usize, usize), i64> = HashMap::new();
-        let mut inputs: Vec<(Vec<u8>, InputFormat, Vec<EventSpan>)> = Vec::new();
-        if !ndjson_spans.is_empty() {
-            inputs.push((ndjson, InputFormat::Ndjson, ndjson_spans));
-        }
-        for i in csv_records {
-            let weir = decoded[i].as_ref().expect("decoded");
-            let spans = vec![EventSpan { record: i, segment: 0, first: 0, events: weir.header.event_count() as usize }];
-            inputs.push((weir.events.clone(), InputFormat::Csv, spans));
-        }
         for (data, format, spans) in inputs {
             let outcome = self.processor.process(&data, format).await?;
             let expected: usize = spans.iter().map(|s| s.events).sum();
@@ -575,49 +495,13 @@ impl Consumer {
                 });
             }
             valid_batches.extend(outcome.output);
-            // Each rejected row: to its Kinesis record and job, skipped if that table has the
-            // record already, renumbered within the job, labelled with the job.
-            let rejected = &outcome.rejected;
-            let index = rejected.column(0).as_primitive::<UInt64Type>();
-            let mut keep = Vec::with_capacity(rejected.num_rows());
-            let mut job_index = Vec::with_capacity(rejected.num_rows());
-            let mut job_ids = Vec::with_capacity(rejected.num_rows());
-            for row in 0..rejected.num_rows() {
-                let event = index.value(row) as usize;
-                let span = &spans[spans.partition_point(|s| s.first + s.events <= event)];
-                let segment = &decoded[span.record].as_ref().expect("decoded").header.segments[span.segment];
-                *rejected_per_segment.entry((span.record, span.segment)).or_default() += 1;
-                keep.push(!self.stored_in(REJECTED, &records[span.record]));
-                job_index.push(segment.first_index + (event - span.first) as u64);
-                job_ids.push(segment.job_id.clone());
-            }
-            let mut columns: Vec<ArrayRef> = rejected.columns().to_vec();
-            columns[0] = Arc::new(UInt64Array::from(job_index));
-            columns.push(Arc::new(StringArray::from(job_ids)));
-            let labelled = RecordBatch::try_new(Arc::new(rejected_table_schema()), columns)?;
-            rejected_batches.push(filter_record_batch(&labelled, &keep.into())?);
+            let stored = |i: usize| self.stored_in(REJECTED, &records[i]);
+            rejected_batches.push(label_rejected(&outcome.rejected, &spans, &decoded, &mut rejected_per_segment, stored)?);
         }
 
-        let mut job_records = Vec::new();
-        let mut events = 0;
-        let mut rejected_total = 0;
-        for (i, weir) in decoded.iter().enumerate() {
-            let Some(weir) = weir else { continue };
-            for (s, segment) in weir.header.segments.iter().enumerate() {
-                let count = segment.event_count as i64;
-                let rejected = rejected_per_segment.get(&(i, s)).copied().unwrap_or(0);
-                events += count;
-                rejected_total += rejected;
-                job_records.push(JobRecord {
-                    job_id: segment.job_id.clone(),
-                    shard_id: records[i].shard_id.to_string(),
-                    sequence_number: records[i].sequence_number.clone(),
-                    events: count,
-                    valid: count - rejected,
-                    rejected,
-                });
-            }
-        }
+        let job_records = job_records(records, &decoded, &rejected_per_segment);
+        let events: i64 = job_records.iter().map(|r| r.events).sum();
+        let rejected_total: i64 = job_records.iter().map(|r| r.rejected).sum();
         let dead_rows: Vec<(usize, String)> =
             dead.into_iter().filter(|(i, _)| !self.stored_in(DEAD_LETTER, &records[*i])).collect();
         let dead_lettered = dead_rows.len() as i64;
@@ -648,20 +532,7 @@ impl Consumer {
                 .map(|i| (i, message.clone()))
                 .collect();
             let attempt = async {
-                let job_records: Vec<JobRecord> = records
-                    .iter()
-                    .filter_map(|r| Some((r, decode_header(&r.data).ok()?)))
-                    .flat_map(|(r, header)| {
-                        header.segments.into_iter().map(move |segment| JobRecord {
-                            job_id: segment.job_id,
-                            shard_id: r.shard_id.to_string(),
-                            sequence_number: r.sequence_number.clone(),
-                            events: segment.event_count as i64,
-                            valid: 0,
-                            rejected: 0,
-                        })
-                    })
-                    .collect();
+                let job_records = failed_job_records(records);
                 self.metastore.job_records_pending(&self.stream, &job_records).await?;
                 let batch = dead_letter_batch(&self.stream, records, &rows)?;
                 let empty: (SchemaRef, Vec<RecordBatch>) = (Arc::new(Schema::empty()), Vec::new());
@@ -705,26 +576,4 @@ impl Consumer {
             }
         }
     }
-}
-
-/// Dead-letter rows for `rows` (record index, error) of `records`.
-fn dead_letter_batch(stream: &str, records: &[SourceRecord], rows: &[(usize, String)]) -> StreamResult<RecordBatch> {
-    let pick = |f: &dyn Fn(&SourceRecord) -> String| -> ArrayRef {
-        Arc::new(rows.iter().map(|(i, _)| Some(f(&records[*i]))).collect::<StringArray>())
-    };
-    let job_ids: StringArray = rows.iter().map(|(i, _)| decode_header(&records[*i].data).ok().map(|h| h.job_ids())).collect();
-    let arrival: TimestampMicrosecondArray =
-        rows.iter().map(|(i, _)| records[*i].arrival_ms.map(|ms| ms * 1000)).collect::<TimestampMicrosecondArray>().with_timezone("UTC");
-    let data: BinaryArray = rows.iter().map(|(i, _)| Some(records[*i].data.as_slice())).collect();
-    let columns: Vec<ArrayRef> = vec![
-        pick(&|_| stream.to_string()),
-        pick(&|r| r.shard_id.to_string()),
-        pick(&|r| r.sequence_number.clone()),
-        pick(&|r| r.partition_key.clone()),
-        Arc::new(job_ids),
-        Arc::new(arrival),
-        Arc::new(data),
-        Arc::new(rows.iter().map(|(_, e)| Some(e.as_str())).collect::<StringArray>()),
-    ];
-    Ok(RecordBatch::try_new(Arc::new(dead_letter_schema()), columns)?)
 }

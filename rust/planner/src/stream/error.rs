@@ -40,6 +40,15 @@ pub enum StreamError {
     Internal(String),
 }
 
+impl From<crate::dataset::DatasetError> for StreamError {
+    fn from(e: crate::dataset::DatasetError) -> Self {
+        match e {
+            crate::dataset::DatasetError::Processor(e) => StreamError::Processor(e),
+            crate::dataset::DatasetError::Lake(e) => StreamError::Lake(e),
+        }
+    }
+}
+
 impl From<datafusion::arrow::error::ArrowError> for StreamError {
     fn from(e: datafusion::arrow::error::ArrowError) -> Self {
         StreamError::Internal(e.to_string())

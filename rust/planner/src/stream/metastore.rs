@@ -92,13 +92,19 @@ pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Final and intermediate job states.
+/// Job states: `accepted` (registered) → `published` (every record in Kinesis) → one of the
+/// final states. The only place they are written down; Python and the API read them from
+/// here (`weir.stream.JOB_STATES`).
 pub mod status {
     pub const ACCEPTED: &str = "accepted";
     pub const PUBLISHED: &str = "published";
     pub const COMMITTED: &str = "committed";
     pub const PARTIALLY_REJECTED: &str = "partially_rejected";
     pub const FAILED: &str = "failed";
+    /// Every state, in the order a job goes through them.
+    pub const ALL: [&str; 5] = [ACCEPTED, PUBLISHED, COMMITTED, PARTIALLY_REJECTED, FAILED];
+    /// The states a job ends in.
+    pub const FINAL: [&str; 3] = [COMMITTED, PARTIALLY_REJECTED, FAILED];
 }
 
 /// What a consumer learned about one Kinesis record of a job.
@@ -328,7 +334,7 @@ impl Metastore {
         snapshot_id: Option<i64>,
         error: Option<&str>,
     ) -> StreamResult<()> {
-        let state = if error.is_some() { "failed" } else { "committed" };
+        let state = if error.is_some() { status::FAILED } else { status::COMMITTED };
         // Every job of a Kinesis record shares its position: one statement per shard and
         // chunk of positions, not one per job record (short write transactions).
         let mut by_shard: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -440,10 +446,10 @@ impl Metastore {
                 if state != "pending" {
                     tally.done += 1;
                 }
-                tally.failed |= state == "failed";
+                tally.failed |= state == status::FAILED;
                 // Counts of records that were stored; a failed record's events are in the
                 // dead-letter table, not in these counts.
-                if state == "committed" {
+                if state == status::COMMITTED {
                     tally.valid += row.try_get::<i64, _>(3).map_err(get)?;
                     tally.rejected += row.try_get::<i64, _>(4).map_err(get)?;
                 }

@@ -3,10 +3,12 @@
 //! ```text
 //! Producer ──PutRecords (Weir records: many events each, zstd)──▶ Kinesis stream <prefix><dataset>
 //!                                                                   │ shards, leased to consumers
-//! Consumer: KinesisTable scan per commit interval ─▶ processor (contract + pipeline SQL)
+//! Consumer: shard reads (GetRecords, concurrently) per commit interval ─▶ unpack
+//!           ─▶ processor (contract + pipeline SQL)
 //!           ─▶ raw.<dataset>_dead_letter, raw.<dataset>_rejected, raw.<dataset>
 //!              (each commit carries its checkpoint: per shard, the last sequence number stored)
 //! ```
+//! The same shard reads are a DataFusion table ([`KinesisTable`]) for ad-hoc SQL.
 //! The ingest API's path ([`Ingest`]): grouped validation, then the producer.
 //! Jobs, job records, batch metrics and shard leases live in the metastore ([`Metastore`]).
 
@@ -20,6 +22,7 @@ pub mod metastore;
 mod producer;
 pub mod record;
 pub mod source;
+mod unpack;
 
 pub use config::StreamConfig;
 pub use consumer::{Consumer, ConsumerOptions, OnFailure, StartFrom};

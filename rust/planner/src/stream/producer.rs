@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 use super::error::{StreamError, StreamResult};
 use super::kinesis::{sdk_message, Kinesis};
 use super::record::{encode, RecordHeader, Segment, MAX_KINESIS_RECORD_BYTES};
-use crate::decode::json_is_line_delimited;
+use crate::processor::json_is_line_delimited;
 use crate::InputFormat;
 
 /// PutRecords limits.
@@ -135,7 +135,7 @@ impl Producer {
     /// Publishes `data` (events of `dataset` in `format`) as job `job_id` on the dataset's
     /// stream, creating the stream if needed. Returns once Kinesis accepted every record.
     pub async fn publish(&self, dataset: &str, job_id: &str, data: &[u8], format: InputFormat) -> StreamResult<Publication> {
-        let stream = self.kinesis.config().stream_name(dataset);
+        let stream = self.kinesis.config().stream_name(dataset)?;
         if !self.ensured.lock().await.contains(&stream) {
             self.kinesis.ensure_stream(&stream).await?;
             self.ensured.lock().await.insert(stream.clone());

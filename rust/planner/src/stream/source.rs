@@ -1,16 +1,17 @@
-//! The Kinesis source: [`ShardCursor`] reads one shard with GetRecords, and [`KinesisTable`]
-//! is a DataFusion table provider over a stream's shards (one partition per shard, read
-//! concurrently), so a bounded read of a stream is a DataFusion scan:
+//! The Kinesis source: [`ShardCursor`] reads one shard with GetRecords; [`read_shards`] reads
+//! several shards' cursors concurrently (the consumer's batches); [`KinesisTable`] is a
+//! DataFusion table provider over a stream's shards (one partition per shard, read
+//! concurrently), so a bounded read of a stream is also a DataFusion scan (ad-hoc SQL):
 //!
 //! ```sql
 //! SELECT shard_id, sequence_number, partition_key, arrival_time, data FROM source
 //! ```
 //!
-//! A scan reads each shard from its cursor's position until the shard is caught up, the
-//! read deadline passes, or the size limits are reached; the cursors keep their iterator and
-//! last sequence number, so the next scan continues where this one stopped (the consumer's
-//! batches), or they are reset to a checkpoint. Projections are applied after reading (the
-//! columns come together from Kinesis); no filters are pushed down.
+//! Both read each shard from its cursor's position ([`read_shard`]) until the shard is caught
+//! up, the read deadline passes, or the size limits are reached; the cursors keep their
+//! iterator and last sequence number, so the next read continues where this one stopped (the
+//! consumer's batches), or they are reset to a checkpoint. The table applies projections
+//! after reading (the columns come together from Kinesis); no filters are pushed down.
 
 use std::any::Any;
 use std::fmt;
@@ -19,10 +20,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::array::{ArrayRef, BinaryBuilder, RecordBatch, StringBuilder, TimestampMillisecondBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DFResult};
@@ -202,6 +201,44 @@ impl ShardCursor {
     }
 }
 
+/// One read of a shared cursor (see [`ShardCursor::read`]), once no other read holds it: a
+/// partition of a [`KinesisTable`] scan, or one shard of [`read_shards`].
+pub async fn read_shard(
+    cursor: &Mutex<ShardCursor>,
+    kinesis: &Kinesis,
+    stream: &str,
+    limits: &ReadLimits,
+) -> StreamResult<Vec<SourceRecord>> {
+    cursor.lock().await.read(kinesis, stream, limits).await
+}
+
+/// One read of each of `cursors` ([`read_shard`]), concurrently (a task per shard, like the
+/// partitions of a scan). Each shard's records are in order; the shards come one after the
+/// other, in the order of `cursors`. The first error stops the other reads.
+pub async fn read_shards(
+    kinesis: &Kinesis,
+    stream: &str,
+    cursors: &[Arc<Mutex<ShardCursor>>],
+    limits: &ReadLimits,
+) -> StreamResult<Vec<SourceRecord>> {
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, cursor) in cursors.iter().enumerate() {
+        let (cursor, kinesis, stream, limits) = (cursor.clone(), kinesis.clone(), stream.to_string(), limits.clone());
+        reads.spawn(async move { (i, read_shard(&cursor, &kinesis, &stream, &limits).await) });
+    }
+    let mut per_shard: Vec<Vec<SourceRecord>> = (0..cursors.len()).map(|_| Vec::new()).collect();
+    while let Some(read) = reads.join_next().await {
+        // Dropping `reads` on an error aborts the reads still running.
+        let (i, records) = read.map_err(|e| StreamError::Internal(format!("a shard read of stream {stream} stopped: {e}")))?;
+        per_shard[i] = records?;
+    }
+    let mut records = Vec::with_capacity(per_shard.iter().map(Vec::len).sum());
+    for shard in per_shard {
+        records.extend(shard);
+    }
+    Ok(records)
+}
+
 /// Columns of a Kinesis source table.
 pub fn source_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -235,27 +272,6 @@ pub fn records_batch(records: &[SourceRecord]) -> StreamResult<RecordBatch> {
         Arc::new(data.finish()),
     ];
     Ok(RecordBatch::try_new(source_schema(), columns)?)
-}
-
-/// The records of a batch of [`source_schema`] (the inverse of [`records_batch`]).
-pub fn records_from_batch(batch: &RecordBatch) -> StreamResult<Vec<SourceRecord>> {
-    let column = |name: &str| {
-        batch.column_by_name(name).ok_or_else(|| StreamError::Internal(format!("a source batch without {name}")))
-    };
-    let shard = column("shard_id")?.as_string::<i32>();
-    let sequence = column("sequence_number")?.as_string::<i32>();
-    let key = column("partition_key")?.as_string::<i32>();
-    let arrival = column("arrival_time")?.as_primitive::<TimestampMillisecondType>();
-    let data = column("data")?.as_binary::<i32>();
-    Ok((0..batch.num_rows())
-        .map(|i| SourceRecord {
-            shard_id: shard.value(i).into(),
-            sequence_number: sequence.value(i).to_string(),
-            partition_key: key.value(i).to_string(),
-            arrival_ms: arrival.is_valid(i).then(|| arrival.value(i)),
-            data: data.value(i).to_vec(),
-        })
-        .collect())
 }
 
 /// A DataFusion table over a stream's shards; see the module documentation.
@@ -384,8 +400,7 @@ impl ExecutionPlan for KinesisScanExec {
             (self.kinesis.clone(), self.stream.clone(), self.limits.clone(), self.projection.clone());
         let read = async move {
             let Some(cursor) = cursor else { return Ok(RecordBatch::new_empty(source_schema())) };
-            let mut cursor = cursor.lock().await;
-            let records = cursor.read(&kinesis, &stream, &limits).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let records = read_shard(&cursor, &kinesis, &stream, &limits).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
             records_batch(&records).map_err(|e| DataFusionError::External(Box::new(e)))
         };
         let batch = async move {

@@ -11,10 +11,10 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use serde_json::Value;
 
-use crate::contract::{Contract, FieldKind, FieldSpec};
-use crate::decode::{Decoded, RECORD_INDEX_COLUMN};
-use crate::error::Result;
-use crate::violation::{clip_value, Violation};
+use crate::processor::contract::{Contract, FieldKind, FieldSpec};
+use crate::processor::decode::{Decoded, RECORD_INDEX_COLUMN};
+use crate::processor::error::Result;
+use crate::processor::violation::{clip_value, Violation};
 
 /// Checks every contract rule on `decoded.batch` (contract columns, then the record index),
 /// skipping cells already reported as `type` violations. Violations come field by field.
@@ -153,7 +153,7 @@ fn check_enum_json(spec: &FieldSpec, column: &ArrayRef, report: &mut Report<'_>)
 }
 
 /// Brings batches from elsewhere to the contract's columns and types (the same shape
-/// [`crate::decode::decode`] produces, with record index = row number). Cells that do not fit
+/// [`crate::decode`] produces, with record index = row number). Cells that do not fit
 /// their field's type become NULL with a `type` violation; non-null values in columns the
 /// contract does not define are `additionalProperties` violations when the contract forbids
 /// them. Missing contract columns are all NULL (and so `required` violations, if required).
@@ -245,7 +245,7 @@ mod tests {
     use datafusion::arrow::array::{Float64Array, Int32Array, StringArray};
 
     use super::*;
-    use crate::decode::{decode, InputFormat};
+    use crate::processor::decode::{decode, InputFormat};
 
     fn contract() -> Contract {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/shop_events.json");

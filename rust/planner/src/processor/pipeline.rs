@@ -12,22 +12,15 @@
 //! behaviour here without recompiling anything.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
-use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider};
-use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::execution::SessionState;
-use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::error::{ProcessorError, Result};
-use crate::prepared::PreparedQuery;
-use crate::violation::{clip_value, Violation};
-
-/// The table name pipeline queries read from.
-pub const EVENTS_TABLE: &str = "events";
+use crate::processor::error::{ProcessorError, Result};
+use crate::processor::prepared::PreparedQuery;
+use crate::processor::violation::{clip_value, Violation};
 
 const QUERY_NAMES: &[&str] = &["violations", "transformed"];
 
@@ -44,31 +37,6 @@ impl std::fmt::Debug for PipelineSql {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PipelineSql").field("origin", &self.origin).finish_non_exhaustive()
     }
-}
-
-/// A DataFusion session state with Weir's UDFs and settings that keep rows in input order,
-/// and a catalog of its own (tables registered in it are seen by no other session).
-pub fn session_state() -> SessionState {
-    static BASE: OnceLock<SessionState> = OnceLock::new();
-    let base = BASE.get_or_init(|| {
-        // One partition: batches are already in memory and output order must follow input order.
-        let config = SessionConfig::new().with_target_partitions(1).with_information_schema(true);
-        let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
-        let ctx = SessionContext::new_with_state(state);
-        weir_udfs::register_all(&ctx);
-        ctx.state()
-    });
-    // Building the function registry once and cloning it is much cheaper than rebuilding it;
-    // only the catalog must be new, because clones share their catalog list.
-    let options = base.config().options();
-    let schema = Arc::new(MemorySchemaProvider::new());
-    let catalog = Arc::new(MemoryCatalogProvider::new());
-    catalog
-        .register_schema(&options.catalog.default_schema, schema)
-        .expect("a new in-memory catalog accepts a schema");
-    let catalogs = Arc::new(MemoryCatalogProviderList::new());
-    catalogs.register_catalog(options.catalog.default_catalog.clone(), catalog);
-    SessionStateBuilder::new_from_existing(base.clone()).with_catalog_list(catalogs).build()
 }
 
 impl PipelineSql {

@@ -18,12 +18,12 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 
-use crate::contract::Contract;
-use crate::decode::{decode, Decoded, InputFormat, RECORD_INDEX_COLUMN};
-use crate::error::{ProcessorError, Result};
-use crate::pipeline::PipelineSql;
-use crate::validate::{check_rules, conform_table};
-use crate::violation::{violation_fields, Violation};
+use crate::processor::contract::Contract;
+use crate::processor::decode::{decode, Decoded, InputFormat, RECORD_INDEX_COLUMN};
+use crate::processor::error::{ProcessorError, Result};
+use crate::processor::pipeline::PipelineSql;
+use crate::processor::validate::{check_rules, conform_table};
+use crate::processor::violation::{violation_fields, Violation};
 
 /// Rejected records logged one by one before the processor only logs a summary.
 const REJECTED_RECORDS_LOGGED: usize = 10;

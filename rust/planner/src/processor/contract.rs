@@ -6,7 +6,9 @@
 //! `additionalProperties` (boolean); per field `type` (`string`, `number`, `integer`,
 //! `boolean`, `object`, `array`, optionally with `"null"`), `enum`, `pattern`, `format`
 //! (`uuid`, `email`, `date-time`), `minimum`, `maximum`, `maxLength`; annotations
-//! (`title`, `description`, `examples`, `$schema`, `$id`, `$comment`, `x-*`) are ignored.
+//! (`title`, `description`, `examples`, `$schema`, `$id`, `$comment`, `x-*`) are ignored,
+//! except `x-weir-partition`: how the dataset's lake table is partitioned, a list such as
+//! `["day(event_time)"]` over the pipeline's output columns (see `dataset`).
 //! Any other keyword is an error naming it, so a typo such as `maxlength` cannot silently
 //! switch a rule off.
 
@@ -19,7 +21,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 use weir_udfs::formats::{StringFormat, SUPPORTED_FORMATS};
 
-use crate::error::{ProcessorError, Result};
+use crate::processor::error::{ProcessorError, Result};
 
 /// The JSON type a contract field declares, and so how it is decoded and stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +98,9 @@ pub struct Contract {
     pub name: String,
     pub fields: Vec<FieldSpec>,
     pub additional_properties: bool,
+    /// `x-weir-partition`: partition fields of the dataset's table, e.g. `day(event_time)`;
+    /// `None` when the contract does not declare them.
+    pub partition: Option<Vec<String>>,
     schema: SchemaRef,
 }
 
@@ -136,10 +141,21 @@ impl Contract {
         let mut properties = None;
         let mut required: Vec<String> = Vec::new();
         let mut additional_properties = true;
+        let mut partition = None;
         for (keyword, value) in &top {
             let path = format!("/{keyword}");
             match keyword.as_str() {
                 "$schema" | "$id" => {}
+                "x-weir-partition" => {
+                    partition = Some(
+                        value
+                            .as_array()
+                            .and_then(|a| a.iter().map(|v| v.as_str().filter(|s| !s.trim().is_empty()).map(String::from)).collect())
+                            .ok_or_else(|| {
+                                err(&path, keyword, "expected an array of partition fields such as \"day(event_time)\"".into())
+                            })?,
+                    )
+                }
                 k if is_annotation(k) => {}
                 "type" if value == "object" => {}
                 "type" => return Err(err(&path, keyword, "a contract's top-level type must be \"object\"".into())),
@@ -181,7 +197,7 @@ impl Contract {
                 .map(|f| Field::new(&f.name, f.kind.arrow_type(), true))
                 .collect::<Vec<_>>(),
         ));
-        Ok(Self { name: title, fields, additional_properties, schema })
+        Ok(Self { name: title, fields, additional_properties, partition, schema })
     }
 
     /// The Arrow schema of decoded records: one nullable column per field, in contract order.

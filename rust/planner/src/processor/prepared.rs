@@ -30,7 +30,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{collect, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use datafusion::prelude::SessionContext;
 
-use crate::pipeline::{session_state, EVENTS_TABLE};
+use crate::processor::session::{session_state, EVENTS_TABLE};
 
 /// Input schemas a prepared query keeps plans for (the contract's; tables from Python may
 /// bring others).
