@@ -7,6 +7,109 @@ import pyarrow as pa
 
 __version__: str
 SUPPORTED_FORMATS: list[str]
+EXCEPTION_CLASSES: list[str]
+JOB_STATES: list[str]
+FINAL_JOB_STATES: list[str]
+
+def dataset_tables(dataset: str) -> list[str]: ...
+def dataset_of(table: str) -> str | None: ...
+
+class CommitInfo:
+    table: str
+    snapshot_id: int | None
+    data_files: list[str]
+    record_count: int
+    bytes: int
+    attempts: int
+
+class RecordReceipt:
+    shard_id: str
+    sequence_number: str
+    events: int
+    bytes: int
+
+class Publication:
+    job_id: str
+    dataset: str
+    stream: str
+    events: int
+    input_bytes: int
+    record_bytes: int
+    records: list[RecordReceipt]
+
+class Job:
+    job_id: str
+    dataset: str
+    status: str
+    received: int
+    records: int | None
+    valid: int | None
+    rejected: int | None
+    snapshot_ids: list[int]
+    error: str | None
+    created_at_ms: int
+    updated_at_ms: int
+    final: bool
+
+class BatchMetrics:
+    batch_id: str
+    consumer_id: str
+    dataset: str
+    status: str
+    started_at_ms: int
+    shards: list[str]
+    source_records: int
+    events: int
+    valid: int
+    rejected: int
+    dead_lettered: int
+    bytes: int
+    attempts: int
+    read_ms: float
+    process_ms: float
+    commit_ms: float
+    batch_ms: float
+    lag_ms: int
+    snapshot_id: int | None
+    error: str | None
+
+_Source = tuple[str, str | int | float | bool, str]
+
+class LakeConfig:
+    CATALOG_NAME: str
+    def __init__(self, sources: list[_Source]) -> None: ...
+    @staticmethod
+    def from_properties(properties: dict[str, str]) -> LakeConfig: ...
+    metastore: str
+    warehouse: str
+    s3: dict[str, Any]
+    write: dict[str, int]
+    commit_attempts: int
+    source: str
+    is_s3: bool
+    is_postgres: bool
+    def properties(self) -> dict[str, str]: ...
+    def sqlite_path(self) -> str | None: ...
+    def sqlalchemy_url(self) -> str: ...
+    def pyiceberg_properties(self) -> dict[str, str]: ...
+
+class KinesisConfig:
+    def __init__(self, sources: list[_Source] = ...) -> None: ...
+    @staticmethod
+    def from_properties(properties: dict[str, str]) -> KinesisConfig: ...
+    endpoint: str | None
+    region: str
+    access_key_id: str | None
+    secret_access_key: str | None
+    session_token: str | None
+    stream_prefix: str
+    shards: int
+    source: str
+    is_aws: bool
+    def is_local(self) -> bool: ...
+    def local_port(self) -> int: ...
+    def properties(self) -> dict[str, str]: ...
+    def stream_name(self, dataset: str) -> str: ...
 
 class ArrowTable:
     """Record batches exported through the Arrow PyCapsule interface; wrap with pa.table()."""
@@ -56,9 +159,16 @@ class Lake:
     def __init__(self, properties: dict[str, str]) -> None: ...
     def ensure_dataset(self, processor: Processor) -> list[str]: ...
     def table_names(self) -> list[str]: ...
-    def append(
-        self, table: str, data: Any, properties: dict[str, str] | None = None
-    ) -> dict[str, Any]: ...
+    def write(
+        self,
+        table: str,
+        data: Any,
+        mode: str = "append",
+        properties: dict[str, str] | None = None,
+    ) -> CommitInfo: ...
+    def create_table(
+        self, table: str, data: Any, partition: list[str] = ..., exist_ok: bool = False
+    ) -> list[str]: ...
     def metadata_location(self, table: str) -> str: ...
     def partition_spec(self, table: str) -> list[tuple[str, str, str]]: ...
     def snapshots(self, table: str) -> ArrowTable: ...
@@ -87,7 +197,7 @@ class Producer:
     ) -> None: ...
     def publish(
         self, dataset: str, data: bytes, format: str = "ndjson", job_id: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> Publication: ...
     def ensure_stream(self, dataset: str) -> str: ...
     def list_streams(self) -> list[str]: ...
 
@@ -116,9 +226,9 @@ class Consumer:
     def balance(self) -> list[str]: ...
     def release(self) -> None: ...
     def shard_ids(self) -> list[str]: ...
-    def run_batch(self) -> dict[str, Any] | None: ...
+    def run_batch(self) -> BatchMetrics | None: ...
 
 class OpsTables:
     def __init__(self, lake: Lake) -> None: ...
-    def job(self, job_id: str) -> dict[str, Any] | None: ...
-    def batches(self, dataset: str | None = None, since_ms: int = 0) -> list[dict[str, Any]]: ...
+    def job(self, job_id: str) -> Job | None: ...
+    def batches(self, dataset: str | None = None, since_ms: int = 0) -> list[BatchMetrics]: ...

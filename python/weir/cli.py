@@ -179,7 +179,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     lake = Table(title="Lake")
     for column in ("table", "rows", "snapshots"):
         lake.add_column(column, justify="right" if column != "table" else "left")
-    for name in weir.lake.dataset_tables("shop_events")[:2]:
+    valid_table, rejected_table, _ = weir.lake.dataset_tables("shop_events")
+    for name in (valid_table, rejected_table):
         rows = ctx.sql(f"select count(*) as n from lake.{name}").to_pydict()["n"][0]
         lake.add_row(name, f"{rows:,}", f"{weir.lake.snapshots(name).num_rows:,}")
     console.print(lake)
@@ -190,7 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(f"SQL over the lake through weir.connect():\n  {query}")
     ctx.sql(query).show()
     quarantined = ctx.sql(
-        "select job_id, record_index, violations from lake.raw.shop_events_rejected limit 1"
+        f"select job_id, record_index, violations from lake.{rejected_table} limit 1"
     ).to_pylist()
     if quarantined:
         first = quarantined[0]

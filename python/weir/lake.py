@@ -34,7 +34,7 @@ from weir.processor import ensure_logging, processor
 from weir.udfs import register_udfs
 
 #: The catalog name of Weir's tables in the metastore (pyiceberg's SqlCatalog name).
-CATALOG_NAME = "weir"
+CATALOG_NAME: str = _native.LakeConfig.CATALOG_NAME
 
 #: What one append or overwrite committed: ``table``, ``snapshot_id`` (``None`` for an append
 #: of no rows), ``data_files``, ``record_count``, ``bytes`` and ``attempts`` (more than 1 when

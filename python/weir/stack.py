@@ -321,12 +321,13 @@ class LocalKinesis:
         data_dir: str | os.PathLike[str],
         log_path: str | os.PathLike[str],
         *,
-        region: str = "us-east-1",
+        region: str | None = None,
     ) -> None:
         self.port = port
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
-        self.region = region
+        #: The region clients sign for (default: Weir's default Kinesis region).
+        self.region = region or KinesisSettings().region
         self._process: subprocess.Popen | None = None
 
     @property
@@ -427,7 +428,7 @@ def stack_dir() -> Path:
 
 
 def _local_kinesis(settings: KinesisSettings) -> LocalKinesis:
-    port = settings.local_port() if settings.endpoint else 4567
+    port = (settings if settings.endpoint else KinesisSettings()).local_port()
     return LocalKinesis(
         port, state_dir() / "kinesis", stack_dir() / "kinesis.log", region=settings.region
     )

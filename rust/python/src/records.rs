@@ -1,30 +1,50 @@
 //! Result records of the streaming layer as frozen Python classes (`weir.stream.Job`,
 //! `weir.stream.Publication`, `weir.stream.RecordReceipt`, `weir.stream.BatchMetrics`). Each mirrors its
-//! `weir_planner::stream` struct field for field; the conversions destructure the Rust struct
-//! whole, so a field added there does not compile until it is exposed here.
+//! `weir_planner::stream` struct field for field ([`mirror!`] writes the class and a
+//! conversion that destructures the Rust struct whole, so a field added there does not
+//! compile until it is exposed here).
 
 use pyo3::prelude::*;
 use weir_planner::stream::{self, metastore::status};
 
-/// One row of the jobs table (`weir_jobs`).
-#[pyclass(module = "weir._native", frozen, get_all, eq)]
-#[derive(Debug, Clone, PartialEq)]
-pub struct Job {
-    job_id: String,
-    dataset: String,
-    /// One of `weir.stream.JOB_STATES`.
-    status: String,
-    /// Events the API accepted.
-    received: i64,
-    /// Kinesis records the job's events travelled in, once consumed.
-    records: Option<i64>,
-    valid: Option<i64>,
-    rejected: Option<i64>,
-    /// Snapshots of `raw.<dataset>` holding the job's rows.
-    snapshot_ids: Vec<i64>,
-    error: Option<String>,
-    created_at_ms: i64,
-    updated_at_ms: i64,
+/// A frozen Python class with the fields of a `weir_planner` struct, and the conversion.
+macro_rules! mirror {
+    ($(#[$meta:meta])* $name:ident from $($source:ident)::+ { $($(#[$field_meta:meta])* $field:ident: $type:ty,)* }) => {
+        $(#[$meta])*
+        #[pyclass(module = "weir._native", frozen, get_all, eq)]
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $($(#[$field_meta])* $field: $type,)*
+        }
+
+        impl From<$($source)::+> for $name {
+            fn from(value: $($source)::+) -> Self {
+                let $($source)::+ { $($field),* } = value;
+                Self { $($field),* }
+            }
+        }
+    };
+}
+
+mirror! {
+    /// One row of the jobs table (`weir_jobs`).
+    Job from stream::Job {
+        job_id: String,
+        dataset: String,
+        /// One of `weir.stream.JOB_STATES`.
+        status: String,
+        /// Events the API accepted.
+        received: i64,
+        /// Kinesis records the job's events travelled in, once consumed.
+        records: Option<i64>,
+        valid: Option<i64>,
+        rejected: Option<i64>,
+        /// Snapshots of `raw.<dataset>` holding the job's rows.
+        snapshot_ids: Vec<i64>,
+        error: Option<String>,
+        created_at_ms: i64,
+        updated_at_ms: i64,
+    }
 }
 
 #[pymethods]
@@ -43,35 +63,16 @@ impl Job {
     }
 }
 
-impl From<stream::Job> for Job {
-    fn from(job: stream::Job) -> Self {
-        let stream::Job {
-            job_id,
-            dataset,
-            status,
-            received,
-            records,
-            valid,
-            rejected,
-            snapshot_ids,
-            error,
-            created_at_ms,
-            updated_at_ms,
-        } = job;
-        Self { job_id, dataset, status, received, records, valid, rejected, snapshot_ids, error, created_at_ms, updated_at_ms }
+mirror! {
+    /// Where Kinesis stored one record of a job.
+    RecordReceipt from stream::RecordReceipt {
+        shard_id: String,
+        sequence_number: String,
+        /// The job's events in the record.
+        events: u32,
+        /// The job's share of the record's bytes.
+        bytes: u64,
     }
-}
-
-/// Where Kinesis stored one record of a job.
-#[pyclass(module = "weir._native", frozen, get_all, eq)]
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordReceipt {
-    shard_id: String,
-    sequence_number: String,
-    /// The job's events in the record.
-    events: u32,
-    /// The job's share of the record's bytes.
-    bytes: u64,
 }
 
 #[pymethods]
@@ -81,13 +82,6 @@ impl RecordReceipt {
             "RecordReceipt(shard_id={:?}, sequence_number={:?}, events={}, bytes={})",
             self.shard_id, self.sequence_number, self.events, self.bytes
         )
-    }
-}
-
-impl From<stream::RecordReceipt> for RecordReceipt {
-    fn from(receipt: stream::RecordReceipt) -> Self {
-        let stream::RecordReceipt { shard_id, sequence_number, events, bytes } = receipt;
-        Self { shard_id, sequence_number, events, bytes }
     }
 }
 
@@ -135,31 +129,31 @@ impl From<stream::Publication> for Publication {
     }
 }
 
-/// Metrics of one consumer batch (a row of `weir_consumer_batches`).
-#[pyclass(module = "weir._native", frozen, get_all, eq)]
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatchMetrics {
-    batch_id: String,
-    consumer_id: String,
-    dataset: String,
-    /// `committed`, `dead_lettered`, `fenced` (another consumer took a shard) or `failed`.
-    status: String,
-    started_at_ms: i64,
-    shards: Vec<String>,
-    source_records: i64,
-    events: i64,
-    valid: i64,
-    rejected: i64,
-    dead_lettered: i64,
-    bytes: i64,
-    attempts: i64,
-    read_ms: f64,
-    process_ms: f64,
-    commit_ms: f64,
-    batch_ms: f64,
-    lag_ms: i64,
-    snapshot_id: Option<i64>,
-    error: Option<String>,
+mirror! {
+    /// Metrics of one consumer batch (a row of `weir_consumer_batches`).
+    BatchMetrics from stream::BatchMetrics {
+        batch_id: String,
+        consumer_id: String,
+        dataset: String,
+        /// `committed`, `dead_lettered`, `fenced` (another consumer took a shard) or `failed`.
+        status: String,
+        started_at_ms: i64,
+        shards: Vec<String>,
+        source_records: i64,
+        events: i64,
+        valid: i64,
+        rejected: i64,
+        dead_lettered: i64,
+        bytes: i64,
+        attempts: i64,
+        read_ms: f64,
+        process_ms: f64,
+        commit_ms: f64,
+        batch_ms: f64,
+        lag_ms: i64,
+        snapshot_id: Option<i64>,
+        error: Option<String>,
+    }
 }
 
 #[pymethods]
@@ -169,54 +163,5 @@ impl BatchMetrics {
             "BatchMetrics(batch_id={:?}, dataset={:?}, status={:?}, events={}, valid={}, rejected={}, dead_lettered={}, attempts={}, snapshot_id={:?})",
             self.batch_id, self.dataset, self.status, self.events, self.valid, self.rejected, self.dead_lettered, self.attempts, self.snapshot_id
         )
-    }
-}
-
-impl From<stream::BatchMetrics> for BatchMetrics {
-    fn from(metrics: stream::BatchMetrics) -> Self {
-        let stream::BatchMetrics {
-            batch_id,
-            consumer_id,
-            dataset,
-            status,
-            started_at_ms,
-            shards,
-            source_records,
-            events,
-            valid,
-            rejected,
-            dead_lettered,
-            bytes,
-            attempts,
-            read_ms,
-            process_ms,
-            commit_ms,
-            batch_ms,
-            lag_ms,
-            snapshot_id,
-            error,
-        } = metrics;
-        Self {
-            batch_id,
-            consumer_id,
-            dataset,
-            status,
-            started_at_ms,
-            shards,
-            source_records,
-            events,
-            valid,
-            rejected,
-            dead_lettered,
-            bytes,
-            attempts,
-            read_ms,
-            process_ms,
-            commit_ms,
-            batch_ms,
-            lag_ms,
-            snapshot_id,
-            error,
-        }
     }
 }
