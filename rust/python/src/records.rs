@@ -11,7 +11,7 @@ use weir_planner::stream::{self, metastore::status};
 macro_rules! mirror {
     ($(#[$meta:meta])* $name:ident from $($source:ident)::+ { $($(#[$field_meta:meta])* $field:ident: $type:ty,)* }) => {
         $(#[$meta])*
-        #[pyclass(module = "weir._native", frozen, get_all, eq)]
+        #[pyclass(module = "weir._native", frozen, get_all, eq, skip_from_py_object)]
         #[derive(Debug, Clone, PartialEq)]
         pub struct $name {
             $($(#[$field_meta])* $field: $type,)*
@@ -86,7 +86,7 @@ impl RecordReceipt {
 }
 
 /// A published job: its id, stream, event count and the records that carry it.
-#[pyclass(module = "weir._native", frozen, get_all, eq)]
+#[pyclass(module = "weir._native", frozen, get_all, eq, skip_from_py_object)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Publication {
     job_id: String,
