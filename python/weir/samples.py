@@ -15,10 +15,19 @@ or, from the command line, to write a sample file::
 
     python -m weir.samples 1000 --invalid-fraction 0.05 --format ndjson > events.ndjson
 
-The same ``(n, invalid_fraction, seed)`` always gives the same events on every
+The same ``(n, invalid_fraction, seed, history)`` always gives the same events on every
 platform (only integer and ``random.random()`` draws are used, no libm calls).
 The valid part of the data does not depend on ``invalid_fraction``: broken
 records are made by damaging a deterministic choice of otherwise valid events.
+
+History (``history=True``, the default): between their visits, about a third of the users
+who come back move to another country (some twice) and about a fifth change plan; over the
+events' time span a fifth of the products change price (some twice) and a few change
+category. Events show the attributes valid at their time (prices in the user's currency at
+that time). The changes are drawn from a random stream of their own and applied to the
+generated events before any are damaged, so the events, their ids, times, users, products
+and validity are the same with and without history; only those attribute values differ.
+:func:`shop_history` lists the changes, for tests of slowly changing dimensions.
 
 Valid events follow every rule of the contract. Broken events violate at least
 one rule *in their JSON form*; a few kinds of damage cannot be expressed in CSV
@@ -42,7 +51,9 @@ from typing import Any
 
 __all__ = [
     "SHOP_EVENT_FIELDS",
+    "Change",
     "generate_shop_events",
+    "shop_history",
     "to_csv",
     "to_json_array",
     "to_ndjson",
@@ -209,13 +220,140 @@ class _Users:
             self.users.append((user_id, email, country, plan, currency, rng.choice(offsets)))
 
 
+#: One attribute change: ``(kind, key, at, attribute, value)``, e.g.
+#: ``("user", "u_100013", datetime(...), "user_country", "DE")`` or
+#: ``("product", "p_10007", datetime(...), "unit_price_usd", 19.99)``.
+Change = tuple[str, str, datetime, str, Any]
+
+_User = tuple[str, str, str, str, str, int]
+_Product = tuple[str, str, str, float]
+
+
+class _History:
+    """Attribute changes drawn from their own RNG: a user's between two of their visits
+    (``visits``: each user's sessions as (first, last) event times), a product's anywhere in
+    ``[start, end]``. ``user(k, at)`` / ``product(k, at)`` give the attributes valid then."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        users: _Users,
+        catalogue: _Catalogue,
+        visits: dict[int, list[tuple[datetime, datetime]]],
+        start: datetime,
+        end: datetime,
+    ) -> None:
+        self.users = users
+        self.catalogue = catalogue
+        self.user_changes: dict[int, list[tuple[datetime, _User]]] = {}
+        self.product_changes: dict[int, list[tuple[datetime, _Product]]] = {}
+
+        def between(earlier: datetime, later: datetime) -> datetime:
+            seconds = max(1, int((later - earlier).total_seconds()))
+            return earlier + timedelta(seconds=1 + rng.randrange(seconds))
+
+        for k in sorted(visits):
+            gaps = [(a[1], b[0]) for a, b in zip(visits[k], visits[k][1:], strict=False)]
+            if not gaps:
+                continue
+            roll = rng.random()
+            moves = min(len(gaps), 2 if roll < 0.15 else 1 if roll < 0.35 else 0)
+            plan_change = 1 if rng.random() < 0.2 else 0
+            kinds = ["country"] * moves + ["plan"] * plan_change
+            chosen = sorted(rng.sample(range(len(gaps)), min(len(kinds), len(gaps))))
+            changes: list[tuple[datetime, _User]] = []
+            current = users.users[k]
+            for gap, kind in zip(chosen, kinds, strict=False):
+                user_id, email, country, plan, currency, offset = current
+                if kind == "country":
+                    others = [c for c in _COUNTRIES if c[0] != country]
+                    country, currency, _ = others[rng.randrange(len(others))]
+                else:
+                    plan = rng.choice([p for p in _PLANS if p != plan])
+                current = (user_id, email, country, plan, currency, offset)
+                changes.append((between(*gaps[gap]), current))
+            if changes:
+                self.user_changes[k] = changes
+        for k, product in enumerate(catalogue.products):
+            roll = rng.random()
+            reprices = 2 if roll < 0.07 else 1 if roll < 0.20 else 0
+            kinds = ["price"] * reprices + ["category"] * (1 if rng.random() < 0.05 else 0)
+            moments = sorted(between(start, end) for _ in kinds)
+            changes_p: list[tuple[datetime, _Product]] = []
+            current_p = product
+            for at, kind in zip(moments, kinds, strict=True):
+                product_id, name, category, price_usd = current_p
+                if kind == "price":
+                    # Within every currency's contract range (600 USD is 89,400 JPY).
+                    factor = 0.7 + 0.6 * rng.random()
+                    price_usd = min(600.0, max(0.01, round(price_usd * factor, 2)))
+                else:
+                    others_c = [c[0] for c in _CATEGORIES if c[0] != category]
+                    category = others_c[rng.randrange(len(others_c))]
+                current_p = (product_id, name, category, price_usd)
+                changes_p.append((at, current_p))
+            if changes_p:
+                self.product_changes[k] = changes_p
+
+    @staticmethod
+    def _at(base: Any, changes: list[tuple[datetime, Any]] | None, at: datetime) -> Any:
+        value = base
+        for moment, changed in changes or ():
+            if moment > at:
+                break
+            value = changed
+        return value
+
+    def user(self, k: int, at: datetime) -> _User:
+        return self._at(self.users.users[k], self.user_changes.get(k), at)
+
+    def product(self, k: int, at: datetime) -> _Product:
+        return self._at(self.catalogue.products[k], self.product_changes.get(k), at)
+
+    def apply(self, event: dict[str, Any], user: int, product: int, at: datetime) -> None:
+        """Sets the attributes of a generated (valid) event to those valid at ``at``."""
+        _, _, country, plan, currency, _ = self.user(user, at)
+        _, _, category, price_usd = self.product(product, at)
+        if "user_country" in event:
+            event["user_country"] = country
+        event["user_plan"] = plan
+        if event.get("product_category") is not None:
+            event["product_category"] = category
+        if event.get("unit_price") is not None:
+            price = price_usd * _FX[currency]
+            event["unit_price"] = float(round(price)) if currency == "JPY" else round(price, 2)
+            event["currency"] = currency
+
+    def changes(self) -> list[Change]:
+        """Every change, oldest first."""
+        out: list[Change] = []
+        for kind, bases, all_changes, fields in (
+            ("user", self.users.users, self.user_changes, ("user_country", "user_plan")),
+            (
+                "product",
+                self.catalogue.products,
+                self.product_changes,
+                ("product_category", "unit_price_usd"),
+            ),
+        ):
+            for k, changes in all_changes.items():
+                before = bases[k]
+                for at, after in changes:
+                    for name, old, new in zip(fields, before[2:4], after[2:4], strict=True):
+                        if old != new:
+                            out.append((kind, after[0], at, name, new))
+                    before = after
+        return sorted(out, key=lambda c: (c[2], c[0], c[1], c[3]))
+
+
 def _valid_event(
     rng: random.Random,
     now: datetime,
     user: tuple[str, str, str, str, str, int],
     session_id: str,
     catalogue: _Catalogue,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], int]:
+    """A valid event and the index of the product it names (drawn whether or not it does)."""
     user_id, email, country, plan, currency, offset = user
     event_type = rng.choices(_EVENT_TYPES, _EVENT_TYPE_WEIGHTS)[0]
 
@@ -248,9 +386,8 @@ def _valid_event(
     event["user_plan"] = plan
     event["session_id"] = session_id
 
-    product_id, name, category, price_usd = catalogue.products[
-        rng.randrange(len(catalogue.products))
-    ]
+    product_index = rng.randrange(len(catalogue.products))
+    product_id, name, category, price_usd = catalogue.products[product_index]
     if event_type != "page_view" or rng.random() < 0.45:
         event["product_id"] = product_id
         event["product_name"] = name
@@ -286,7 +423,7 @@ def _valid_event(
         }
     elif roll < 0.63:
         event["properties"] = {}
-    return event
+    return event, product_index
 
 
 # --- damage ------------------------------------------------------------------------------------
@@ -451,37 +588,65 @@ def _damage(event: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 # --- public API --------------------------------------------------------------------------------
 
 
+def _generate(
+    n: int, seed: int
+) -> tuple[list[dict[str, Any]], _History, list[tuple[int, int, datetime]]]:
+    """The valid events (without history), the history, and each event's (user index,
+    product index, time)."""
+    rng = random.Random(seed)
+    catalogue = _Catalogue(random.Random(seed * 1_000_003 + 17))
+    users = _Users(random.Random(seed * 1_000_003 + 29), max(20, n // 8))
+
+    events: list[dict[str, Any]] = []
+    trace: list[tuple[int, int, datetime]] = []  # user, product, time of each event
+    visits: dict[int, list[tuple[datetime, datetime]]] = {}
+    start = now = _BASE_TIME + timedelta(seconds=rng.randint(0, 86_400))
+    user = 0
+    session_id = ""
+    for _ in range(n):
+        if not session_id or rng.random() < 0.25:
+            user = rng.randrange(len(users.users))
+            session_id = "s_" + _hex(rng, 16)
+            now += timedelta(seconds=rng.randint(0, 40))
+            visits.setdefault(user, []).append((now, now))
+        else:
+            now += timedelta(seconds=rng.randint(1, 20), microseconds=rng.randint(0, 999_999))
+            visits[user][-1] = (visits[user][-1][0], now)
+        event, product = _valid_event(rng, now, users.users[user], session_id, catalogue)
+        events.append(event)
+        trace.append((user, product, now))
+    history = _History(random.Random(seed * 1_000_003 + 53), users, catalogue, visits, start, now)
+    return events, history, trace
+
+
+def shop_history(n: int, *, seed: int = 0) -> list[Change]:
+    """The attribute changes in ``generate_shop_events(n, seed=seed)``, oldest first: who
+    moved country or changed plan when, which product changed price (in USD) or category
+    when. An event shows the attributes valid at its ``event_time``."""
+    return _generate(n, seed)[1].changes()
+
+
 def generate_shop_events(
-    n: int, *, invalid_fraction: float = 0.0, seed: int = 0
+    n: int, *, invalid_fraction: float = 0.0, seed: int = 0, history: bool = True
 ) -> list[dict[str, Any]]:
     """Generate ``n`` realistic ``shop_events`` records, deterministically.
 
     ``round(n * invalid_fraction)`` of them (chosen deterministically) are broken
     in varied ways: bad enum, bad uuid, negative price, missing required field,
     unknown field, product event without product fields, wrong JSON type, bad
-    format/pattern, too long, and several faults in one record.
+    format/pattern, too long, and several faults in one record. With ``history`` users move
+    country and change plan between visits and products change price and category over
+    time (see the module doc and :func:`shop_history`).
     """
     if n < 0:
         raise ValueError("n must be >= 0")
     if not 0.0 <= invalid_fraction <= 1.0:
         raise ValueError("invalid_fraction must be between 0 and 1")
 
-    rng = random.Random(seed)
-    catalogue = _Catalogue(random.Random(seed * 1_000_003 + 17))
-    users = _Users(random.Random(seed * 1_000_003 + 29), max(20, n // 8))
-
-    events: list[dict[str, Any]] = []
-    now = _BASE_TIME + timedelta(seconds=rng.randint(0, 86_400))
-    user = users.users[0]
-    session_id = ""
-    for _ in range(n):
-        if not session_id or rng.random() < 0.25:
-            user = users.users[rng.randrange(len(users.users))]
-            session_id = "s_" + _hex(rng, 16)
-            now += timedelta(seconds=rng.randint(0, 40))
-        else:
-            now += timedelta(seconds=rng.randint(1, 20), microseconds=rng.randint(0, 999_999))
-        events.append(_valid_event(rng, now, user, session_id, catalogue))
+    events, changes, trace = _generate(n, seed)
+    if history:
+        for event, (user, product, at) in zip(events, trace, strict=True):
+            changes.apply(event, user, product, at)
 
     n_invalid = round(n * invalid_fraction)
     if n_invalid:
