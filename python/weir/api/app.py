@@ -206,8 +206,20 @@ JOB_SCHEMA: dict[str, Any] = _object(
 
 
 def _contract_schema(dataset: str) -> dict[str, Any]:
+    """The contract as the OpenAPI body schema: Weir's own keywords left out, and null
+    allowed for optional fields (the processor treats an explicit null as an absent field)."""
     schema = json.loads(project.contract_path(dataset).read_text())
-    return {k: v for k, v in schema.items() if not k.startswith(("$", "x-"))}
+    schema = {k: v for k, v in schema.items() if not k.startswith(("$", "x-"))}
+    required = set(schema.get("required", ()))
+    properties = {}
+    for name, field in schema.get("properties", {}).items():
+        field = dict(field)
+        if name not in required and isinstance(field.get("type"), str):
+            field["type"] = [field["type"], "null"]
+            if "enum" in field:
+                field["enum"] = [*field["enum"], None]
+        properties[name] = field
+    return {**schema, "properties": properties}
 
 
 def _request_body(dataset: str) -> dict[str, Any]:
