@@ -8,6 +8,7 @@
     weir consume [--dataset shop_events] [--commit-interval 1.0] [--on-failure dead_letter]
     weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
     weir api-key create
+    weir transform [--full-refresh] [--select MODEL ...]
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` starts the
 local stack (Kinesis-API server, consumer, ingest API), posts generated shop events (some
@@ -17,7 +18,8 @@ compacts small files and expires old snapshots. ``up``, ``status`` and ``down`` 
 and stop the local stack (``weir.stack``: Kinesis-API server, consumer, API). ``consume``
 runs the Kinesis consumers (one per dataset, sharing shards with other ``weir consume``
 processes) until SIGINT or SIGTERM; ``serve`` runs the ingest API (``weir.api``);
-``api-key create`` prints a new API key once and stores its hash.
+``api-key create`` prints a new API key once and stores its hash; ``transform`` runs
+``dbt build`` of the dbt project on the lake (``weir.modeling``) and prints a summary.
 """
 
 from __future__ import annotations
@@ -340,6 +342,30 @@ def cmd_api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transform(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from weir import modeling
+
+    console = Console(stderr=True)
+    with console.status("dbt build"):
+        result = modeling.build(select=args.select, full_refresh=args.full_refresh)
+    table = Table(title="dbt build")
+    for column in ("models", "tests passed", "tests failed", "seconds"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(result.models),
+        str(result.tests_passed),
+        str(result.tests_failed),
+        f"{result.seconds:.1f}",
+    )
+    console.print(table)
+    for failure in result.failures:
+        console.print(failure, style="red", soft_wrap=True, markup=False, highlight=False)
+    return 0 if result.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="weir", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -420,6 +446,15 @@ def main(argv: list[str] | None = None) -> int:
     api_key = commands.add_parser("api-key", help="manage API keys of the ingest API")
     api_key.add_argument("action", choices=["create"], help="create: print a new key once")
     api_key.set_defaults(run=cmd_api_key)
+
+    transform = commands.add_parser(
+        "transform", help="build the dbt models on the lake and run their tests (dbt build)"
+    )
+    transform.add_argument("--select", nargs="+", help="dbt node selection, e.g. staging+")
+    transform.add_argument(
+        "--full-refresh", action="store_true", help="rebuild incremental models from scratch"
+    )
+    transform.set_defaults(run=cmd_transform)
 
     args = parser.parse_args(argv)
     try:

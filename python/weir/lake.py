@@ -274,10 +274,18 @@ def duckdb_connection(settings: LakeSettings | None = None) -> Any:
     duckdb-ext-iceberg wheel) and S3 credentials set for S3 warehouses:
     ``con.sql(f"select * from iceberg_scan('{weir.lake.metadata_location(t)}')")``."""
     import duckdb
+
+    con = duckdb.connect()
+    configure_duckdb(con, settings)
+    return con
+
+
+def configure_duckdb(con: Any, settings: LakeSettings | None = None) -> None:
+    """Loads DuckDB's Iceberg extension into ``con`` offline (from the duckdb-ext-* wheels)
+    and sets the S3 credentials of an S3 warehouse, so ``iceberg_scan`` reads the lake."""
     import duckdb_ext
 
     settings = settings or lake_settings()
-    con = duckdb.connect()
     folder = str(duckdb_ext.__path__[0]) + "/extensions"
     con.execute(f"SET extension_directory = '{folder}'")
     con.execute("SET autoinstall_known_extensions = false")
@@ -300,7 +308,36 @@ def duckdb_connection(settings: LakeSettings | None = None) -> Any:
             f"{k} {v}" if k in ("TYPE", "USE_SSL") else f"{k} '{v}'" for k, v in options.items()
         )
         con.execute(f"CREATE OR REPLACE SECRET weir_s3 ({body})")
-    return con
+
+
+def register_duckdb_views(
+    con: Any,
+    namespaces: tuple[str, ...] = ("raw",),
+    *,
+    prefix: str = "lake_",
+    settings: LakeSettings | None = None,
+) -> dict[str, int | None]:
+    """Creates, in DuckDB connection ``con`` (configured with :func:`configure_duckdb`), one
+    view per lake table of ``namespaces`` at its current snapshot: ``lake_raw.shop_events``
+    reads ``raw.shop_events`` through ``iceberg_scan``. Returns each table's newest snapshot
+    id, read just after the view's metadata file (``None`` for a table with no snapshot)."""
+    settings = settings or lake_settings()
+    lake = open_lake(settings)
+    pinned: dict[str, int | None] = {}
+    for table in lake.table_names():
+        namespace, _, name = table.partition(".")
+        if namespace not in namespaces:
+            continue
+        schema = f"{prefix}{namespace}"
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        location = lake.metadata_location(table).replace("'", "''")
+        con.execute(
+            f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS '
+            f"SELECT * FROM iceberg_scan('{location}')"
+        )
+        ids = pa.table(lake.snapshots(table)).column("snapshot_id").to_pylist()
+        pinned[table] = ids[-1] if ids else None
+    return pinned
 
 
 def maintain(
