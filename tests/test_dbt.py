@@ -1,8 +1,10 @@
 """The dbt project (``dbt/``) on real Iceberg tables written by Weir: ``weir transform`` runs
 ``dbt build`` in its own process, which reads the lake through the ``weir.dbt`` plugin (views
 at the current snapshots, resolved from the metastore), builds the staging models and passes
-their data tests. Replayed events count once; every violation of a rejected record is a row;
-a failing data test makes ``weir transform`` exit 1 naming it."""
+their data tests, and the marts so far: ``dim_users`` (SCD type 2), ``dim_date``,
+``fct_events`` keyed point in time. Replayed events count once; every violation of a
+rejected record is a row; a user who moved twice has three versions; a failing data test
+makes ``weir transform`` exit 1 naming it (last: it adds a bad row to the lake)."""
 
 from __future__ import annotations
 
@@ -63,6 +65,52 @@ def test_dbt_build_passes_on_the_lake(built: tuple[Path, dict[str, int]]) -> Non
     log = (state / "dbt" / "target" / "run_results.json").read_text()
     statuses = [r["status"] for r in json.loads(log)["results"]]
     assert statuses and set(statuses) <= {"success", "pass"}, statuses
+
+
+def test_a_user_who_moved_twice_has_three_versions_and_facts_point_in_time(
+    built: tuple[Path, dict[str, int]],
+) -> None:
+    """Users whose only changes were two moves (``weir.samples.shop_history``) have three
+    versions in ``dim_users``, in the order they moved, with contiguous windows; each of their
+    events in ``fct_events`` points at the version valid at its time, whose country is the
+    one the event shows."""
+    state, _ = built
+    changes: dict[str, list[tuple[str, object]]] = {}
+    for kind, key, _, name, value in samples.shop_history(2_000, seed=3):
+        if kind == "user":
+            changes.setdefault(key, []).append((name, value))
+    movers = {
+        key: [value for _, value in named]
+        for key, named in changes.items()
+        if [name for name, _ in named] == ["user_country", "user_country"]
+    }
+    con = duckdb.connect(str(state / "dbt" / "weir.duckdb"), read_only=True)
+    checked = 0
+    for user, moved_to in movers.items():
+        versions = con.execute(
+            "select user_version_key, user_country, valid_from, valid_to, is_current "
+            "from marts.dim_users where user_id = ? order by valid_from",
+            [user],
+        ).fetchall()
+        if len(versions) != 3:  # the user was not seen between the moves
+            assert len(versions) < 3, (user, versions)
+            continue
+        assert [v[1] for v in versions[1:]] == moved_to, (user, versions)
+        assert versions[0][3] == versions[1][2] and versions[1][3] == versions[2][2]
+        assert [v[4] for v in versions] == [False, False, True] and versions[2][3] is None
+        facts = con.execute(
+            "select f.event_time, f.user_version_key, s.user_country "
+            "from marts.fct_events f join staging.stg_weir__shop_events s using (event_id) "
+            "where s.user_id = ?",
+            [user],
+        ).fetchall()
+        by_key = {v[0]: v for v in versions}
+        for event_time, key, country in facts:
+            version = by_key[key]
+            assert version[2] <= event_time and (version[3] is None or event_time < version[3])
+            assert country is None or country == version[1]
+        checked += 1
+    assert checked >= 2, movers
 
 
 def test_a_failing_data_test_fails_the_build(built: tuple[Path, dict[str, int]]) -> None:

@@ -1,0 +1,14 @@
+-- Users as a slowly changing dimension (type 2): one row per version, valid from its first
+-- event until the next version starts (valid_to null for the current version).
+select
+    {{ surrogate_key(['user_id', 'version']) }} as user_version_key,
+    {{ surrogate_key(['user_id']) }} as user_key,
+    user_id,
+    version,
+    user_country,
+    user_plan,
+    user_email,
+    valid_from,
+    lead(valid_from) over (partition by user_id order by valid_from) as valid_to,
+    lead(valid_from) over (partition by user_id order by valid_from) is null as is_current
+from {{ ref('int_user_versions') }}

@@ -1,0 +1,20 @@
+-- One row per event, keyed to the user version valid at the event's time (point in time)
+-- and to its day.
+select
+    e.event_id,
+    e.event_type,
+    e.event_time,
+    cast(strftime(e.event_date, '%Y%m%d') as integer) as date_key,
+    u.user_version_key,
+    e.user_key,
+    e.session_id,
+    e.product_key,
+    e.quantity,
+    e.unit_price,
+    e.currency,
+    e.amount
+from {{ ref('stg_weir__shop_events') }} as e
+left join {{ ref('dim_users') }} as u
+    on u.user_id = e.user_id
+    and e.event_time >= u.valid_from
+    and (u.valid_to is null or e.event_time < u.valid_to)
