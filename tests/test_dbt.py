@@ -113,6 +113,56 @@ def test_a_user_who_moved_twice_has_three_versions_and_facts_point_in_time(
     assert checked >= 2, movers
 
 
+def test_products_and_order_lines_point_in_time(built: tuple[Path, dict[str, int]]) -> None:
+    """Every event naming a product points at the product version valid at its time, which
+    shows the event's category (and, for USD events, its price); products whose category
+    changed have a version per category; order lines are the purchases and refunds, refunds
+    negative, with revenue in USD through the exchange rates."""
+    state, _ = built
+    con = duckdb.connect(str(state / "dbt" / "weir.duckdb"), read_only=True)
+    mismatched = con.sql(
+        """
+        select f.event_id
+        from marts.fct_events f
+        join staging.stg_weir__shop_events s using (event_id)
+        join marts.dim_products p using (product_version_key)
+        where s.event_time < p.valid_from or s.event_time >= p.valid_to
+           or p.product_category is distinct from s.product_category
+           or (s.currency = 'USD' and p.list_price_usd <> s.unit_price)
+        """
+    ).fetchall()
+    assert mismatched == []
+    named = con.sql(
+        "select count(*) filter (where product_id is not null), "
+        "count(*) filter (where product_version_key is not null) "
+        "from marts.fct_events join staging.stg_weir__shop_events using (event_id)"
+    ).fetchone()
+    assert named[0] == named[1] > 0
+    recategorised = {
+        key
+        for kind, key, _, name, _ in samples.shop_history(2_000, seed=3)
+        if kind == "product" and name == "product_category"
+    }
+    categories = dict(
+        con.sql(
+            "select product_id, count(distinct product_category) from marts.dim_products group by 1"
+        ).fetchall()
+    )
+    assert any(categories.get(p, 0) == 2 for p in recategorised), recategorised
+    lines = con.sql(
+        """
+        select count(*), count(*) filter (where o.event_type = 'refund' and o.revenue >= 0),
+               sum(abs(o.revenue_usd * r.units_per_usd - o.revenue) > 0.02 * r.units_per_usd)
+        from marts.fct_order_lines o join reference.exchange_rates r using (currency)
+        """
+    ).fetchone()
+    purchases = con.sql(
+        "select count(*) from staging.stg_weir__shop_events "
+        "where event_type in ('purchase', 'refund')"
+    ).fetchone()
+    assert lines[0] == purchases[0] > 0 and lines[1] == 0 and lines[2] == 0
+
+
 def test_a_failing_data_test_fails_the_build(built: tuple[Path, dict[str, int]]) -> None:
     """The data tests can fail: a stored row whose event type the contract does not know
     (written around the processor) makes `dbt build` exit non-zero naming the test."""
