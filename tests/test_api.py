@@ -416,3 +416,20 @@ def test_the_documented_fastapi_route_answers_like_the_fast_path(tmp_path, monke
         assert bodies[0] == bodies[1] and bodies[0]["status"] == status
         assert all(a.headers["content-type"] == "application/problem+json" for a in answers)
         assert all("x-request-id" in a.headers for a in answers)
+
+
+def test_a_key_made_while_the_api_runs_works_at_once_and_a_deleted_one_stops(
+    api: httpx.Client, tmp_path: Path, good_event: dict
+) -> None:
+    """`weir api-key create` while `weir serve` runs (the README's order: `weir up`, then
+    the key): the new key is accepted on both the ingest and the jobs route without a
+    restart; deleting its line from the key file revokes it; the configured key stays."""
+    new = keys.create_key()  # <state>/api-keys, the state folder the API runs on
+    with_new = {"Authorization": f"Bearer {new}"}
+    assert api.get(f"/v1/jobs/{uuid.uuid4()}", headers=with_new).status_code == 404
+    accepted = api.post("/v1/ingest/shop_events", json=good_event, headers=with_new)
+    assert accepted.status_code == 202, accepted.text
+    (tmp_path / "api-keys").write_text("")
+    assert_problem(api.get(f"/v1/jobs/{uuid.uuid4()}", headers=with_new), 401)
+    assert_problem(api.post("/v1/ingest/shop_events", json=good_event, headers=with_new), 401)
+    assert api.get(f"/v1/jobs/{uuid.uuid4()}").status_code == 404  # the configured key

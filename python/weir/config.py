@@ -385,6 +385,18 @@ def api_keys_file() -> Path:
     return state_dir() / "api-keys"
 
 
+def api_key_file_hashes(path: Path | None = None) -> tuple[str, ...]:
+    """The hashes in the key file of ``weir api-key create`` (none if it does not exist)."""
+    path = path or api_keys_file()
+    if not path.is_file():
+        return ()
+    return tuple(
+        _key_hash(f"{path}:{number}", line)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if line.strip() and not line.startswith("#")
+    )
+
+
 def _key_hash(setting: str, value: str) -> str:
     text = value.strip().lower()
     if not re.fullmatch(r"sha256:[0-9a-f]{64}", text):
@@ -438,11 +450,7 @@ def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
         for h in (values.get("key_hashes") or [])
         if isinstance(h, str)
     ]
-    keys_file = api_keys_file()
-    if keys_file.is_file():
-        for number, line in enumerate(keys_file.read_text().splitlines(), 1):
-            if line.strip() and not line.startswith("#"):
-                hashes.append(_key_hash(f"{keys_file}:{number}", line))
+    hashes.extend(api_key_file_hashes())
     defaults = ApiSettings()
     return ApiSettings(
         key_hashes=tuple(dict.fromkeys(hashes)),

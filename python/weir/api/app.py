@@ -291,7 +291,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     # -- auth ----------------------------------------------------------------------------
     async def api_key(request: Request) -> None:
-        keys.require(request.headers.get("authorization", ""), settings.key_hashes)
+        keys.require(request.headers.get("authorization", ""), endpoint.key_ring.hashes())
 
     protected = [Depends(api_key)]
 

@@ -109,6 +109,7 @@ class IngestEndpoint:
 
     def __init__(self, settings: ApiSettings, datasets: Iterable[str]) -> None:
         self.settings = settings
+        self.key_ring = keys.KeyRing(settings.key_hashes)
         self.datasets = list(datasets)
         #: path → dataset
         self.paths = {f"/v1/ingest/{name}": name for name in self.datasets}
@@ -142,7 +143,7 @@ class IngestEndpoint:
         self, dataset: str, scope: dict[str, Any], receive: Receive
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         headers: Headers = scope["headers"]
-        keys.require(_header(headers, b"authorization"), self.settings.key_hashes)
+        keys.require(_header(headers, b"authorization"), self.key_ring.hashes())
         mode = "strict"
         query = scope.get("query_string", b"").decode("latin-1")
         for name, value in parse_qsl(query, keep_blank_values=True):  # `mode=` is no mode

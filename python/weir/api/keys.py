@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
+import threading
+from pathlib import Path
 
 from weir.api.problems import ProblemError
-from weir.config import api_keys_file
+from weir.config import api_key_file_hashes, api_keys_file
 
 PREFIX = "weir_"
 
@@ -36,6 +39,37 @@ def create_key() -> str:
         f.write(key_hash(key) + "\n")
     path.chmod(0o600)
     return key
+
+
+class KeyRing:
+    """The key hashes a running API accepts: the configured ones (``weir.toml``,
+    ``WEIR_API_KEY_HASHES``) plus those in the key file, which is read again whenever it
+    changes, so a key made by ``weir api-key create`` works at once and one deleted from the
+    file stops working, without a restart."""
+
+    def __init__(self, hashes: tuple[str, ...], path: Path | None = None) -> None:
+        self.path = path or api_keys_file()
+        self._lock = threading.Lock()
+        self._stamp = self._file_stamp()
+        in_file = set(api_key_file_hashes(self.path)) if self._stamp else set()
+        self.configured = tuple(h for h in hashes if h not in in_file)
+        self._hashes = tuple(dict.fromkeys((*self.configured, *in_file)))
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def hashes(self) -> tuple[str, ...]:
+        stamp = self._file_stamp()
+        if stamp != self._stamp:
+            with self._lock:
+                in_file = api_key_file_hashes(self.path) if stamp else ()
+                self._hashes = tuple(dict.fromkeys((*self.configured, *in_file)))
+                self._stamp = stamp
+        return self._hashes
 
 
 def is_valid(presented: str, hashes: tuple[str, ...]) -> bool:
