@@ -8,7 +8,7 @@
     weir consume [--dataset shop_events] [--commit-interval 1.0] [--on-failure dead_letter]
     weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
     weir api-key create
-    weir transform [--full-refresh] [--select MODEL ...]
+    weir transform [--full-refresh] [--select MODEL ...] [--no-publish]
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` starts the
 local stack (Kinesis-API server, consumer, ingest API), posts generated shop events (some
@@ -19,7 +19,9 @@ and stop the local stack (``weir.stack``: Kinesis-API server, consumer, API). ``
 runs the Kinesis consumers (one per dataset, sharing shards with other ``weir consume``
 processes) until SIGINT or SIGTERM; ``serve`` runs the ingest API (``weir.api``);
 ``api-key create`` prints a new API key once and stores its hash; ``transform`` runs
-``dbt build`` of the dbt project on the lake (``weir.modeling``) and prints a summary.
+``dbt build`` of the dbt project on the lake (incremental unless ``--full-refresh``), then
+publishes the marts as ``marts.<model>`` Iceberg tables (``weir.modeling``) and prints a
+summary: data files read, rows per model, how each mart was published.
 """
 
 from __future__ import annotations
@@ -349,8 +351,10 @@ def cmd_transform(args: argparse.Namespace) -> int:
     from weir import modeling
 
     console = Console(stderr=True)
-    with console.status("dbt build"):
-        result = modeling.build(select=args.select, full_refresh=args.full_refresh)
+    with console.status("dbt build, then publishing the marts"):
+        result = modeling.build(
+            select=args.select, full_refresh=args.full_refresh, publish=not args.no_publish
+        )
     table = Table(title="dbt build")
     for column in ("models", "tests passed", "tests failed", "seconds"):
         table.add_column(column, justify="right")
@@ -361,8 +365,31 @@ def cmd_transform(args: argparse.Namespace) -> int:
         f"{result.seconds:.1f}",
     )
     console.print(table)
+    if result.sources:
+        read = Table(title="lake tables read")
+        for column in ("table", "snapshot", "data files read"):
+            read.add_column(column, justify="left" if column == "table" else "right")
+        for source in result.sources.values():
+            read.add_row(
+                source.table,
+                str(source.snapshot_id if source.snapshot_id is not None else "-"),
+                f"{source.new_files} of {source.files}",
+            )
+        console.print(read)
+    if result.rows:
+        models = Table(title="rows per model")
+        models.add_column("model")
+        models.add_column("rows", justify="right")
+        models.add_column("published", justify="left")
+        for name, rows in result.rows.items():
+            publication = result.published.get(name)
+            shown = f"{publication.mode} ({publication.written} rows)" if publication else ""
+            models.add_row(name, f"{rows:,}", shown)
+        console.print(models)
     for failure in result.failures:
         console.print(failure, style="red", soft_wrap=True, markup=False, highlight=False)
+    if result.failures and not args.no_publish:
+        console.print("nothing was published: the build did not pass", style="red")
     return 0 if result.ok else 1
 
 
@@ -448,11 +475,15 @@ def main(argv: list[str] | None = None) -> int:
     api_key.set_defaults(run=cmd_api_key)
 
     transform = commands.add_parser(
-        "transform", help="build the dbt models on the lake and run their tests (dbt build)"
+        "transform",
+        help="build the dbt models on the lake, run their tests, publish marts.* (dbt build)",
     )
     transform.add_argument("--select", nargs="+", help="dbt node selection, e.g. staging+")
     transform.add_argument(
         "--full-refresh", action="store_true", help="rebuild incremental models from scratch"
+    )
+    transform.add_argument(
+        "--no-publish", action="store_true", help="build and test only; leave marts.* as they are"
     )
     transform.set_defaults(run=cmd_transform)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -310,34 +311,99 @@ def configure_duckdb(con: Any, settings: LakeSettings | None = None) -> None:
         con.execute(f"CREATE OR REPLACE SECRET weir_s3 ({body})")
 
 
+@dataclass(frozen=True)
+class DuckdbView:
+    """What :func:`register_duckdb_views` registered for one table: the snapshot both of its
+    views read, and how many data files the ``_new`` view reads of the snapshot's total."""
+
+    table: str
+    snapshot_id: int | None
+    since_snapshot_id: int | None
+    new_files: int
+    files: int
+
+
+def added_files(
+    table: str,
+    since_snapshot_id: int,
+    *,
+    snapshot_id: int | None = None,
+    settings: LakeSettings | None = None,
+) -> list[str] | None:
+    """The data files live at ``snapshot_id`` (default: the current snapshot) that were not
+    live at ``since_snapshot_id``: what commits since then added (a compaction's rewritten
+    files count as added). ``None`` when ``since_snapshot_id`` is no longer in the table's
+    history (expired), so a caller falls back to reading everything."""
+    lake = open_lake(settings)
+    if since_snapshot_id not in pa.table(lake.snapshots(table)).column("snapshot_id").to_pylist():
+        return None
+    before = set(
+        pa.table(lake.data_files(table, since_snapshot_id)).column("file_path").to_pylist()
+    )
+    now = pa.table(lake.data_files(table, snapshot_id)).column("file_path").to_pylist()
+    return [path for path in now if path not in before]
+
+
 def register_duckdb_views(
     con: Any,
     namespaces: tuple[str, ...] = ("raw",),
     *,
     prefix: str = "lake_",
+    since: dict[str, int] | None = None,
+    pinned: dict[str, int | None] | None = None,
     settings: LakeSettings | None = None,
-) -> dict[str, int | None]:
-    """Creates, in DuckDB connection ``con`` (configured with :func:`configure_duckdb`), one
-    view per lake table of ``namespaces`` at its current snapshot: ``lake_raw.shop_events``
-    reads ``raw.shop_events`` through ``iceberg_scan``. Returns each table's newest snapshot
-    id, read just after the view's metadata file (``None`` for a table with no snapshot)."""
+) -> dict[str, DuckdbView]:
+    """Creates, in DuckDB connection ``con`` (configured with :func:`configure_duckdb`), two
+    views per lake table of ``namespaces``, both at the table's current snapshot (or the one
+    ``pinned`` names): ``lake_raw.shop_events`` reads all of ``raw.shop_events`` through
+    ``iceberg_scan``, and ``lake_raw_new.shop_events`` only the data files added since the
+    snapshot ``since`` gives for the table (all of them without one, or when it expired).
+    Returns what each view reads."""
     settings = settings or lake_settings()
     lake = open_lake(settings)
-    pinned: dict[str, int | None] = {}
+    since = since or {}
+    registered: dict[str, DuckdbView] = {}
     for table in lake.table_names():
         namespace, _, name = table.partition(".")
         if namespace not in namespaces:
             continue
-        schema = f"{prefix}{namespace}"
-        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # The snapshot first, then the metadata file (which holds it and maybe newer ones):
+        # both views read exactly that snapshot, whatever commits land meanwhile.
+        if pinned is not None and table in pinned:
+            snapshot = pinned[table]
+        else:
+            ids = pa.table(lake.snapshots(table)).column("snapshot_id").to_pylist()
+            snapshot = ids[-1] if ids else None
         location = lake.metadata_location(table).replace("'", "''")
-        con.execute(
-            f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS '
-            f"SELECT * FROM iceberg_scan('{location}')"
+        scan = f"iceberg_scan('{location}'" + (
+            f", snapshot_from_id = {snapshot})" if snapshot is not None else ")"
         )
-        ids = pa.table(lake.snapshots(table)).column("snapshot_id").to_pylist()
-        pinned[table] = ids[-1] if ids else None
-    return pinned
+        files = (
+            pa.table(lake.data_files(table, snapshot)).column("file_path").to_pylist()
+            if snapshot is not None
+            else []
+        )
+        added = None
+        if snapshot is not None and table in since:
+            added = added_files(table, since[table], snapshot_id=snapshot, settings=settings)
+        new = files if added is None else added
+        if new and len(new) < len(files):
+            listed = ", ".join("'" + path.replace("'", "''") + "'" for path in new)
+            new_scan = f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+        elif new:
+            new_scan = f"SELECT * FROM {scan}"
+        else:
+            new_scan = f"SELECT * FROM {scan} WHERE false"
+        for schema, body in (
+            (f"{prefix}{namespace}", f"SELECT * FROM {scan}"),
+            (f"{prefix}{namespace}_new", new_scan),
+        ):
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS {body}')
+        registered[table] = DuckdbView(
+            table, snapshot, since.get(table) if added is not None else None, len(new), len(files)
+        )
+    return registered
 
 
 def maintain(

@@ -1,4 +1,5 @@
-"""The dimensional model: ``dbt build`` of the project in ``<home>/dbt`` on the lake.
+"""The dimensional model: ``dbt build`` of the project in ``<home>/dbt`` on the lake, then
+the marts published to Iceberg as ``marts.<model>``.
 
     weir transform [--full-refresh] [--select stg_weir__shop_events+]
 
@@ -6,11 +7,20 @@ or from Python::
 
     result = weir.modeling.build()
     result.ok, result.models, result.tests_passed, result.failures
+    result.sources["raw.shop_events"].new_files   # data files this run read
+    result.published["marts.fct_events"]          # mode, rows, snapshot id
 
 dbt runs in its own process (``dbt build`` with the project's profile) and reads the lake's
 tables through the ``weir.dbt`` plugin; its DuckDB file, ``target/`` and logs live under the
 state folder (``<state>/dbt``), never in the checkout. The summary comes from dbt's
-``run_results.json``.
+``run_results.json`` and the plugin's ``weir_state.lake_reads``.
+
+Publishing (only after a build with no error and no failed test): every mart built in the
+run is written to ``marts.<model>`` through Weir's lake in one snapshot whose summary holds
+the dbt invocation id (``dbt.invocation-id``) and the lake snapshots it was built from
+(``dbt.source-snapshots``, JSON). A fact table with a ``_built_at`` column is appended to
+when the run only added rows since the last publication, and replaced otherwise; other
+marts are replaced. Columns starting with ``_`` are dbt's bookkeeping and not published.
 """
 
 from __future__ import annotations
@@ -23,8 +33,34 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from weir import project
+import duckdb
+
+from weir import lake, project
 from weir.config import state_dir
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """What the run read of one lake table: the snapshot, and ``new_files`` of its ``files``
+    data files (those added since ``since_snapshot_id``; all of them in a full build)."""
+
+    table: str
+    snapshot_id: int | None
+    since_snapshot_id: int | None
+    new_files: int
+    files: int
+
+
+@dataclass(frozen=True)
+class MartPublication:
+    """One mart written to the lake: ``mode`` is ``append``, ``overwrite`` or ``unchanged``
+    (nothing to write); ``rows`` the table's rows after it, ``written`` the rows written."""
+
+    table: str
+    mode: str
+    rows: int
+    written: int
+    snapshot_id: int | None
 
 
 @dataclass(frozen=True)
@@ -39,6 +75,13 @@ class BuildResult:
     #: ``"<status> <node>: <message>"`` for every node that did not succeed or pass.
     failures: list[str] = field(default_factory=list)
     log: str = ""
+    invocation_id: str | None = None
+    #: Rows of every model the run built, as dbt left them in its DuckDB file.
+    rows: dict[str, int] = field(default_factory=dict)
+    #: What the run read of each lake table.
+    sources: dict[str, SourceRead] = field(default_factory=dict)
+    #: ``marts.<model>`` tables written after the build (empty when it failed).
+    published: dict[str, MartPublication] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -67,8 +110,11 @@ def dbt_environment() -> dict[str, str]:
     }
 
 
-def build(*, select: list[str] | None = None, full_refresh: bool = False) -> BuildResult:
-    """Runs ``dbt build`` (models, seeds, data tests, unit tests) and summarises it."""
+def build(
+    *, select: list[str] | None = None, full_refresh: bool = False, publish: bool = True
+) -> BuildResult:
+    """Runs ``dbt build`` (models, seeds, data tests, unit tests), summarises it and, when
+    it passed and ``publish`` is set, publishes the marts it built (:func:`publish`)."""
     work = work_folder()
     work.mkdir(parents=True, exist_ok=True)
     results = work / "target" / "run_results.json"
@@ -83,8 +129,8 @@ def build(*, select: list[str] | None = None, full_refresh: bool = False) -> Bui
     done = subprocess.run(
         command, capture_output=True, text=True, env={**os.environ, **dbt_environment()}
     )
-    seconds = time.perf_counter() - started
-    nodes = json.loads(results.read_text())["results"] if results.is_file() else []
+    report = json.loads(results.read_text()) if results.is_file() else {}
+    nodes = report.get("results", [])
     models = sum(1 for n in nodes if n["unique_id"].startswith(("model.", "seed.")))
     tests = [n for n in nodes if n["unique_id"].startswith(("test.", "unit_test."))]
     failures = [
@@ -94,12 +140,108 @@ def build(*, select: list[str] | None = None, full_refresh: bool = False) -> Bui
     ]
     if done.returncode != 0 and not failures:
         failures.append(f"dbt exited with {done.returncode}: {done.stdout[-2000:]}")
+    invocation = report.get("metadata", {}).get("invocation_id")
+    built = [
+        n["relation_name"]
+        for n in nodes
+        if n["unique_id"].startswith("model.")
+        and n["status"] == "success"
+        and n.get("relation_name")
+    ]
+    rows: dict[str, int] = {}
+    sources: dict[str, SourceRead] = {}
+    published: dict[str, MartPublication] = {}
+    database = work / "weir.duckdb"
+    if database.is_file():
+        with duckdb.connect(str(database), read_only=True) as con:
+            # Timestamps leave DuckDB as Arrow timestamps in UTC (not the session's zone).
+            con.execute("set TimeZone = 'UTC'")
+            for relation in built:
+                name = relation.replace('"', "").split(".", 1)[1]
+                rows[name] = con.sql(f"select count(*) from {relation}").fetchone()[0]
+            if _has_table(con, "weir_state", "lake_reads"):
+                for row in con.sql("select * from weir_state.lake_reads order by 1").fetchall():
+                    sources[row[0]] = SourceRead(*row)
+            if publish and done.returncode == 0 and not failures:
+                marts = [r for r in built if r.replace('"', "").split(".")[1] == "marts"]
+                properties = {
+                    "dbt.invocation-id": invocation or "",
+                    "dbt.source-snapshots": json.dumps(
+                        {t: s.snapshot_id for t, s in sources.items()}, sort_keys=True
+                    ),
+                }
+                for relation in marts:
+                    publication = publish_mart(con, relation, properties)
+                    published[publication.table] = publication
     return BuildResult(
         returncode=done.returncode,
         models=models,
         tests_passed=sum(1 for n in tests if n["status"] == "pass"),
         tests_failed=sum(1 for n in tests if n["status"] != "pass"),
-        seconds=round(seconds, 2),
+        seconds=round(time.perf_counter() - started, 2),
         failures=failures,
         log=done.stdout,
+        invocation_id=invocation,
+        rows=rows,
+        sources=sources,
+        published=published,
     )
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    found = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+#: The summary key of the newest ``_built_at`` a fact table's publication holds.
+BUILT_THROUGH = "dbt.built-through"
+
+
+def publish_mart(
+    con: duckdb.DuckDBPyConnection, relation: str, properties: dict[str, str]
+) -> MartPublication:
+    """Writes dbt's table ``relation`` (``"weir"."marts"."fct_events"``) to the lake as
+    ``marts.fct_events`` in one snapshot (see the module's doc for append or replace)."""
+    schema_name, name = relation.replace('"', "").split(".")[1:]
+    table = f"{schema_name}.{name}"
+    columns = [
+        c
+        for (c,) in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ? order by ordinal_position",
+            [schema_name, name],
+        ).fetchall()
+    ]
+    public = ", ".join(f'"{c}"' for c in columns if not c.startswith("_"))
+    total = con.sql(f"select count(*) from {relation}").fetchone()[0]
+    incremental = "_built_at" in columns
+    props = dict(properties)
+    if incremental:
+        newest = con.sql(f"select max(_built_at) from {relation}").fetchone()[0]
+        props[BUILT_THROUGH] = newest.isoformat() if newest is not None else ""
+    data = con.sql(f"select {public} from {relation} limit 0").arrow()
+    lake.create_table(table, data.schema, exist_ok=True)
+    history = lake.snapshots(table)
+    if incremental and history.num_rows:
+        last = json.loads(history.column("summary")[-1].as_py())
+        published_rows = history.column("total_records")[-1].as_py() or 0
+        through = last.get(BUILT_THROUGH)
+        if through:
+            changed = con.execute(
+                f"select count(*) from {relation} where _built_at > ?::timestamptz", [through]
+            ).fetchone()[0]
+            if changed == 0 and published_rows == total:
+                return MartPublication(table, "unchanged", total, 0, None)
+            if changed == total - published_rows:
+                rows = con.execute(
+                    f"select {public} from {relation} where _built_at > ?::timestamptz",
+                    [through],
+                ).arrow()
+                info = lake.append(table, rows, props)
+                return MartPublication(table, "append", total, changed, info.snapshot_id)
+    rows = con.sql(f"select {public} from {relation}").arrow()
+    info = lake.overwrite(table, rows, props)
+    return MartPublication(table, "overwrite", total, total, info.snapshot_id)

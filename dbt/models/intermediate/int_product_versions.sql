@@ -3,6 +3,9 @@
 -- only, so prices converted to other currencies (and rounded) never look like a change; an
 -- event without a value shows the previous one, and the first version takes the first value
 -- the product ever showed.
+-- A view: dimensions read it for the users or products a run touches.
+{{ config(materialized='view') }}
+
 with priced as (
     select
         product_id,

@@ -1,5 +1,13 @@
 -- One row per session: its user, first and last event, event count, and whether it converted
--- (held a purchase).
+-- (held a purchase). Incremental: a run rebuilds the sessions its new events belong to.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='session_id',
+        post_hook="{{ weir_advance_watermark(ref('stg_weir__shop_events')) }}",
+    )
+}}
 select
     session_id,
     min(user_id) as user_id,
@@ -9,4 +17,10 @@ select
     count(*) filter (where event_type = 'purchase') > 0 as converted
 from {{ ref('stg_weir__shop_events') }}
 where session_id is not null
+{% if is_incremental() %}
+    and session_id in (
+        select session_id from {{ ref('stg_weir__shop_events') }}
+        where staged_at > {{ weir_watermark() }}
+    )
+{% endif %}
 group by session_id

@@ -2,6 +2,9 @@
 -- plan or e-mail different from the user's previous event. An event without a value (the
 -- field is optional) shows the previous one; a user's first version takes the first value
 -- the user ever showed.
+-- A view: dimensions read it for the users or products a run touches.
+{{ config(materialized='view') }}
+
 with filled as (
     select
         user_id,
