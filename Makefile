@@ -76,6 +76,7 @@ bench: setup wrk
 	$(PY) bench/lake/run.py --json-out bench/results/lake.json
 	$(PY) bench/streaming/run.py --json-out bench/results/streaming.json
 	$(PY) bench/api/run.py --json-out bench/results/api.json
+	$(PY) bench/dbt/run.py --json-out bench/results/dbt.json
 
 lint: setup
 	$(VENV)/bin/ruff check python tests bench

@@ -1,10 +1,11 @@
 """The dbt project (``dbt/``) on real Iceberg tables written by Weir: ``weir transform`` runs
 ``dbt build`` in its own process, which reads the lake through the ``weir.dbt`` plugin (views
 at the current snapshots, resolved from the metastore), builds the staging models and passes
-their data tests, and the marts so far: ``dim_users`` (SCD type 2), ``dim_date``,
-``fct_events`` keyed point in time. Replayed events count once; every violation of a
-rejected record is a row; a user who moved twice has three versions; a failing data test
-makes ``weir transform`` exit 1 naming it (last: it adds a bad row to the lake)."""
+their data tests, and the marts: SCD type 2 dimensions, ``dim_date``, facts keyed point in
+time. Replayed events count once; every violation of a rejected record is a row; a user who
+moved twice has three versions; a failing data test makes ``weir transform`` exit 1 naming
+it and publish nothing (last: it adds a bad row to the lake). Incremental runs and the
+published marts: ``test_dbt_incremental.py``."""
 
 from __future__ import annotations
 
@@ -180,7 +181,16 @@ def test_a_failing_data_test_fails_the_build(built: tuple[Path, dict[str, int]])
         pa.array([str(uuid.uuid4())], type=stored.schema.field("event_id").type),
     )
     weir.append("raw.shop_events", bogus.drop_columns(["ingested_at"]), settings=settings)
-    done = transform(state, "--select", "stg_weir__shop_events")
+    published = {
+        table: weir.lake.snapshots(table, settings=settings).num_rows
+        for table in weir.lake.tables(settings=settings)
+        if table.startswith("marts.")
+    }
+    assert published, "the first build published the marts"
+    done = transform(state)
     assert done.returncode == 1, done.stderr
     failed = "fail test.weir.accepted_values_stg_weir__shop_events_event_type"
     assert failed in done.stderr, done.stderr
+    assert "nothing was published" in done.stderr
+    for table, snapshots in published.items():
+        assert weir.lake.snapshots(table, settings=settings).num_rows == snapshots, table

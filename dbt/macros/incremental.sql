@@ -81,3 +81,21 @@
           and stored.product_version_key is not distinct from {{ alias }}.product_version_key
     )
 {%- endmacro %}
+
+{#- The values of `key` (user_id, product_id) among the staged rows this model has not
+    processed, as a literal list: DuckDB pushes a constant list through the version views'
+    window functions (only those users' events are read), which it does not do for a
+    subquery. Past 50,000 values (a full re-staging) the subquery is used. -#}
+{% macro weir_touched(key) -%}
+    {%- set staged = ref('stg_weir__shop_events') -%}
+    {%- set query -%}
+        select distinct {{ key }} from {{ staged }}
+        where staged_at > {{ weir_watermark() }} and {{ key }} is not null
+    {%- endset -%}
+    {%- set values = run_query(query).columns[0].values() if execute else none -%}
+    {%- if values is not none and values | length <= 50000 -%}
+        ({% for value in values %}'{{ value | replace("'", "''") }}'{{ ", " if not loop.last }}{% endfor %}{{ "null" if values | length == 0 }})
+    {%- else -%}
+        ({{ query }})
+    {%- endif -%}
+{%- endmacro %}

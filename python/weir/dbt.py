@@ -43,6 +43,14 @@ STATE_TABLES = (
 )
 
 
+def _full_refresh() -> bool:
+    """Whether this dbt run was started with ``--full-refresh`` (then every ``_new`` view
+    reads the whole table, as the staging models do)."""
+    from dbt.flags import get_flags
+
+    return bool(getattr(get_flags(), "FULL_REFRESH", False))
+
+
 class Plugin(BasePlugin):
     """Registers the lake's views on every connection dbt-duckdb opens, all at the
     snapshots the first one pinned: one dbt run reads one state of the lake."""
@@ -58,7 +66,7 @@ class Plugin(BasePlugin):
         for statement in STATE_TABLES:
             conn.execute(statement)
         first = self.pinned is None
-        if first:
+        if first and not _full_refresh():
             consumed = "select table_name, snapshot_id from weir_state.lake_consumed"
             self.since = dict(conn.execute(consumed).fetchall())
         views = lake.register_duckdb_views(

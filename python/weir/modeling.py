@@ -76,7 +76,10 @@ class BuildResult:
     failures: list[str] = field(default_factory=list)
     log: str = ""
     invocation_id: str | None = None
-    #: Rows of every model the run built, as dbt left them in its DuckDB file.
+    #: Of ``seconds``: the time dbt ran, and the time publishing took.
+    dbt_seconds: float = 0.0
+    publish_seconds: float = 0.0
+    #: Rows of every table the run built (views are not counted), as dbt left them.
     rows: dict[str, int] = field(default_factory=dict)
     #: What the run read of each lake table.
     sources: dict[str, SourceRead] = field(default_factory=dict)
@@ -129,6 +132,7 @@ def build(
     done = subprocess.run(
         command, capture_output=True, text=True, env={**os.environ, **dbt_environment()}
     )
+    dbt_seconds = time.perf_counter() - started
     report = json.loads(results.read_text()) if results.is_file() else {}
     nodes = report.get("results", [])
     models = sum(1 for n in nodes if n["unique_id"].startswith(("model.", "seed.")))
@@ -151,17 +155,27 @@ def build(
     rows: dict[str, int] = {}
     sources: dict[str, SourceRead] = {}
     published: dict[str, MartPublication] = {}
+    publish_seconds = 0.0
     database = work / "weir.duckdb"
     if database.is_file():
         with duckdb.connect(str(database), read_only=True) as con:
             # Timestamps leave DuckDB as Arrow timestamps in UTC (not the session's zone).
             con.execute("set TimeZone = 'UTC'")
+            tables = {
+                f"{schema}.{name}"
+                for schema, name in con.sql(
+                    "select table_schema, table_name from information_schema.tables "
+                    "where table_type = 'BASE TABLE'"
+                ).fetchall()
+            }
             for relation in built:
                 name = relation.replace('"', "").split(".", 1)[1]
-                rows[name] = con.sql(f"select count(*) from {relation}").fetchone()[0]
+                if name in tables:  # views are not counted: that would compute them
+                    rows[name] = con.sql(f"select count(*) from {relation}").fetchone()[0]
             if _has_table(con, "weir_state", "lake_reads"):
                 for row in con.sql("select * from weir_state.lake_reads order by 1").fetchall():
                     sources[row[0]] = SourceRead(*row)
+            publishing = time.perf_counter()
             if publish and done.returncode == 0 and not failures:
                 marts = [r for r in built if r.replace('"', "").split(".")[1] == "marts"]
                 properties = {
@@ -173,6 +187,7 @@ def build(
                 for relation in marts:
                     publication = publish_mart(con, relation, properties)
                     published[publication.table] = publication
+            publish_seconds = time.perf_counter() - publishing
     return BuildResult(
         returncode=done.returncode,
         models=models,
@@ -182,6 +197,8 @@ def build(
         failures=failures,
         log=done.stdout,
         invocation_id=invocation,
+        dbt_seconds=round(dbt_seconds, 2),
+        publish_seconds=round(publish_seconds, 2),
         rows=rows,
         sources=sources,
         published=published,

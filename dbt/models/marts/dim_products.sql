@@ -23,8 +23,5 @@ select
     lead(valid_from) over (partition by product_id order by valid_from) is null as is_current
 from {{ ref('int_product_versions') }}
 {% if is_incremental() %}
-where product_id in (
-    select product_id from {{ ref('stg_weir__shop_events') }}
-    where staged_at > {{ weir_watermark() }}
-)
+where product_id in {{ weir_touched('product_id') }}
 {% endif %}

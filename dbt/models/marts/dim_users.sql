@@ -23,8 +23,5 @@ select
     lead(valid_from) over (partition by user_id order by valid_from) is null as is_current
 from {{ ref('int_user_versions') }}
 {% if is_incremental() %}
-where user_id in (
-    select user_id from {{ ref('stg_weir__shop_events') }}
-    where staged_at > {{ weir_watermark() }}
-)
+where user_id in {{ weir_touched('user_id') }}
 {% endif %}

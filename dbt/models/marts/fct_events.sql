@@ -1,5 +1,6 @@
 -- One row per event, keyed to the user and product versions valid at the event's time
--- (point in time) and to its day.
+-- (point in time) and to its day. (The open end is spelled with coalesce, not `or`, so
+-- DuckDB joins by hash on the natural key instead of comparing every pair.)
 -- Incremental: a run keys its new events, and re-keys the stored events of the users and
 -- products whose versions its events may have changed (from the earliest new event time
 -- of each, so late events restate history); only rows whose keys changed are rewritten.
@@ -42,11 +43,11 @@ keyed as (
     left join {{ ref('dim_users') }} as u
         on u.user_id = e.user_id
         and e.event_time >= u.valid_from
-        and (u.valid_to is null or e.event_time < u.valid_to)
+        and e.event_time < coalesce(u.valid_to, 'infinity'::timestamptz)
     left join {{ ref('dim_products') }} as p
         on p.product_id = e.product_id
         and e.event_time >= p.valid_from
-        and (p.valid_to is null or e.event_time < p.valid_to)
+        and e.event_time < coalesce(p.valid_to, 'infinity'::timestamptz)
 )
 
 select keyed.*, {{ weir_run_time() }} as _built_at

@@ -38,11 +38,11 @@ keyed as (
     left join {{ ref('dim_users') }} as u
         on u.user_id = o.user_id
         and o.event_time >= u.valid_from
-        and (u.valid_to is null or o.event_time < u.valid_to)
+        and o.event_time < coalesce(u.valid_to, 'infinity'::timestamptz)
     left join {{ ref('dim_products') }} as p
         on p.product_id = o.product_id
         and o.event_time >= p.valid_from
-        and (p.valid_to is null or o.event_time < p.valid_to)
+        and o.event_time < coalesce(p.valid_to, 'infinity'::timestamptz)
 )
 
 select keyed.*, {{ weir_run_time() }} as _built_at
