@@ -1,5 +1,6 @@
 """Weir's settings: where the lake lives (metastore and warehouse) and how it is written,
-which Kinesis-API server carries the records, and the ingest API.
+which Kinesis-API server carries the records, the ingest API, and where data-quality alerts
+go.
 
 Read in this order, later sources winning:
 
@@ -7,7 +8,7 @@ Read in this order, later sources winning:
    ``<state>/warehouse``, where ``<state>`` is ``$WEIR_STATE_DIR`` or ``<home>/.weir``; the
    local Kinesis server ``weir up`` starts;
 2. a TOML file: ``$WEIR_CONFIG``, else ``<home>/weir.toml`` when it exists (tables
-   ``[lake]``, ``[lake.s3]``, ``[lake.write]``, ``[kinesis]``, ``[api]``);
+   ``[lake]``, ``[lake.s3]``, ``[lake.write]``, ``[kinesis]``, ``[api]``, ``[alerts]``);
 3. ``WEIR_*`` environment variables (an empty one counts as unset, except
    ``WEIR_KINESIS_ENDPOINT``, where empty means AWS), then the ``AWS_*`` ones where they
    apply.
@@ -464,3 +465,207 @@ def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
         else defaults.workers,
         source=" < ".join(dict.fromkeys(sources)),
     )
+
+
+_ALERT_KEYS = (
+    "webhook_url",
+    "smtp_host",
+    "smtp_port",
+    "smtp_username",
+    "smtp_password",
+    "smtp_starttls",
+    "email_from",
+    "email_to",
+    "retries",
+    "timeout_seconds",
+    "retry_backoff_seconds",
+)
+# Any of these asks for email alerts, which then need a server, a sender and a recipient.
+_EMAIL_KEYS = tuple(key for key in _ALERT_KEYS if key.startswith(("smtp_", "email_")))
+_EMAIL_REQUIRED = ("smtp_host", "email_from", "email_to")
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+_ADDRESS = re.compile(r"[^@\s<>,]+@[^@\s<>,]+")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where data-quality alerts go (:mod:`weir.alerts`): a Slack-compatible incoming webhook
+    and/or email over SMTP, and how hard each is tried.
+
+    ``retries`` is the number of attempts per channel and notification (so 3 means at most
+    two retries), waiting ``retry_backoff_seconds`` after the first failure and twice as long
+    after each further one. The SMTP password and the webhook URL's path (Slack's secret) are
+    left out of ``repr`` and of every error message.
+    """
+
+    webhook_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    email_from: str | None = None
+    email_to: tuple[str, ...] = ()
+    retries: int = 3
+    timeout_seconds: float = 5.0
+    retry_backoff_seconds: float = 0.5
+    source: str = "defaults"
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The configured channels, of ``("webhook", "email")``."""
+        configured = {"webhook": self.webhook_url is not None, "email": self.smtp_host is not None}
+        return tuple(channel for channel, on in configured.items() if on)
+
+    def __repr__(self) -> str:
+        shown = {
+            "webhook_url": _webhook_origin(self.webhook_url),
+            "smtp_password": None if self.smtp_password is None else "***",
+        }
+        fields = ", ".join(
+            f"{name}={shown.get(name, getattr(self, name))!r}" for name in self.__dataclass_fields__
+        )
+        return f"AlertSettings({fields})"
+
+
+def _webhook_origin(url: str | None) -> str | None:
+    """The URL without its path: incoming-webhook URLs carry their secret there."""
+    if url is None:
+        return None
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.partition('/')[0]}/..."
+
+
+def _webhook_url(setting: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _error(setting, f"expected an http(s) URL, got {type(value).__name__}")
+    scheme, found, rest = value.strip().partition("://")
+    host = rest.partition("/")[0].partition("?")[0]
+    if not found or scheme.lower() not in ("http", "https"):
+        raise _error(setting, "expected an http:// or https:// URL")
+    if not host or any(c.isspace() for c in value.strip()):
+        raise _error(setting, f"expected an http(s) URL with a host, got {scheme}://{host}/...")
+    return value.strip()
+
+
+def _text(setting: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _error(setting, "expected a non-empty string")
+    return value.strip()
+
+
+def _address(setting: str, value: object) -> str:
+    text = _text(setting, value)
+    if not _ADDRESS.fullmatch(text):
+        raise _error(setting, f"expected an email address (name@domain), got {text!r}")
+    return text
+
+
+def _addresses(setting: str, value: object) -> tuple[str, ...]:
+    """A list of addresses, or one string of comma-separated ones."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list):
+        raise _error(setting, "expected a list of email addresses or a comma-separated string")
+    return tuple(
+        _address(setting, item) for item in value if not isinstance(item, str) or item.strip()
+    )
+
+
+def _switch(setting: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
+        return value.strip().lower() in _TRUE
+    raise _error(setting, f"expected true or false, got {value!r}")
+
+
+def _seconds(setting: str, value: object, minimum: float, inclusive: bool) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _error(setting, f"expected a number of seconds, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise _error(setting, f"expected a finite number of seconds, got {value!r}")
+    if number < minimum or (number == minimum and not inclusive):
+        bound = "at least" if inclusive else "more than"
+        raise _error(setting, f"expected {bound} {minimum:g}, got {number:g}")
+    return number
+
+
+def _port(setting: str, value: object) -> int:
+    number = _positive(setting, value)
+    if number > 65535:
+        raise _error(setting, f"expected a port from 1 to 65535, got {number}")
+    return number
+
+
+_ALERT_CHECKS: dict[str, Any] = {
+    "webhook_url": _webhook_url,
+    "smtp_host": _text,
+    "smtp_port": _port,
+    "smtp_username": _text,
+    "smtp_password": lambda setting, value: _text(setting, value) if value != "" else value,
+    "smtp_starttls": _switch,
+    "email_from": _address,
+    "email_to": _addresses,
+    "retries": _positive,
+    "timeout_seconds": lambda setting, value: _seconds(setting, value, 0, inclusive=False),
+    "retry_backoff_seconds": lambda setting, value: _seconds(setting, value, 0, inclusive=True),
+}
+
+
+def alert_settings(env: Mapping[str, str] | None = None) -> AlertSettings:
+    """The alert settings from defaults, ``weir.toml`` (``[alerts]``) and ``WEIR_ALERT_*``
+    variables (``WEIR_ALERT_WEBHOOK_URL``, ``WEIR_ALERT_SMTP_HOST``, ..., one per key;
+    ``WEIR_ALERT_EMAIL_TO`` comma-separated), later sources winning.
+
+    Unlike the other ``WEIR_*`` readers, an unknown ``WEIR_ALERT_*`` variable is an error: a
+    misspelt channel would otherwise silence alerts without anyone noticing."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    sources = ["defaults"]
+    path = config_file()
+    if path is not None:
+        table = _read_document(path).get("alerts", {})
+        if not isinstance(table, dict):
+            raise _error(f"{path}: alerts", "expected a table ([alerts])")
+        for key, value in table.items():
+            if key not in _ALERT_KEYS:
+                raise _error(
+                    f"{path}: alerts.{key}", f"unknown setting (known: {', '.join(_ALERT_KEYS)})"
+                )
+            values[key], origins[key] = value, f"{path}: alerts.{key}"
+        if table:
+            sources.append(str(path))
+    variables = {f"WEIR_ALERT_{key.upper()}": key for key in _ALERT_KEYS}
+    for variable in sorted(name for name in env if name.startswith("WEIR_ALERT_")):
+        if variable not in variables:
+            raise _error(variable, f"unknown setting (known: {', '.join(variables)})")
+    for variable, key in variables.items():
+        if env.get(variable):
+            values[key], origins[key] = env[variable], variable
+            sources.append(variable)
+    checked = {key: _ALERT_CHECKS[key](origins[key], value) for key, value in values.items()}
+    checked = {key: value for key, value in checked.items() if value not in ("", ())}
+
+    email = [key for key in _EMAIL_KEYS if key in checked]
+    missing = [key for key in _EMAIL_REQUIRED if key not in checked]
+    if email and missing:
+        raise _error(
+            origins[email[0]],
+            f"email alerts also need {', '.join(missing)} (alerts.{missing[0]} in weir.toml "
+            f"or WEIR_ALERT_{missing[0].upper()})",
+        )
+    if ("smtp_username" in checked) != ("smtp_password" in checked):
+        given, absent = (
+            ("smtp_username", "smtp_password")
+            if "smtp_username" in checked
+            else ("smtp_password", "smtp_username")
+        )
+        raise _error(origins[given], f"{absent} is needed too: give both or neither")
+    return AlertSettings(**checked, source=" < ".join(dict.fromkeys(sources)))

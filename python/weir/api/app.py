@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,28 +47,13 @@ from weir.api.ingest import (
 )
 from weir.api.problems import PROBLEM_SCHEMA, TITLES, ProblemError, problem_response
 from weir.config import ApiSettings, api_settings, kinesis_settings, lake_settings
+from weir.logs import json_logger
 
 #: ``strict``: any invalid record rejects the request; ``lenient``: invalid ones are quarantined.
 IngestMode = Literal["strict", "lenient"]
 
 access_log = logging.getLogger("weir.api.access")
 error_log = logging.getLogger("weir.api")
-
-
-class JsonLines(logging.Formatter):
-    """One JSON object per log line, like the Rust side's logs."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "component": "api",
-            "event": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -140,12 +124,7 @@ class AccessLog:
 
 def _setup_logging() -> None:
     for logger in (access_log, error_log):
-        if not logger.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(JsonLines())
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
+        json_logger(logger.name, component="api")
 
 
 def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
