@@ -1,5 +1,6 @@
-"""Shared pytest fixtures: sample shop events from weir.samples, in every input format, and
-a local Kinesis-API server (`kinesis_endpoint`)."""
+"""Shared pytest fixtures: sample shop events from weir.samples, in every input format, a
+local Kinesis-API server (`kinesis_endpoint`), and the alert receivers of
+tests/support/receivers.py (`receiver`, `mailbox`, `closed_port`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from weir import samples
+
+pytest_plugins = ["tests.support.receivers"]
 
 GOOD_EVENT = {
     "event_id": "0b5e6f5c-3d0c-4c1b-9a47-0d6c6b0e5a11",

@@ -9,6 +9,7 @@
     weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
     weir api-key create
     weir transform [--full-refresh] [--select MODEL ...] [--no-publish]
+    weir quality check [--table raw.shop_events] [--full] [--no-alert]
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` starts the
 local stack (Kinesis-API server, consumer, ingest API), posts generated shop events (some
@@ -21,7 +22,9 @@ processes) until SIGINT or SIGTERM; ``serve`` runs the ingest API (``weir.api``)
 ``api-key create`` prints a new API key once and stores its hash; ``transform`` runs
 ``dbt build`` of the dbt project on the lake (incremental unless ``--full-refresh``), then
 publishes the marts as ``marts.<model>`` Iceberg tables (``weir.modeling``) and prints a
-summary: data files read, rows per model, how each mart was published.
+summary: data files read, rows per model, how each mart was published. ``quality check``
+validates the lake with Great Expectations (``weir.quality``), exiting 1 when a critical
+expectation fails.
 """
 
 from __future__ import annotations
@@ -393,6 +396,52 @@ def cmd_transform(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_quality(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from weir import quality
+
+    console = Console(stderr=True)
+    with console.status("validating with Great Expectations"):
+        run = quality.check(args.table, full=args.full, alert=not args.no_alert)
+    table = Table(title=f"quality check {run.run_id}")
+    for column in ("table", "snapshots", "rows", "files", "expectations", "failed", "critical"):
+        table.add_column(column, justify="left" if column in ("table", "snapshots") else "right")
+    for checked in run.tables:
+        results = checked.results
+        failed = [r for r in results if not r["success"]]
+        table.add_row(
+            checked.table,
+            f"{checked.snapshot_from or 'start'} .. {checked.snapshot_to or '-'}",
+            f"{checked.rows_checked:,}",
+            str(checked.files_read),
+            str(len(results)),
+            str(len(failed)),
+            str(sum(1 for r in failed if r["severity"] == "critical")),
+        )
+    console.print(table)
+    for failure in run.failures:
+        ids = ", ".join(failure["sample_ids"][:5])
+        console.print(
+            f"{failure['severity']}: {failure['table_name']} {failure['check_name']} "
+            f"({failure['expectation']}): {failure['unexpected_count']} unexpected"
+            + (f"; e.g. {ids}" if ids else "")
+            + (f"; observed {failure['observed_value']}" if failure["observed_value"] else ""),
+            style="red" if failure["severity"] == "critical" else "yellow",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+    for delivery in run.alerts:
+        state = "sent" if delivery.ok else f"FAILED after {delivery.attempts} attempts"
+        console.print(f"alert via {delivery.channel}: {state}", markup=False)
+    if run.docs:
+        console.print(f"Data Docs: {run.docs}", markup=False, soft_wrap=True)
+    console.print(f"results: {run.summary} and the table ops.dq_results", markup=False)
+    return 0 if run.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="weir", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -486,6 +535,26 @@ def main(argv: list[str] | None = None) -> int:
         "--no-publish", action="store_true", help="build and test only; leave marts.* as they are"
     )
     transform.set_defaults(run=cmd_transform)
+
+    quality_parser = commands.add_parser(
+        "quality", help="data-quality checks (Great Expectations) on the lake's tables"
+    )
+    quality_commands = quality_parser.add_subparsers(dest="quality_command", required=True)
+    quality_check = quality_commands.add_parser(
+        "check",
+        help="validate new rows (or all with --full) against the contract's suite",
+        description="Example: weir quality check --table raw.shop_events --full",
+    )
+    quality_check.add_argument(
+        "--table", action="append", help="a table to check (repeatable; default: raw.<dataset>)"
+    )
+    quality_check.add_argument(
+        "--full", action="store_true", help="validate the whole current snapshot"
+    )
+    quality_check.add_argument(
+        "--no-alert", action="store_true", help="do not notify the [alerts] channels"
+    )
+    quality_check.set_defaults(run=cmd_quality)
 
     args = parser.parse_args(argv)
     try:
