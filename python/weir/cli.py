@@ -402,7 +402,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
     from weir import quality
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
     with console.status("validating with Great Expectations"):
         run = quality.check(args.table, full=args.full, alert=not args.no_alert)
     table = Table(title=f"quality check {run.run_id}")

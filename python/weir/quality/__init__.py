@@ -49,8 +49,9 @@ from weir.quality import suites
 
 #: The table every run appends its results to.
 RESULTS_TABLE = "ops.dq_results"
-#: The suite generated from a dataset's contract.
+#: The suite generated from a dataset's contract (raw tables), and the marts' suite.
 CONTRACT_SUITE = "contract"
+MART_SUITE = "marts"
 #: Sample ids kept per failed expectation.
 SAMPLE_IDS = 20
 
@@ -127,8 +128,11 @@ def quality_folder() -> Path:
 
 
 def default_tables() -> list[str]:
-    """The raw table of every dataset (``raw.<dataset>``)."""
-    return [f"raw.{dataset}" for dataset in project.datasets()]
+    """The raw table of every dataset (``raw.<dataset>``) and every published mart that
+    ``gx/marts.yml`` has a suite for."""
+    existing = set(lake.tables())
+    marts = [table for table in suites.mart_config() if table in existing]
+    return [f"raw.{dataset}" for dataset in project.datasets()] + marts
 
 
 def _context() -> Any:
@@ -182,10 +186,17 @@ def _id_column(table: str, columns: list[str]) -> str | None:
 
 
 def _validate(
-    context: Any, table: str, data: pa.Table, checks: list[suites.Check], id_column: str | None
+    context: Any,
+    table: str,
+    data: pa.Table,
+    checks: list[suites.Check],
+    id_column: str | None,
+    suite_name: str = "contract",
+    extra: dict[str, dict[str, Any]] | None = None,
 ) -> list[Any]:
     """Runs the checks on ``data`` through a checkpoint (results stored, Data Docs updated);
-    returns Great Expectations' expectation results."""
+    returns Great Expectations' expectation results. ``extra`` adds run-time arguments per
+    check name."""
     import great_expectations as gx
     import pandas as pd
 
@@ -199,13 +210,13 @@ def _validate(
         batch = asset.get_batch_definition("whole table")
     except KeyError:
         batch = asset.add_batch_definition_whole_dataframe("whole table")
-    suite = gx.ExpectationSuite(name=f"{table}.{CONTRACT_SUITE}")
+    suite = gx.ExpectationSuite(name=f"{table}.{suite_name}")
     for check in checks:
         if check.expectation != suites.TYPE_CHECK:
-            suite.add_expectation(suites.expectation(check))
+            suite.add_expectation(suites.expectation(check, **(extra or {}).get(check.name, {})))
     suite = context.suites.add_or_update(suite)
     definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=f"{table}.{CONTRACT_SUITE}", data=batch, suite=suite)
+        gx.ValidationDefinition(name=f"{table}.{suite_name}", data=batch, suite=suite)
     )
     result_format: dict[str, Any] = {
         "result_format": "COMPLETE",
@@ -262,6 +273,45 @@ def _sample_ids(result: Any, id_column: str | None) -> list[str]:
     return ids
 
 
+def _outcome_rows(
+    outcomes: list[Any], checks: list[suites.Check], id_column: str | None, base: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Rows of ``ops.dq_results`` for Great Expectations' results of ``checks``."""
+    by_name = {c.name: c for c in checks}
+    rows = []
+    for outcome in outcomes:
+        config = outcome.expectation_config
+        meta = config.meta or {}
+        check = by_name.get(meta.get("check", ""))
+        raised = (outcome.exception_info or {}).get("raised_exception")
+        unexpected = outcome.result.get("unexpected_count")
+        row = base | {
+            "table_name": check.table if check else None,
+            "expectation": config.type,
+            "check_name": meta.get("check"),
+            "kind": meta.get("kind"),
+            "column_name": check.column if check else config.kwargs.get("column"),
+            "severity": check.severity if check else meta.get("severity", "critical"),
+            "success": bool(outcome.success) and not raised,
+            "unexpected_count": int(unexpected) if unexpected is not None else None,
+            "unexpected_percent": outcome.result.get("unexpected_percent"),
+            "observed_value": _text(outcome.result.get("observed_value")),
+            "sample_ids": [] if raised else _sample_ids(outcome, id_column),
+        }
+        if raised:
+            message = (outcome.exception_info or {}).get("exception_message")
+            row["observed_value"] = _text(f"error: {message}")
+            log_event(
+                _log,
+                "expectation_error",
+                table=row["table_name"],
+                check=row["check_name"],
+                error=message,
+            )
+        rows.append(row)
+    return rows
+
+
 def _check_table(
     context: Any, run_id: str, table: str, full: bool, started: datetime
 ) -> TableCheck:
@@ -284,7 +334,6 @@ def _check_table(
     data = _read(table, paths, needed)
     outcomes = _validate(context, table, data, checks, id_column)
     finished = datetime.now(UTC)
-    by_name = {c.name: c for c in checks}
     results = [
         _type_result(check, schema.field(check.column).type, data.num_rows)
         | {"run_id": run_id, "snapshot_from": since, "snapshot_to": snapshot}
@@ -292,39 +341,9 @@ def _check_table(
         for check in checks
         if check.expectation == suites.TYPE_CHECK and check.column
     ]
-    for outcome in outcomes:
-        config = outcome.expectation_config
-        meta = config.meta or {}
-        check = by_name.get(meta.get("check", ""))
-        raised = (outcome.exception_info or {}).get("raised_exception")
-        unexpected = outcome.result.get("unexpected_count")
-        row = {
-            "run_id": run_id,
-            "table_name": table,
-            "suite": CONTRACT_SUITE,
-            "snapshot_from": since,
-            "snapshot_to": snapshot,
-            "rows_checked": data.num_rows,
-            "expectation": config.type,
-            "check_name": meta.get("check"),
-            "kind": meta.get("kind"),
-            "column_name": config.kwargs.get("column"),
-            "severity": check.severity if check else meta.get("severity", "critical"),
-            "success": bool(outcome.success) and not raised,
-            "unexpected_count": int(unexpected) if unexpected is not None else None,
-            "unexpected_percent": outcome.result.get("unexpected_percent"),
-            "observed_value": _text(outcome.result.get("observed_value")),
-            "sample_ids": _sample_ids(outcome, id_column),
-            "started_at": started,
-            "finished_at": finished,
-        }
-        if raised:
-            row["sample_ids"] = []
-            message = (outcome.exception_info or {}).get("exception_message")
-            log_event(
-                _log, "expectation_error", table=table, check=row["check_name"], error=message
-            )
-        results.append(row)
+    base = {"run_id": run_id, "snapshot_from": since, "snapshot_to": snapshot}
+    base |= {"started_at": started, "finished_at": finished, "rows_checked": data.num_rows}
+    results += _outcome_rows(outcomes, checks, id_column, base | {"suite": CONTRACT_SUITE})
     return TableCheck(table, CONTRACT_SUITE, since, snapshot, data.num_rows, len(paths), results)
 
 
@@ -333,6 +352,54 @@ def _schema_of(table: str) -> pa.Schema:
     con = lake.duckdb_connection()
     location = lake.metadata_location(table).replace("'", "''")
     return con.sql(f"select * from iceberg_scan('{location}') limit 0").fetch_arrow_table().schema
+
+
+def _check_mart(context: Any, run_id: str, table: str, full: bool, started: datetime) -> TableCheck:
+    """A mart's suite on its whole current snapshot (marts are replaced or appended to by
+    each publication), skipped when the last run already validated that snapshot."""
+    suite = suites.mart_suite(table, suites.mart_config()[table])
+    snapshot = _current_snapshot(table)
+    since = last_validated(table, MART_SUITE)
+    if snapshot is None or (snapshot == since and not full):
+        return TableCheck(table, MART_SUITE, since, snapshot, 0, 0)
+    con = lake.duckdb_connection()
+    con.execute("set TimeZone = 'UTC'")
+    namespaces = {table.split(".")[0]} | {
+        c.kwargs["references"].split(".")[0] for c in suite.checks if "references" in c.kwargs
+    }
+    lake.register_duckdb_views(con, tuple(sorted(namespaces)))
+    data = con.sql(suite.sql).fetch_arrow_table()
+    extra: dict[str, dict[str, Any]] = {}
+    if suite.rows_match:
+        extra["row_count"] = {"value": _raw_rows(con, table, snapshot, suite.rows_match)}
+    outcomes = _validate(context, table, data, suite.checks, suite.key, MART_SUITE, extra)
+    base = {"run_id": run_id, "snapshot_from": since, "snapshot_to": snapshot}
+    base |= {"started_at": started, "finished_at": datetime.now(UTC), "rows_checked": data.num_rows}
+    results = _outcome_rows(outcomes, suite.checks, suite.key, base | {"suite": MART_SUITE})
+    files = lake.files(table, snapshot_id=snapshot).num_rows
+    return TableCheck(table, MART_SUITE, since, snapshot, data.num_rows, files, results)
+
+
+def _raw_rows(con: Any, mart: str, snapshot: int, match: tuple[str, str, str | None]) -> int:
+    """Distinct ``column`` values of the raw table at the snapshot the mart was built from
+    (its summary's ``dbt.source-snapshots``; the raw table's current one without it)."""
+    raw_table, column, where = match
+    history = lake.snapshots(mart)
+    summaries = dict(
+        zip(
+            history.column("snapshot_id").to_pylist(),
+            history.column("summary").to_pylist(),
+            strict=True,
+        )
+    )
+    sources = json.loads(json.loads(summaries[snapshot]).get("dbt.source-snapshots", "{}"))
+    raw_snapshot = sources.get(raw_table) or _current_snapshot(raw_table)
+    location = lake.metadata_location(raw_table).replace("'", "''")
+    scan = f"iceberg_scan('{location}', snapshot_from_id = {raw_snapshot})"
+    found = con.sql(
+        f"select count(distinct {column}) from {scan}" + (f" where {where}" if where else "")
+    ).fetchone()
+    return int(found[0])
 
 
 def _write_results(rows: list[dict[str, Any]]) -> None:
@@ -381,8 +448,10 @@ def check(tables: list[str] | None = None, *, full: bool = False, alert: bool = 
     started = datetime.now(UTC)
     clock = time.perf_counter()
     context = _context()
+    marts = suites.mart_config()
     checked = [
-        _check_table(context, run_id, table, full, started) for table in tables or default_tables()
+        (_check_mart if table in marts else _check_table)(context, run_id, table, full, started)
+        for table in tables or default_tables()
     ]
     _write_results([r for t in checked for r in t.results])
     docs = quality_folder() / "gx" / "data_docs" / "index.html"

@@ -41,7 +41,13 @@ import yaml
 from weir import project
 
 #: Every kind of check, in the order suites list them.
-KINDS = ("not_null", "type", "range", "enum", "pattern", "format", "length", "unique")
+KINDS = (
+    "not_null", "type", "range", "enum", "pattern", "format", "length", "unique",
+    "foreign_key", "scd2", "bounds", "row_count",
+)  # fmt: skip
+#: The kinds of the contract's suite (raw tables) and of the marts' suites.
+CONTRACT_KINDS = KINDS[:8]
+MART_KINDS = ("not_null", "unique", "foreign_key", "scd2", "bounds", "row_count")
 SEVERITIES = ("critical", "warning")
 
 #: Arrow types a column may have for each contract type (JSON objects and arrays are stored
@@ -200,12 +206,111 @@ def contract_checks(
     return checks
 
 
-def expectation(check: Check) -> Any:
-    """The Great Expectations expectation for ``check`` (its kind and severity in ``meta``)."""
+def expectation(check: Check, **extra: Any) -> Any:
+    """The Great Expectations expectation for ``check`` (its kind and severity in ``meta``);
+    ``extra`` adds arguments known only at run time (a row count). A check on a derived
+    column (marts: ``<column>__resolves``, ``scd2_ok``) validates that column."""
     import great_expectations.expectations as gxe
 
-    kwargs = dict(check.kwargs)
+    kwargs = {k: v for k, v in check.kwargs.items() if k not in ("derived", "references")}
+    kwargs.update(extra)
     if check.column:
-        kwargs["column"] = check.column
+        kwargs["column"] = check.kwargs.get("derived", check.column)
     meta = {"kind": check.kind, "severity": check.severity, "check": check.name}
     return getattr(gxe, check.expectation)(**kwargs, meta=meta)
+
+
+# --- The marts' suites (gx/marts.yml) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MartSuite:
+    """The checks of one mart, the SQL (over DuckDB views ``lake_<namespace>.<table>``)
+    that gives the rows to validate with the derived columns they need, its key column,
+    and how to count the raw rows it must match (``None``: no row-count check)."""
+
+    table: str
+    key: str
+    sql: str
+    checks: list[Check]
+    rows_match: tuple[str, str, str | None] | None  # (raw table, column, filter)
+
+
+def mart_config(path: Path | None = None) -> dict[str, Any]:
+    path = path or gx_folder() / "marts.yml"
+    if not path.is_file():
+        return {}
+    config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected one mapping per mart table")
+    return config
+
+
+def _view(table: str) -> str:
+    namespace, name = table.split(".", 1)
+    return f'lake_{namespace}."{name}"'
+
+
+def mart_suite(table: str, spec: dict[str, Any]) -> MartSuite:
+    """The suite of mart ``table`` from its entry in ``gx/marts.yml``."""
+    config = severity_config()
+    key = spec["key"]
+    checks: list[Check] = []
+
+    def add(kind: str, column: str | None, expectation: str, **kwargs: Any) -> None:
+        level = severity(table, column, kind, config)
+        checks.append(Check(table, kind, column, expectation, kwargs, level))
+
+    derived: list[str] = []
+    for column in [key, *spec.get("not_null", [])]:
+        add("not_null", column, "ExpectColumnValuesToNotBeNull")
+    add("unique", key, "ExpectColumnValuesToBeUnique")
+    natural = spec.get("scd2")
+    if natural:
+        derived.append(
+            """coalesce(
+                t.valid_to is not distinct from lead(t.valid_from) over scd
+                and (t.valid_to is null or t.valid_to > t.valid_from)
+                and t.is_current = (t.valid_to is null)
+                and count(*) filter (where t.is_current) over whole = 1, false) as scd2_ok"""
+        )
+        checks.append(
+            Check(table, "scd2", natural, "ExpectColumnValuesToBeInSet",
+                  {"value_set": [True], "derived": "scd2_ok"},
+                  severity(table, natural, "scd2", config))
+        )  # fmt: skip
+    for column, target in (spec.get("foreign_keys") or {}).items():
+        target_table, target_column = target.rsplit(".", 1)
+        derived.append(
+            f"(t.{column} is null or t.{column} in "
+            f"(select {target_column} from {_view(target_table)})) as {column}__resolves"
+        )
+        checks.append(
+            Check(table, "foreign_key", column, "ExpectColumnValuesToBeInSet",
+                  {"value_set": [True], "derived": f"{column}__resolves", "references": target},
+                  severity(table, column, "foreign_key", config))
+        )  # fmt: skip
+    for column, (low, high) in (spec.get("bounds") or {}).items():
+        add("bounds", column, "ExpectColumnValuesToBeBetween", min_value=low, max_value=high)
+    rows_match = spec.get("rows_match")
+    matched = None
+    if rows_match:
+        if isinstance(rows_match, str):
+            rows_match = {"column": rows_match}
+        raw_table, raw_column = rows_match["column"].rsplit(".", 1)
+        matched = (raw_table, raw_column, rows_match.get("where"))
+        add("row_count", None, "ExpectTableRowCountToEqual")
+    window = ""
+    if natural:
+        window = (
+            f" window scd as (partition by t.{natural} order by t.valid_from),"
+            f" whole as (partition by t.{natural})"
+        )
+    select = ", ".join(["t.*", *derived])
+    sql = f"select {select} from {_view(table)} as t{window}"
+    return MartSuite(table, key, sql, checks, matched)
+
+
+def mart_suites() -> dict[str, MartSuite]:
+    """Every mart suite of ``gx/marts.yml``."""
+    return {table: mart_suite(table, spec) for table, spec in mart_config().items()}
