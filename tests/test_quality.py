@@ -36,10 +36,15 @@ def lake_state(tmp_path_factory: pytest.TempPathFactory):
     events = samples.generate_shop_events(3_000, invalid_fraction=0.05, seed=21)
     result = weir.process(json.dumps(events), "json")
     weir.append("raw.shop_events", result.output)
+    weir.append("raw.shop_events_rejected", result.rejected)
     try:
-        yield {"state": state, "output": result.output, "patch": patch}
+        yield {"state": state, "output": result.output, "rejected": result.rejected, "patch": patch}
     finally:
         patch.undo()
+
+
+def raw_check(run: quality.QualityRun) -> quality.TableCheck:
+    return next(t for t in run.tables if t.table == "raw.shop_events")
 
 
 def rows_with(template: pa.Table, changes: list[dict]) -> tuple[pa.Table, list[str]]:
@@ -55,10 +60,12 @@ def rows_with(template: pa.Table, changes: list[dict]) -> tuple[pa.Table, list[s
 def test_clean_data_passes_every_expectation(lake_state) -> None:
     run = quality.check(alert=False)
     assert run.ok and run.failures == [], run.failures
-    (checked,) = run.tables
+    checked = raw_check(run)
     assert checked.table == "raw.shop_events" and checked.snapshot_from is None
     assert checked.rows_checked == lake_state["output"].num_rows
-    assert {r["kind"] for r in run.results} == set(suites.KINDS)
+    assert {r["kind"] for r in run.results if r["suite"] == "contract"} == set(
+        suites.CONTRACT_KINDS
+    )
     assert run.docs is not None and "raw.shop_events" in run.docs.read_text()
     summary = json.loads(run.summary.read_text())
     assert summary["ok"] is True and summary["run_id"] == run.run_id
@@ -66,6 +73,26 @@ def test_clean_data_passes_every_expectation(lake_state) -> None:
         f"select count(*) as n from lake.ops.dq_results where run_id = '{run.run_id}'"
     )
     assert stored.to_pylist()[0]["n"] == len(run.results)
+
+
+def test_ingest_rejections_are_summarised_by_field_and_rule(lake_state) -> None:
+    """The first run also summarised raw.shop_events_rejected: per field and rule, the
+    records the gate rejected and their share of all records that arrived."""
+    expected: dict[str, set[tuple[str, int]]] = {}
+    for row in weir.lake.read("raw.shop_events_rejected").to_pylist():
+        for violation in row["violations"]:
+            name = f"{violation['field']}.{violation['rule']}"
+            expected.setdefault(name, set()).add((row["job_id"], row["record_index"]))
+    done = weir.lake.read("ops.dq_results").to_pylist()
+    gate = {r["check_name"]: r for r in done if r["suite"] == quality.INGEST_SUITE}
+    assert set(gate) == set(expected)
+    arrived = lake_state["rejected"].num_rows + lake_state["output"].num_rows
+    for name, records in expected.items():
+        row = gate[name]
+        assert row["unexpected_count"] == len(records), name
+        assert row["unexpected_percent"] == pytest.approx(100 * len(records) / arrived, abs=1e-3)
+        assert row["severity"] == "info" and row["success"] is True
+        assert len(row["sample_ids"]) == min(len(records), quality.SAMPLE_IDS)
 
 
 def test_bad_rows_fail_exactly_the_matching_expectations(lake_state, capfd) -> None:
@@ -88,7 +115,7 @@ def test_bad_rows_fail_exactly_the_matching_expectations(lake_state, capfd) -> N
     before = quality.last_validated("raw.shop_events", quality.CONTRACT_SUITE)
     weir.append("raw.shop_events", bad)
     run = quality.check(alert=False)
-    (checked,) = run.tables
+    checked = raw_check(run)
     assert checked.snapshot_from == before and checked.rows_checked == bad.num_rows
     failed = {f["check_name"]: f for f in run.failures}
     assert set(failed) == set(expected), sorted(failed)
@@ -114,7 +141,7 @@ def test_bad_rows_fail_exactly_the_matching_expectations(lake_state, capfd) -> N
 
 def test_a_full_run_reads_the_whole_snapshot(lake_state) -> None:
     run = quality.check(full=True, alert=False)
-    (checked,) = run.tables
+    checked = raw_check(run)
     total = weir.lake.snapshots("raw.shop_events").column("total_records")[-1].as_py()
     assert checked.snapshot_from is None and checked.rows_checked == total
     assert not run.ok  # the bad rows are still there

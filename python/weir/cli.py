@@ -433,6 +433,18 @@ def cmd_quality(args: argparse.Namespace) -> int:
             markup=False,
             highlight=False,
         )
+    gate = [r for r in run.results if r["kind"] == "ingest"]
+    if gate:
+        console.print("rejected at ingest (field.rule: records, share of arrivals):")
+        for row in gate[:10]:
+            console.print(
+                f"  {row['check_name']}: {row['unexpected_count']} "
+                f"({row['unexpected_percent']:.2f}%)",
+                markup=False,
+                highlight=False,
+            )
+        if len(gate) > 10:
+            console.print(f"  ... {len(gate) - 10} more in ops.dq_results", markup=False)
     for delivery in run.alerts:
         state = "sent" if delivery.ok else f"FAILED after {delivery.attempts} attempts"
         console.print(f"alert via {delivery.channel}: {state}", markup=False)

@@ -52,6 +52,9 @@ RESULTS_TABLE = "ops.dq_results"
 #: The suite generated from a dataset's contract (raw tables), and the marts' suite.
 CONTRACT_SUITE = "contract"
 MART_SUITE = "marts"
+#: The summary of the ingest-time rejections (``raw.<dataset>_rejected``): one result per
+#: field and rule, severity ``info`` (the gate kept those records out; reported only).
+INGEST_SUITE = "ingest_gate"
 #: Sample ids kept per failed expectation.
 SAMPLE_IDS = 20
 
@@ -402,6 +405,67 @@ def _raw_rows(con: Any, mart: str, snapshot: int, match: tuple[str, str, str | N
     return int(found[0])
 
 
+def _summarise_rejections(
+    run_id: str, table: str, valid_rows: int, full: bool, started: datetime
+) -> TableCheck | None:
+    """The ingest gate's rejections of the dataset of raw ``table`` since the last summary
+    (or all with ``full``): per field and rule, how many records it rejected, their share of
+    the records that arrived (rejected + the valid rows checked in this run), sample
+    ``job_id#record_index`` ids."""
+    rejected = f"{table}_rejected"
+    if rejected not in lake.tables():
+        return None
+    snapshot = _current_snapshot(rejected)
+    since = None if full else last_validated(rejected, INGEST_SUITE)
+    if snapshot is None:
+        return TableCheck(rejected, INGEST_SUITE, since, None, 0, 0)
+    paths = lake.added_files(rejected, since, snapshot_id=snapshot) if since is not None else None
+    if paths is None:
+        since = None
+        paths = lake.files(rejected, snapshot_id=snapshot).column("file_path").to_pylist()
+    if not paths:
+        return TableCheck(rejected, INGEST_SUITE, since, snapshot, 0, 0)
+    con = lake.duckdb_connection()
+    listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    con.execute(
+        "create temp table violations as select "
+        "coalesce(job_id, '-') || '#' || record_index as record, "
+        "v.field as field, v.rule as rule "
+        f"from read_parquet([{listed}], union_by_name = true), unnest(violations) as t(v)"
+    )
+    records = con.sql("select count(distinct record) from violations").fetchone()[0]
+    arrived = records + valid_rows
+    finished = datetime.now(UTC)
+    results = [
+        {
+            "run_id": run_id,
+            "table_name": rejected,
+            "suite": INGEST_SUITE,
+            "snapshot_from": since,
+            "snapshot_to": snapshot,
+            "rows_checked": records,
+            "expectation": "rejected_at_ingest",
+            "check_name": f"{field}.{rule}",
+            "kind": "ingest",
+            "column_name": field,
+            "severity": "info",
+            "success": True,
+            "unexpected_count": count,
+            "unexpected_percent": round(100.0 * count / arrived, 4) if arrived else None,
+            "observed_value": f"{count} of {arrived} records arrived",
+            "sample_ids": list(samples),
+            "started_at": started,
+            "finished_at": finished,
+        }
+        for field, rule, count, samples in con.sql(
+            "select field, rule, count(distinct record), "
+            f"(list(distinct record order by record))[1:{SAMPLE_IDS}] "
+            "from violations group by all order by 3 desc, 1, 2"
+        ).fetchall()
+    ]
+    return TableCheck(rejected, INGEST_SUITE, since, snapshot, records, len(paths), results)
+
+
 def _write_results(rows: list[dict[str, Any]]) -> None:
     lake.create_table(RESULTS_TABLE, RESULTS_SCHEMA, exist_ok=True)
     if rows:
@@ -453,6 +517,13 @@ def check(tables: list[str] | None = None, *, full: bool = False, alert: bool = 
         (_check_mart if table in marts else _check_table)(context, run_id, table, full, started)
         for table in tables or default_tables()
     ]
+    for checked_table in list(checked):
+        if checked_table.suite == CONTRACT_SUITE:
+            summary = _summarise_rejections(
+                run_id, checked_table.table, checked_table.rows_checked, full, started
+            )
+            if summary is not None:
+                checked.append(summary)
     _write_results([r for t in checked for r in t.results])
     docs = quality_folder() / "gx" / "data_docs" / "index.html"
     summary = quality_folder() / "runs" / f"{run_id}.json"
