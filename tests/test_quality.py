@@ -148,8 +148,9 @@ def test_a_full_run_reads_the_whole_snapshot(lake_state) -> None:
 
 
 def test_a_contract_change_changes_the_suite(lake_state, tmp_path: Path) -> None:
-    """A new enum value and a wider range in the contract, and nothing else: the generated
-    suite follows, and the rows that failed them now pass."""
+    """A new enum value, a wider range and another type in the contract, and nothing else:
+    the generated suite follows: the rows that failed the old enum and range now pass, and
+    the stored string column fails the new type."""
     home = tmp_path / "home"
     for folder in ("contracts", "sql", "gx"):
         shutil.copytree(ROOT / folder, home / folder)
@@ -157,6 +158,8 @@ def test_a_contract_change_changes_the_suite(lake_state, tmp_path: Path) -> None
     contract = json.loads(contract_file.read_text())
     contract["properties"]["event_type"]["enum"].append("teleport")
     contract["properties"]["quantity"]["maximum"] = 10_000
+    # A type the stored column cannot hold: the type check (on the Arrow schema) fails.
+    contract["properties"]["session_id"] = {"type": "integer"}
     contract_file.write_text(json.dumps(contract))
     columns = weir.lake.read("raw.shop_events").column_names
     before = {c.name: c for c in suites.contract_checks("raw.shop_events", columns)}
@@ -169,9 +172,14 @@ def test_a_contract_change_changes_the_suite(lake_state, tmp_path: Path) -> None
         run = quality.check(full=True, alert=False)
     finally:
         lake_state["patch"].delenv("WEIR_HOME")
-    failed = {f["check_name"] for f in run.failures}
+    failed = {f["check_name"]: f for f in run.failures}
     assert "event_type.enum" not in failed and "quantity.range" not in failed
     assert "user_id.not_null" in failed
+    assert "session_id.length" not in failed  # the contract no longer has a maxLength
+    wrong_type = failed["session_id.type"]
+    assert (
+        wrong_type["severity"] == "critical" and "contract: integer" in wrong_type["observed_value"]
+    )
 
 
 def test_alerts_go_out_once_for_critical_failures_only(
