@@ -77,6 +77,7 @@ bench: setup wrk
 	$(PY) bench/streaming/run.py --json-out bench/results/streaming.json
 	$(PY) bench/api/run.py --json-out bench/results/api.json
 	$(PY) bench/dbt/run.py --json-out bench/results/dbt.json
+	$(PY) bench/quality/run.py --json-out bench/results/quality.json
 
 lint: setup
 	$(VENV)/bin/ruff check python tests bench
