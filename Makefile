@@ -68,7 +68,7 @@ test-rust:
 
 test-python:
 	@echo "== ruff, pytest =="
-	$(VENV)/bin/ruff check python tests bench
+	$(VENV)/bin/ruff check python tests bench dags
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup wrk
@@ -80,7 +80,7 @@ bench: setup wrk
 	$(PY) bench/quality/run.py --json-out bench/results/quality.json
 
 lint: setup
-	$(VENV)/bin/ruff check python tests bench
+	$(VENV)/bin/ruff check python tests bench dags
 	cargo clippy --release --workspace --locked -- -D warnings
 
 clean:

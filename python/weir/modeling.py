@@ -178,12 +178,7 @@ def build(
             publishing = time.perf_counter()
             if publish and done.returncode == 0 and not failures:
                 marts = [r for r in built if r.replace('"', "").split(".")[1] == "marts"]
-                properties = {
-                    "dbt.invocation-id": invocation or "",
-                    "dbt.source-snapshots": json.dumps(
-                        {t: s.snapshot_id for t, s in sources.items()}, sort_keys=True
-                    ),
-                }
+                properties = _publication_properties(con, invocation)
                 for relation in marts:
                     publication = publish_mart(con, relation, properties)
                     published[publication.table] = publication
@@ -211,6 +206,46 @@ def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
         [schema, table],
     ).fetchone()
     return bool(found and found[0])
+
+
+def _publication_properties(
+    con: duckdb.DuckDBPyConnection, invocation: str | None
+) -> dict[str, str]:
+    """The snapshot summary of a publication: the dbt invocation, and the raw snapshots
+    whose data the staging models hold (``weir_state.lake_consumed``)."""
+    consumed = {}
+    if _has_table(con, "weir_state", "lake_consumed"):
+        consumed = dict(con.sql("select * from weir_state.lake_consumed").fetchall())
+    return {
+        "dbt.invocation-id": invocation or "",
+        "dbt.source-snapshots": json.dumps(consumed, sort_keys=True),
+    }
+
+
+def publish() -> dict[str, MartPublication]:
+    """Publishes every mart in dbt's DuckDB file (``marts`` schema) to the lake, as
+    :func:`build` does after a passing build: for workflows that build in steps (the
+    Airflow DAG builds layer by layer, checks, then publishes). Facts unchanged since their
+    last publication are left as they are."""
+    database = work_folder() / "weir.duckdb"
+    if not database.is_file():
+        raise FileNotFoundError(f"{database}: no dbt build has run yet (weir transform)")
+    results = work_folder() / "target" / "run_results.json"
+    invocation = None
+    if results.is_file():
+        invocation = json.loads(results.read_text()).get("metadata", {}).get("invocation_id")
+    published: dict[str, MartPublication] = {}
+    with duckdb.connect(str(database), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        properties = _publication_properties(con, invocation)
+        relations = con.sql(
+            "select table_name from information_schema.tables "
+            "where table_schema = 'marts' and table_type = 'BASE TABLE' order by 1"
+        ).fetchall()
+        for (name,) in relations:
+            publication = publish_mart(con, f'"weir"."marts"."{name}"', properties)
+            published[publication.table] = publication
+    return published
 
 
 #: The summary key of the newest ``_built_at`` a fact table's publication holds.
