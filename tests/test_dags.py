@@ -125,7 +125,7 @@ def test_the_dagbag_loads_fast_with_no_errors(airflow_home: Path) -> None:
     assert set(found["dags"]) == {"weir_transform", "weir_maintenance"}
     assert found["dags"]["weir_transform"] == [
         "dbt_staging", "dbt_intermediate", "dbt_marts", "quality_raw",
-        "publish_marts", "quality_marts", "summary",
+        "publish_marts", "quality_marts", "summary", "mark_processed",
     ]  # fmt: skip
     assert all(seconds < 2.0 for seconds in found["seconds"].values()), found["seconds"]
     assert found["retries"] == {"weir_transform": [3], "weir_maintenance": [3]}
@@ -164,6 +164,10 @@ def test_weir_transform_runs_on_demo_data(airflow_home: Path, tmp_path: Path) ->
         assert {r["suite"]: r["n"] for r in counts} == {"contract": 1, "ingest_gate": 1, "marts": 5}
         summary = weir.lake.snapshots("marts.fct_events").column("summary")[-1].as_py()
         assert "dbt.invocation-id" in json.loads(summary)
+        # Its last task recorded the raw snapshot it processed: nothing is pending now.
+        current = weir.lake.snapshots("raw.shop_events").column("snapshot_id")[-1].as_py()
+        processed = json.loads((state / "orchestration" / "processed.json").read_text())
+        assert processed["raw.shop_events"] == current
     finally:
         del os.environ["WEIR_STATE_DIR"]
 
@@ -225,3 +229,57 @@ def test_weir_task_defaults_retry_and_fail_runs(airflow_home: Path, tmp_path: Pa
     assert "the lake is on fire" in log
     # The failure callback logged the failure with its context.
     assert '"event": "task_failed"' in log and '"task": "broken"' in log
+
+
+TRIGGER_CHECK = """
+    import asyncio, json, sys, time
+    import weir
+    from weir import orchestration, samples
+    from weir.triggers import NewSnapshotTrigger
+
+    events = weir.process(json.dumps(samples.generate_shop_events(40, seed=4)), "json").output
+    weir.append("raw.shop_events", events.slice(0, 10))
+    first = orchestration.current_snapshots(["raw.shop_events"])
+    orchestration.mark_processed(first)
+    trigger = NewSnapshotTrigger(["raw.shop_events"], poll_seconds=0.1, quiet_seconds=1.0)
+    assert NewSnapshotTrigger(*trigger.serialize()[1].values()).serialize() == trigger.serialize()
+    fired = []
+
+    async def watch():
+        async for event in trigger.run():
+            fired.append(event.payload)
+
+    async def main():
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(2.5)
+        quiet = list(fired)
+        for k in range(3):  # a burst of commits
+            await asyncio.to_thread(weir.append, "raw.shop_events", events.slice(10 + k * 10, 10))
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(2.5)
+        burst = list(fired)
+        orchestration.mark_processed(burst[-1]["snapshots"] if burst else {})
+        await asyncio.sleep(1.5)
+        watcher.cancel()
+        last = orchestration.current_snapshots(["raw.shop_events"])
+        print("RESULT " + json.dumps({"quiet": quiet, "burst": burst, "after": fired[len(burst):],
+                                      "last": last, "first": first}))
+
+    asyncio.run(main())
+"""
+
+
+def test_the_snapshot_trigger_fires_once_per_burst_of_new_snapshots(
+    airflow_home: Path, tmp_path: Path
+) -> None:
+    """Nothing new (the current snapshot was processed): no event. Three commits in a
+    burst: one event, carrying the last snapshot, once they are quiet for a second. Marked
+    processed: no further event."""
+    done = run_python(TRIGGER_CHECK, airflow_env(airflow_home, tmp_path / "state"))
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT ") :])
+    assert result["quiet"] == []
+    assert result["burst"] == [{"snapshots": result["last"]}]
+    assert result["last"] != result["first"]
+    assert result["after"] == []

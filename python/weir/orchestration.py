@@ -6,6 +6,13 @@
     orchestration.publish_marts()             # marts.* from dbt's tables
     orchestration.check_marts()               # the marts' suites
     orchestration.maintain()                  # compaction and snapshot expiry
+    orchestration.mark_processed(snapshots)   # what the next run starts after
+
+New data starts a run by itself: :class:`weir.triggers.NewSnapshotTrigger` (the asset
+watcher of the ``weir_transform`` DAG) polls the raw tables' current snapshots and fires
+when they differ from the ones the last successful run processed
+(``<state>/orchestration/processed.json``, written by its last task), once per burst of
+commits.
 
 Each step logs its start, inputs, outcome and duration (JSON lines, ``component:
 orchestration``; in Airflow they land in the task's log), returns a small JSON-able
@@ -22,10 +29,12 @@ before anything is published), publishing the marts, the marts' suites, a summar
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from weir.logs import json_logger, log_event
@@ -211,3 +220,53 @@ def on_failure(context: dict[str, Any], send: Callable[..., Any] | None = None) 
         )
     except Exception as failure:  # the settings may be broken: log, never raise
         log_event(_log, "alert_not_sent", dag=dag_id, task=task_id, error=str(failure))
+
+
+# --- New snapshots -> runs ---------------------------------------------------------------
+
+
+def _processed_path(state: str | None) -> Path:
+    from weir.config import state_dir
+
+    return (Path(state) if state else state_dir()) / "orchestration" / "processed.json"
+
+
+def processed_snapshots(state: str | None = None) -> dict[str, int]:
+    """The raw tables' snapshots the last successful run processed (empty before one)."""
+    path = _processed_path(state)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def mark_processed(snapshots: dict[str, int | None], state: str | None = None) -> dict[str, Any]:
+    """Records ``snapshots`` (table -> snapshot id the run's staging consumed) as processed,
+    atomically (write, then rename): the trigger compares the lake with it."""
+    path = _processed_path(state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    merged = processed_snapshots(state) | {t: s for t, s in snapshots.items() if s is not None}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(merged, sort_keys=True))
+    temporary.replace(path)
+    log_event(_log, "snapshots_processed", snapshots=merged)
+    return merged
+
+
+def current_snapshots(tables: list[str]) -> dict[str, int | None]:
+    """The current snapshot id of each table (``None``: no snapshot or no table)."""
+    from weir import lake
+
+    existing = set(lake.tables())
+    found: dict[str, int | None] = {}
+    for table in tables:
+        ids = lake.snapshots(table).column("snapshot_id").to_pylist() if table in existing else []
+        found[table] = ids[-1] if ids else None
+    return found
+
+
+def pending_snapshots(tables: list[str], state: str | None = None) -> dict[str, int]:
+    """The tables whose current snapshot is not the one the last run processed."""
+    processed = processed_snapshots(state)
+    return {
+        t: s
+        for t, s in current_snapshots(tables).items()
+        if s is not None and s != processed.get(t)
+    }
