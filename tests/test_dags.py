@@ -131,7 +131,9 @@ def test_the_dagbag_loads_fast_with_no_errors(airflow_home: Path) -> None:
     assert found["retries"] == {"weir_transform": [3], "weir_maintenance": [3]}
 
 
-def test_weir_transform_runs_on_demo_data(airflow_home: Path, tmp_path: Path) -> None:
+def test_weir_transform_runs_on_demo_data(
+    airflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """dbt layers, checks, publishing: the run succeeds and leaves marts and results."""
     state = tmp_path / "state"
     env = airflow_env(airflow_home, state)
@@ -150,26 +152,21 @@ def test_weir_transform_runs_on_demo_data(airflow_home: Path, tmp_path: Path) ->
     result, log = dag_test(env, ROOT / "dags", "weir_transform")
     assert result["state"] == "success", log[-5000:]
     assert all(state == "success" for state, _ in result["instances"].values()), result
-    os.environ["WEIR_STATE_DIR"] = str(state)
-    try:
-        tables = set(weir.lake.tables())
-        assert {"marts.fct_events", "marts.dim_users", "ops.dq_results"} <= tables
-        counts = (
-            weir.connect()
-            .sql(
-                "select suite, count(distinct table_name) as n from lake.ops.dq_results group by 1"
-            )
-            .to_pylist()
-        )
-        assert {r["suite"]: r["n"] for r in counts} == {"contract": 1, "ingest_gate": 1, "marts": 5}
-        summary = weir.lake.snapshots("marts.fct_events").column("summary")[-1].as_py()
-        assert "dbt.invocation-id" in json.loads(summary)
-        # Its last task recorded the raw snapshot it processed: nothing is pending now.
-        current = weir.lake.snapshots("raw.shop_events").column("snapshot_id")[-1].as_py()
-        processed = json.loads((state / "orchestration" / "processed.json").read_text())
-        assert processed["raw.shop_events"] == current
-    finally:
-        del os.environ["WEIR_STATE_DIR"]
+    monkeypatch.setenv("WEIR_STATE_DIR", str(state))
+    tables = set(weir.lake.tables())
+    assert {"marts.fct_events", "marts.dim_users", "ops.dq_results"} <= tables
+    counts = (
+        weir.connect()
+        .sql("select suite, count(distinct table_name) as n from lake.ops.dq_results group by 1")
+        .to_pylist()
+    )
+    assert {r["suite"]: r["n"] for r in counts} == {"contract": 1, "ingest_gate": 1, "marts": 5}
+    summary = weir.lake.snapshots("marts.fct_events").column("summary")[-1].as_py()
+    assert "dbt.invocation-id" in json.loads(summary)
+    # Its last task recorded the raw snapshot it processed: nothing is pending now.
+    current = weir.lake.snapshots("raw.shop_events").column("snapshot_id")[-1].as_py()
+    processed = json.loads((state / "orchestration" / "processed.json").read_text())
+    assert processed["raw.shop_events"] == current
 
 
 RETRY_DAG = '''

@@ -148,12 +148,12 @@ def test_up_status_down_keep_records_across_restarts(stack_env: dict[str, str]) 
     endpoint = stack_env["WEIR_KINESIS_ENDPOINT"]
     state = Path(stack_env["WEIR_STATE_DIR"])
 
-    first = run_weir("up", env=stack_env)
+    first = run_weir("up", "--no-airflow", env=stack_env)
     assert first.returncode == 0, first.stderr
     assert "kinesis: started (pid" in first.stdout
     assert endpoint in first.stdout and str(state / "kinesis") in first.stdout
     assert str(state / "stack" / "kinesis.log") in first.stdout
-    again = run_weir("up", env=stack_env)
+    again = run_weir("up", "--no-airflow", env=stack_env)
     assert again.returncode == 0 and "kinesis: already running" in again.stdout
     pid = int((state / "stack" / "kinesis.pid").read_text())
 
@@ -172,7 +172,7 @@ def test_up_status_down_keep_records_across_restarts(stack_env: dict[str, str]) 
     assert exited(pid)
     assert run_weir("status", env=stack_env).returncode == 3
 
-    assert run_weir("up", env=stack_env).returncode == 0
+    assert run_weir("up", "--no-airflow", env=stack_env).returncode == 0
     client = kinesis_client(endpoint)
     stored = read_stream(client, "weir-durable")
     assert sorted(r["Data"] for rs in stored.values() for r in rs) == sorted(
@@ -185,7 +185,7 @@ def test_up_status_down_keep_records_across_restarts(stack_env: dict[str, str]) 
     os.killpg(pid, signal.SIGKILL)
     assert exited(pid)
     assert "kinesis: not running" in run_weir("status", env=stack_env).stdout
-    assert run_weir("up", env=stack_env).returncode == 0
+    assert run_weir("up", "--no-airflow", env=stack_env).returncode == 0
     stored = read_stream(kinesis_client(endpoint), "weir-durable")
     assert sum(len(rs) for rs in stored.values()) == 51
 
@@ -224,7 +224,9 @@ def test_up_refuses_an_endpoint_that_is_not_local(stack_env: dict[str, str]) -> 
         ("https://kinesis.eu-west-1.amazonaws.com", "only runs a local server"),
         ("https://127.0.0.1:4567", "speaks plain http"),
     ):
-        refused = run_weir("up", env={**stack_env, "WEIR_KINESIS_ENDPOINT": endpoint})
+        refused = run_weir(
+            "up", "--no-airflow", env={**stack_env, "WEIR_KINESIS_ENDPOINT": endpoint}
+        )
         assert refused.returncode == 2
         assert "StackError" in refused.stderr and shown in refused.stderr
 

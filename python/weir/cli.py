@@ -241,8 +241,16 @@ def _print_states(states: list[stack.ServiceState]) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    states = stack.up(timeout=args.timeout)
+    if not args.no_airflow:
+        print("starting the stack with Airflow (about a minute on 2 cores; --no-airflow to skip)")
+    states = stack.up(timeout=args.timeout, airflow=not args.no_airflow)
     _print_states(states)
+    if not args.no_airflow:
+        from weir import airflow_stack
+
+        print(f"Airflow: {airflow_stack.url()}  login {airflow_stack.login()}")
+        print("  run the transform now: airflow dags trigger weir_transform (with the stack's")
+        print(f"  AIRFLOW_HOME={airflow_stack.home()}), or the Trigger button in the UI")
     print("Stop with `weir down`; the data stays for the next `weir up`.")
     return 0
 
@@ -491,9 +499,16 @@ def main(argv: list[str] | None = None) -> int:
     maintain.set_defaults(run=cmd_maintain)
 
     up = commands.add_parser(
-        "up", help="start the local stack (the Kinesis-API server), detached; safe to repeat"
+        "up",
+        help="start the local stack (Kinesis-API server, consumer, API, Airflow), detached; "
+        "safe to repeat",
     )
     up.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each service")
+    up.add_argument(
+        "--no-airflow",
+        action="store_true",
+        help="do not start Airflow (scheduler, triggerer, DAG processor, UI)",
+    )
     up.set_defaults(run=cmd_up)
     down = commands.add_parser("down", help="stop the local stack; its data stays on disk")
     down.set_defaults(run=cmd_down)

@@ -109,6 +109,25 @@ def log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _normalized(command: str) -> str:
+    """A command line as markers are compared: argument breaks as spaces and ``_`` as
+    ``-``, so a program that retitles itself (Airflow's ``airflow api_server -- ...``)
+    still matches the marker of the command that started it (``airflow\\x00api-server``)."""
+    return command.replace("\x00", " ").replace("_", "-")
+
+
+def _processes_of(home: Path) -> list[int]:
+    """Pids whose environment has ``AIRFLOW_HOME=<home>``: every process of that Airflow,
+    task runners in their own sessions included."""
+    wanted = f"AIRFLOW_HOME={home}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if wanted in (proc / "environ").read_bytes().split(b"\x00"):
+                found.append(int(proc.name))
+    return [pid for pid in found if pid != os.getpid()]
+
+
 def _alive(pid: int, marker: str | None = None) -> bool:
     """Whether ``pid`` runs (not a zombie) and, given a marker, is still the same program."""
     with contextlib.suppress(ChildProcessError, OSError):
@@ -127,7 +146,8 @@ def _alive(pid: int, marker: str | None = None) -> bool:
         if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
             return False
         if marker is not None:
-            return marker in (proc / "cmdline").read_bytes().decode("utf-8", "replace")
+            command = (proc / "cmdline").read_bytes().decode("utf-8", "replace")
+            return _normalized(marker) in _normalized(command)
     except (OSError, IndexError):
         return False
     return True
@@ -446,10 +466,48 @@ def _weir_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "weir.cli", *args]
 
 
-def services(settings: KinesisSettings | None = None) -> list[Service]:
+def airflow_services() -> list[Service]:
+    """Airflow's scheduler, triggerer, DAG processor and API server (``weir.airflow_stack``)."""
+    from weir import airflow_stack
+
+    folder = stack_dir()
+    command = str(Path(sys.executable).parent / "airflow")
+    found = []
+    for component in airflow_stack.COMPONENTS:
+        api = component == "api-server"
+        found.append(
+            Service(
+                name=f"airflow {component}",
+                command=[command, component]
+                + (["--host", "127.0.0.1", "--port", str(airflow_stack.port())] if api else []),
+                pid_file=folder / f"airflow-{component}.pid",
+                log_file=folder / f"airflow-{component}.log",
+                ready=airflow_stack.answers if api else (lambda: True),
+                marker=f"airflow\x00{component}",
+                port=airflow_stack.port() if api else None,
+                folders=(airflow_stack.home(),),
+                env=airflow_stack.environment(),
+                details={"url": airflow_stack.url(), "login": airflow_stack.login()}
+                if api
+                else {"home": str(airflow_stack.home())},
+            )
+        )
+    return found
+
+
+def _airflow_started() -> bool:
+    return any(stack_dir().glob("airflow-*.pid"))
+
+
+def services(
+    settings: KinesisSettings | None = None, *, airflow: bool | None = None
+) -> list[Service]:
     """The local stack's services, in start order: the Kinesis-API server, the consumers
-    (``weir consume``, every dataset) and the ingest API (``weir serve``)."""
+    (``weir consume``, every dataset), the ingest API (``weir serve``) and, with
+    ``airflow`` (default: when ``weir up`` started it), Airflow's components."""
     settings = kinesis_settings() if settings is None else settings
+    if airflow is None:
+        airflow = _airflow_started()
     folder = stack_dir()
     api = api_settings()
     return [
@@ -476,7 +534,7 @@ def services(settings: KinesisSettings | None = None) -> list[Service]:
                 "docs": f"http://127.0.0.1:{api.port}/docs",
             },
         ),
-    ]
+    ] + (airflow_services() if airflow else [])
 
 
 def _read_pid(service: Service) -> int | None:
@@ -523,21 +581,33 @@ def _refuse_remote(settings: KinesisSettings) -> None:
         )
 
 
-def up(settings: KinesisSettings | None = None, timeout: float = 20.0) -> list[ServiceState]:
-    """Start every service that is not running, detached; idempotent."""
+def up(
+    settings: KinesisSettings | None = None, timeout: float = 20.0, *, airflow: bool = False
+) -> list[ServiceState]:
+    """Start every service that is not running, detached; idempotent. With ``airflow``,
+    Airflow's components too (its database migrated first; allow ``timeout`` of a minute
+    or more on 2 cores)."""
     settings = kinesis_settings() if settings is None else settings
     _refuse_remote(settings)
     states = []
     with _locked():
-        for service in services(settings):
+        migrated = False
+        for service in services(settings, airflow=airflow):
             pid = _read_pid(service)
             if pid is not None:
                 states.append(_state(service, pid, "already running"))
                 continue
+            if service.name.startswith("airflow") and not migrated:
+                from weir import airflow_stack
+
+                airflow_stack.migrate()
+                migrated = True
             pid = _spawn_detached(service)
             service.pid_file.write_text(f"{pid}\n")
+            # Airflow's API server takes a minute or more to answer on 2 cores.
+            wait = max(timeout, 240.0) if service.name.startswith("airflow") else timeout
             try:
-                _wait_ready(service, pid, None, timeout)
+                _wait_ready(service, pid, None, wait)
             except StackError:
                 service.pid_file.unlink(missing_ok=True)
                 raise
@@ -550,7 +620,8 @@ def down(settings: KinesisSettings | None = None, timeout: float = 10.0) -> list
     settings = kinesis_settings() if settings is None else settings
     states = []
     with _locked():
-        for service in reversed(services(settings)):
+        airflow = _airflow_started()
+        for service in reversed(services(settings, airflow=airflow)):
             pid = _read_pid(service)
             if pid is None:
                 states.append(_state(service, None, "not running"))
@@ -560,7 +631,24 @@ def down(settings: KinesisSettings | None = None, timeout: float = 10.0) -> list
                 raise _error(service.name, f"pid {pid} did not stop, even after SIGKILL")
             service.pid_file.unlink(missing_ok=True)
             states.append(_state(service, None, "stopped"))
+        if airflow:
+            _stop_leftover_airflow()
     return list(reversed(states))
+
+
+def _stop_leftover_airflow() -> None:
+    """Task runners Airflow started in their own sessions outlive its components: stop
+    every process of this stack's Airflow (by its ``AIRFLOW_HOME``)."""
+    from weir import airflow_stack
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _processes_of(airflow_stack.home())
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while pids and time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
 
 
 def status(settings: KinesisSettings | None = None) -> list[ServiceState]:
