@@ -164,6 +164,35 @@ def test_products_and_order_lines_point_in_time(built: tuple[Path, dict[str, int
     assert lines[0] == purchases[0] > 0 and lines[1] == 0 and lines[2] == 0
 
 
+def test_a_build_waits_for_another_one(
+    built: tuple[Path, dict[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dbt's DuckDB file has one writer: `weir transform` started while another build holds
+    the state folder (an Airflow run) waits for it, says so, then runs."""
+    import time
+
+    from weir import modeling
+
+    state, _ = built
+    monkeypatch.setenv("WEIR_STATE_DIR", str(state))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEIR_", "DBT_"))}
+    env["WEIR_STATE_DIR"] = str(state)
+    weir_cli = str(Path(sys.executable).parent / "weir")
+    with modeling.exclusive():
+        waiting = subprocess.Popen(
+            [weir_cli, "transform", "--select", "dim_date", "--no-publish"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        time.sleep(8)
+        assert waiting.poll() is None, "the second build did not wait"
+    _, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err[-3000:]
+    assert "waiting for another dbt build" in err
+
+
 def test_a_failing_data_test_fails_the_build(built: tuple[Path, dict[str, int]]) -> None:
     """The data tests can fail: a stored row whose event type the contract does not know
     (written around the processor) makes `dbt build` exit non-zero naming the test."""

@@ -25,11 +25,14 @@ marts are replaced. Columns starting with ``_`` are dbt's bookkeeping and not pu
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,11 +116,35 @@ def dbt_environment() -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """One dbt build or publication at a time per state folder (dbt's DuckDB file has one
+    writer): a ``weir transform`` started while an Airflow run builds waits for it."""
+    work = work_folder()
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another dbt build on {work} to finish...", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build(
     *, select: list[str] | None = None, full_refresh: bool = False, publish: bool = True
 ) -> BuildResult:
     """Runs ``dbt build`` (models, seeds, data tests, unit tests), summarises it and, when
-    it passed and ``publish`` is set, publishes the marts it built (:func:`publish`)."""
+    it passed and ``publish`` is set, publishes the marts it built (:func:`publish`). Waits
+    for another build of the same state folder to finish first (:func:`exclusive`)."""
+    with exclusive():
+        return _build(select=select, full_refresh=full_refresh, publish=publish)
+
+
+def _build(*, select: list[str] | None, full_refresh: bool, publish: bool) -> BuildResult:
     work = work_folder()
     work.mkdir(parents=True, exist_ok=True)
     results = work / "target" / "run_results.json"
@@ -227,6 +254,11 @@ def publish() -> dict[str, MartPublication]:
     :func:`build` does after a passing build: for workflows that build in steps (the
     Airflow DAG builds layer by layer, checks, then publishes). Facts unchanged since their
     last publication are left as they are."""
+    with exclusive():
+        return _publish()
+
+
+def _publish() -> dict[str, MartPublication]:
     database = work_folder() / "weir.duckdb"
     if not database.is_file():
         raise FileNotFoundError(f"{database}: no dbt build has run yet (weir transform)")
