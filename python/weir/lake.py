@@ -168,15 +168,17 @@ def overwrite(
     return open_lake(settings).write(table, _arrow(data), "overwrite", _properties(properties))
 
 
-def connect(settings: LakeSettings | None = None) -> Any:
+def connect(settings: LakeSettings | None = None, *, read_only: bool = False) -> Any:
     """A ``datafusion.SessionContext`` with the lake registered as catalog ``lake`` and all
     of Weir's UDFs: ``weir.connect().sql("select ... from lake.raw.shop_events")``. Each
     query reads the newest snapshot, tables created after ``connect()`` included; DataFrames
-    stay usable after the context is gone."""
+    stay usable after the context is gone. Each dataset's raw tables are created first if
+    missing, unless ``read_only`` (what a reader such as the dashboard passes: it sees only
+    the tables that exist)."""
     import datafusion
 
     settings = settings or lake_settings()
-    for dataset in project.datasets():
+    for dataset in [] if read_only else project.datasets():
         key = (dataset, tuple(sorted(settings.properties().items())))
         if key not in _ensured:
             ensure_dataset(dataset, settings)

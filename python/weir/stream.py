@@ -3,6 +3,8 @@
     import weir
     receipt = weir.publish("shop_events", ndjson_bytes)   # returns once Kinesis accepted all
     weir.stream.job(receipt.job_id)                        # accepted → published → committed
+    weir.stream.jobs(since_ms=...)                         # the jobs table, newest first
+    weir.stream.batches(since_ms=...)                      # per-batch consumer metrics
     weir.stream.consume(stop=threading.Event())            # what `weir consume` runs
 
 A job's events travel packed many per Kinesis record (zstd, with a header naming the job),
@@ -125,6 +127,36 @@ def _ops_tables(settings: LakeSettings | None) -> _native.OpsTables:
 def job(job_id: str, settings: LakeSettings | None = None) -> Job | None:
     """The job's row in the jobs table, or ``None`` for an unknown id."""
     return _ops_tables(settings).job(job_id)
+
+
+def jobs(
+    dataset: str | None = None,
+    *,
+    since_ms: int = 0,
+    limit: int = 1000,
+    settings: LakeSettings | None = None,
+) -> pa.Table:
+    """The jobs table (``weir_jobs``), newest first: at most ``limit`` jobs created since
+    ``since_ms`` (milliseconds since the epoch), of ``dataset`` or of every dataset; the
+    columns of :data:`Job`, with ``snapshot_ids`` as a list."""
+    rows = _ops_tables(settings).jobs(dataset, since_ms, limit)
+    schema = pa.schema(
+        [
+            ("job_id", pa.string()),
+            ("dataset", pa.string()),
+            ("status", pa.string()),
+            ("received", pa.int64()),
+            ("records", pa.int64()),
+            ("valid", pa.int64()),
+            ("rejected", pa.int64()),
+            ("snapshot_ids", pa.list_(pa.int64())),
+            ("error", pa.string()),
+            ("created_at_ms", pa.int64()),
+            ("updated_at_ms", pa.int64()),
+            ("final", pa.bool_()),
+        ]
+    )
+    return pa.Table.from_pylist([as_dict(j) for j in rows], schema)
 
 
 def batches(

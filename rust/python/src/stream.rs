@@ -135,6 +135,14 @@ impl OpsTables {
         Ok(run(py, async move { metastore.job(&job_id).await })?.map(Job::from))
     }
 
+    /// Jobs created since `since_ms`, newest first, at most `limit`.
+    #[pyo3(signature = (dataset=None, since_ms=0, limit=1000))]
+    fn jobs(&self, py: Python<'_>, dataset: Option<String>, since_ms: i64, limit: i64) -> PyResult<Vec<Job>> {
+        let metastore = self.metastore.clone();
+        let jobs = run(py, async move { metastore.jobs(dataset.as_deref(), since_ms, limit).await })?;
+        Ok(jobs.into_iter().map(Job::from).collect())
+    }
+
     /// Consumer batch metrics since `since_ms`, oldest first.
     #[pyo3(signature = (dataset=None, since_ms=0))]
     fn batches(&self, py: Python<'_>, dataset: Option<String>, since_ms: i64) -> PyResult<Vec<BatchMetrics>> {

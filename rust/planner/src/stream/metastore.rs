@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::error::{StreamError, StreamResult};
@@ -40,6 +41,7 @@ const SCHEMA: &[&str] = &[
         created_at_ms BIGINT NOT NULL,
         updated_at_ms BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS weir_jobs_by_status ON weir_jobs (status, dataset)",
+    "CREATE INDEX IF NOT EXISTS weir_jobs_by_time ON weir_jobs (created_at_ms)",
     "CREATE TABLE IF NOT EXISTS weir_job_records (
         job_id VARCHAR(64) NOT NULL,
         stream VARCHAR(255) NOT NULL,
@@ -270,31 +272,24 @@ impl Metastore {
     }
 
     pub async fn job(&self, job_id: &str) -> StreamResult<Option<Job>> {
-        let sql = self.sql(
-            "SELECT job_id, dataset, status, received, records, valid, rejected, snapshot_ids, error, created_at_ms, updated_at_ms \
-             FROM weir_jobs WHERE job_id = ?",
-        );
+        let sql = self.sql(&format!("SELECT {JOB_COLUMNS} FROM weir_jobs WHERE job_id = ?"));
         let row = sqlx::query(&sql).bind(job_id).fetch_optional(&self.pool).await.map_err(db(JOBS_TABLE))?;
-        row.map(|row| -> Result<Job, sqlx::Error> {
-            let snapshot_ids: Option<String> = row.try_get(7)?;
-            Ok(Job {
-                job_id: row.try_get(0)?,
-                dataset: row.try_get(1)?,
-                status: row.try_get(2)?,
-                received: row.try_get(3)?,
-                records: row.try_get(4)?,
-                valid: row.try_get(5)?,
-                rejected: row.try_get(6)?,
-                snapshot_ids: snapshot_ids
-                    .map(|s| s.split(',').filter_map(|id| id.trim().parse().ok()).collect())
-                    .unwrap_or_default(),
-                error: row.try_get(8)?,
-                created_at_ms: row.try_get(9)?,
-                updated_at_ms: row.try_get(10)?,
-            })
-        })
-        .transpose()
-        .map_err(db(JOBS_TABLE))
+        row.as_ref().map(job_from_row).transpose().map_err(db(JOBS_TABLE))
+    }
+
+    /// Jobs created at or after `since_ms` (of one dataset, or all), newest first, at most
+    /// `limit` of them: what a dashboard or `weir status` lists.
+    pub async fn jobs(&self, dataset: Option<&str>, since_ms: i64, limit: i64) -> StreamResult<Vec<Job>> {
+        let sql = self.sql(&format!(
+            "SELECT {JOB_COLUMNS} FROM weir_jobs WHERE created_at_ms >= ?{} ORDER BY created_at_ms DESC, job_id LIMIT ?",
+            if dataset.is_some() { " AND dataset = ?" } else { "" }
+        ));
+        let mut query = sqlx::query(&sql).bind(since_ms);
+        if let Some(dataset) = dataset {
+            query = query.bind(dataset);
+        }
+        let rows = query.bind(limit.max(0)).fetch_all(&self.pool).await.map_err(db(JOBS_TABLE))?;
+        rows.iter().map(job_from_row).collect::<Result<_, _>>().map_err(db(JOBS_TABLE))
     }
 
     /// Records what a batch found in each Kinesis record, before the batch commits. A record
@@ -676,4 +671,27 @@ impl Metastore {
             .collect::<Result<_, _>>()
             .map_err(db(BATCHES_TABLE))
     }
+}
+
+/// The columns of a jobs-table row, in the order [`job_from_row`] reads them.
+const JOB_COLUMNS: &str =
+    "job_id, dataset, status, received, records, valid, rejected, snapshot_ids, error, created_at_ms, updated_at_ms";
+
+fn job_from_row(row: &AnyRow) -> Result<Job, sqlx::Error> {
+    let snapshot_ids: Option<String> = row.try_get(7)?;
+    Ok(Job {
+        job_id: row.try_get(0)?,
+        dataset: row.try_get(1)?,
+        status: row.try_get(2)?,
+        received: row.try_get(3)?,
+        records: row.try_get(4)?,
+        valid: row.try_get(5)?,
+        rejected: row.try_get(6)?,
+        snapshot_ids: snapshot_ids
+            .map(|s| s.split(',').filter_map(|id| id.trim().parse().ok()).collect())
+            .unwrap_or_default(),
+        error: row.try_get(8)?,
+        created_at_ms: row.try_get(9)?,
+        updated_at_ms: row.try_get(10)?,
+    })
 }
