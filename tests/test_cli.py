@@ -1,14 +1,27 @@
 """The `weir` command line: `weir process` summarises a file and writes its outputs; `weir
-demo` runs the whole ingestion path on a private stack and `weir maintain` compacts the lake."""
+demo` runs the whole ingestion path on a private stack and `weir maintain` compacts the lake;
+`weir dashboard` serves the Streamlit app until a signal stops it.
+
+    .venv/bin/python -m pytest tests/test_cli.py
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 
 import weir
+from tests.support.servers import free_port
 from weir import cli, samples, stack
 
 
@@ -74,3 +87,65 @@ def test_demo_runs_the_whole_path_and_maintain_compacts_it(tmp_path, monkeypatch
     compact, expire = reports
     assert compact["step"] == "compact" and compact["partitions_compacted"] >= 1
     assert expire["step"] == "expire" and expire["snapshots_kept"] == 1
+
+
+def dashboard_home(folder: Path) -> Path:
+    """A project home whose Streamlit app is a one-line page: these tests are about starting
+    and stopping the dashboard, not about its pages (``streamlit_app/`` tests those)."""
+    app = folder / "streamlit_app" / "streamlit_app.py"
+    app.parent.mkdir(parents=True)
+    app.write_text('import streamlit as st\n\nst.title("stub")\n')
+    return folder
+
+
+def wait_for_health(base_url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            answer = httpx.get(f"{base_url}/_stcore/health", trust_env=False, timeout=2)
+            if answer.status_code == 200 and answer.text.strip() == "ok":
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{base_url}/_stcore/health did not answer ok in {timeout:g}s")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_dashboard_serves_the_app_until_a_signal(tmp_path, stop_signal):
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "WEIR_HOME": str(dashboard_home(tmp_path))}
+    env.pop("WEIR_CONFIG", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "weir.cli", "dashboard", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_health(base_url, process)
+        page = httpx.get(f"{base_url}/", trust_env=False, timeout=5)
+        assert page.status_code == 200 and "<title>Streamlit</title>" in page.text
+        # Streamlit runs in this process: `weir status` / `weir down` find it by this marker.
+        assert b"weir.cli\x00dashboard\x00" in Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        process.send_signal(stop_signal)
+        _out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert f"weir dashboard: {base_url}" in err
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base_url}/_stcore/health", trust_env=False, timeout=2)
+
+
+def test_dashboard_without_its_app_names_the_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("WEIR_HOME", str(tmp_path))
+    missing = tmp_path / "streamlit_app" / "streamlit_app.py"
+    with pytest.raises(SystemExit, match=re.escape(f"the Streamlit app {missing} does not")):
+        cli.main(["dashboard", "--port", str(free_port())])

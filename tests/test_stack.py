@@ -1,5 +1,9 @@
 """The local stack: kinesalite as a real Kinesis-API server (boto3 against it), `weir up` /
-`weir status` / `weir down` from the command line, and the Kinesis settings."""
+`weir status` / `weir down` from the command line (with the Streamlit dashboard), and the
+Kinesis and dashboard settings.
+
+    .venv/bin/python -m pytest tests/test_stack.py
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,14 @@ import time
 import urllib.error
 from pathlib import Path
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
 import weir
 from tests.support.servers import free_port, kinesis_client, kinesis_server
 from weir import config, project, stack
-from weir.config import KinesisSettings, kinesis_settings
+from weir.config import KinesisSettings, dashboard_settings, kinesis_settings
 
 MiB = 1024 * 1024
 
@@ -132,30 +137,67 @@ def run_weir(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def stack_env(tmp_path: Path):
-    """The environment of a private stack: its own state folder and a free port. Whatever
-    the test leaves running is stopped afterwards."""
+    """The environment of a private stack: its own state folder and free ports, and a
+    project home with the checkout's contracts and SQL and a one-line dashboard app (these
+    tests are about the stack, not the pages of streamlit_app/).
+    Whatever the test leaves running is stopped afterwards."""
+    home = tmp_path / "home"
+    (home / "streamlit_app").mkdir(parents=True)
+    (home / "streamlit_app" / "streamlit_app.py").write_text("import streamlit as st\n")
+    for folder in ("contracts", "sql"):
+        (home / folder).symlink_to(project.home() / folder)
     env = dict(os.environ)
     env.pop("WEIR_CONFIG", None)
+    env["WEIR_HOME"] = str(home)
     env["WEIR_STATE_DIR"] = str(tmp_path / "state")
     env["WEIR_KINESIS_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+    env["WEIR_API_PORT"] = str(free_port())
+    env["WEIR_DASHBOARD_PORT"] = str(free_port())
     yield env
     pid_file = tmp_path / "state" / "stack" / "kinesis.pid"
     if pid_file.exists():
         run_weir("down", env=env)
 
 
+def dashboard_health(dashboard_url: str) -> str | None:
+    """What Streamlit's health endpoint answers, or None when nothing listens."""
+    try:
+        return httpx.get(f"{dashboard_url}/_stcore/health", trust_env=False, timeout=2).text
+    except httpx.TransportError:
+        return None
+
+
+def dashboard_processes(port: str) -> list[int]:
+    """Pids of `weir dashboard` processes on ``port``."""
+    wanted = f"weir.cli\x00dashboard\x00--host\x00127.0.0.1\x00--port\x00{port}\x00".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if wanted in (proc / "cmdline").read_bytes():  # a zombie's is empty
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
 def test_up_status_down_keep_records_across_restarts(stack_env: dict[str, str]) -> None:
     endpoint = stack_env["WEIR_KINESIS_ENDPOINT"]
     state = Path(stack_env["WEIR_STATE_DIR"])
+    dashboard_url = f"http://127.0.0.1:{stack_env['WEIR_DASHBOARD_PORT']}"
 
     first = run_weir("up", "--no-airflow", env=stack_env)
     assert first.returncode == 0, first.stderr
     assert "kinesis: started (pid" in first.stdout
     assert endpoint in first.stdout and str(state / "kinesis") in first.stdout
     assert str(state / "stack" / "kinesis.log") in first.stdout
+    assert "dashboard: started (pid" in first.stdout and dashboard_url in first.stdout
+    assert dashboard_health(dashboard_url) == "ok"
     again = run_weir("up", "--no-airflow", env=stack_env)
     assert again.returncode == 0 and "kinesis: already running" in again.stdout
+    assert "dashboard: already running" in again.stdout
     pid = int((state / "stack" / "kinesis.pid").read_text())
+    dashboard_pid = int((state / "stack" / "dashboard.pid").read_text())
+    assert dashboard_processes(stack_env["WEIR_DASHBOARD_PORT"]) == [dashboard_pid]
 
     client = kinesis_client(endpoint)
     client.create_stream(StreamName="weir-durable", ShardCount=2)
@@ -165,14 +207,23 @@ def test_up_status_down_keep_records_across_restarts(stack_env: dict[str, str]) 
     shown = run_weir("status", env=stack_env)
     assert shown.returncode == 0 and f"kinesis: running (pid {pid})" in shown.stdout
     assert "weir-durable" in shown.stdout
+    assert f"dashboard: running (pid {dashboard_pid})" in shown.stdout
+    assert f"url       {dashboard_url}\n" in shown.stdout
 
     stopped = run_weir("down", env=stack_env)
     assert stopped.returncode == 0 and "kinesis: stopped" in stopped.stdout
+    assert "dashboard: stopped" in stopped.stdout
     assert not (state / "stack" / "kinesis.pid").exists()
-    assert exited(pid)
+    assert not (state / "stack" / "dashboard.pid").exists()
+    assert exited(pid) and exited(dashboard_pid)
+    assert dashboard_health(dashboard_url) is None
+    assert dashboard_processes(stack_env["WEIR_DASHBOARD_PORT"]) == []
     assert run_weir("status", env=stack_env).returncode == 3
 
-    assert run_weir("up", "--no-airflow", env=stack_env).returncode == 0
+    # Without the dashboard this time: not started, and not missed by `weir status`.
+    without = run_weir("up", "--no-airflow", "--no-dashboard", env=stack_env)
+    assert without.returncode == 0 and "dashboard" not in without.stdout
+    assert dashboard_health(dashboard_url) is None
     client = kinesis_client(endpoint)
     stored = read_stream(client, "weir-durable")
     assert sorted(r["Data"] for rs in stored.values() for r in rs) == sorted(
@@ -185,11 +236,15 @@ def test_up_status_down_keep_records_across_restarts(stack_env: dict[str, str]) 
     os.killpg(pid, signal.SIGKILL)
     assert exited(pid)
     assert "kinesis: not running" in run_weir("status", env=stack_env).stdout
-    assert run_weir("up", "--no-airflow", env=stack_env).returncode == 0
+    restarted = run_weir("up", "--no-airflow", env=stack_env)
+    assert restarted.returncode == 0 and "dashboard: started" in restarted.stdout
     stored = read_stream(kinesis_client(endpoint), "weir-durable")
     assert sum(len(rs) for rs in stored.values()) == 51
 
-    assert "kinesis: stopped" in run_weir("down", env=stack_env).stdout
+    last = run_weir("down", env=stack_env)
+    assert "kinesis: stopped" in last.stdout and "dashboard: stopped" in last.stdout
+    assert dashboard_health(dashboard_url) is None
+    assert dashboard_processes(stack_env["WEIR_DASHBOARD_PORT"]) == []
     twice = run_weir("down", env=stack_env)
     assert twice.returncode == 0 and "kinesis: not running" in twice.stdout
 
@@ -373,6 +428,40 @@ def test_bad_kinesis_settings_name_the_setting_and_its_source(
     with pytest.raises(weir.ConfigError, match=message) as caught:
         kinesis_settings(env)
     assert caught.value.setting in str(caught.value)
+
+
+def test_dashboard_port_from_defaults_then_toml_then_environment(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("WEIR_CONFIG", raising=False)
+    assert dashboard_settings({}) == config.DashboardSettings(port=8501, source="defaults")
+    assert dashboard_settings({}).url == "http://127.0.0.1:8501"
+    path = write_config(tmp_path, monkeypatch, "[dashboard]\nport = 8600\n")
+    assert dashboard_settings({}).port == 8600
+    shown = dashboard_settings({"WEIR_DASHBOARD_PORT": "8700"})
+    assert shown.port == 8700 and shown.source == f"defaults < {path} < WEIR_DASHBOARD_PORT"
+    # The stack's service listens where the settings say, on 127.0.0.1 only.
+    monkeypatch.setenv("WEIR_DASHBOARD_PORT", "8701")
+    service = stack.dashboard_service()
+    assert service.port == 8701 and service.details == {"url": "http://127.0.0.1:8701"}
+    assert service.command[-4:] == ["--host", "127.0.0.1", "--port", "8701"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        ("port = 70000", {}, r"weir\.toml: dashboard\.port: expected a port from 1 to 65535"),
+        ("port = 'x'", {}, r"dashboard\.port: expected a whole number, got 'x'"),
+        ("address = '0.0.0.0'", {}, r"dashboard\.address: unknown setting \(known: port\)"),
+        ("", {"WEIR_DASHBOARD_PORT": "0"}, r"WEIR_DASHBOARD_PORT: expected at least 1"),
+    ],
+)
+def test_bad_dashboard_settings_name_their_origin(
+    tmp_path: Path, monkeypatch, toml: str, env: dict[str, str], message: str
+) -> None:
+    write_config(tmp_path, monkeypatch, f"[dashboard]\n{toml}\n")
+    with pytest.raises(weir.ConfigError, match=message):
+        dashboard_settings(env)
 
 
 def test_stream_names_are_checked() -> None:

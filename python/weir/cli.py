@@ -4,9 +4,10 @@
                       [--rejected rejected.ndjson]
     weir demo [--records 20000] [--invalid-fraction 0.02] [--exit]
     weir maintain [--table raw.shop_events] [--retain-last 10] [--max-age-hours 168]
-    weir up | weir status | weir down
+    weir up [--no-dashboard] [--no-airflow] | weir status | weir down
     weir consume [--dataset shop_events] [--commit-interval 1.0] [--on-failure dead_letter]
     weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
+    weir dashboard [--host 127.0.0.1] [--port 8501]
     weir api-key create
     weir transform [--full-refresh] [--select MODEL ...] [--no-publish]
     weir quality check [--table raw.shop_events] [--full] [--no-alert]
@@ -16,9 +17,11 @@ local stack (Kinesis-API server, consumer, ingest API), posts generated shop eve
 deliberately broken) through the API, waits until their jobs are committed and shows the
 lake (``.weir/`` by default, see ``weir.config``) through ``weir.connect()``; ``maintain``
 compacts small files and expires old snapshots. ``up``, ``status`` and ``down`` start, show
-and stop the local stack (``weir.stack``: Kinesis-API server, consumer, API). ``consume``
-runs the Kinesis consumers (one per dataset, sharing shards with other ``weir consume``
-processes) until SIGINT or SIGTERM; ``serve`` runs the ingest API (``weir.api``);
+and stop the local stack (``weir.stack``: Kinesis-API server, consumer, API, dashboard,
+Airflow). ``consume`` runs the Kinesis consumers (one per dataset, sharing shards with other
+``weir consume`` processes) until SIGINT or SIGTERM; ``serve`` runs the ingest API
+(``weir.api``); ``dashboard`` runs the Streamlit dashboard (``streamlit_app/``) in the
+foreground until SIGINT or SIGTERM;
 ``api-key create`` prints a new API key once and stores its hash; ``transform`` runs
 ``dbt build`` of the dbt project on the lake (incremental unless ``--full-refresh``), then
 publishes the marts as ``marts.<model>`` Iceberg tables (``weir.modeling``) and prints a
@@ -243,7 +246,9 @@ def _print_states(states: list[stack.ServiceState]) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     if not args.no_airflow:
         print("starting the stack with Airflow (about a minute on 2 cores; --no-airflow to skip)")
-    states = stack.up(timeout=args.timeout, airflow=not args.no_airflow)
+    states = stack.up(
+        timeout=args.timeout, airflow=not args.no_airflow, dashboard=not args.no_dashboard
+    )
     _print_states(states)
     if not args.no_airflow:
         from weir import airflow_stack
@@ -338,6 +343,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,  # the app writes its own JSON access log, with request ids
         log_level="warning",
         timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def dashboard_app() -> Path:
+    """The dashboard's Streamlit entry script: ``<home>/streamlit_app/streamlit_app.py``
+    (beside ``dbt/``, ``gx/`` and ``dags/``)."""
+    return project.home() / "streamlit_app" / "streamlit_app.py"
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    app = dashboard_app()
+    if not app.is_file():
+        raise SystemExit(
+            f"weir dashboard: the Streamlit app {app} does not exist "
+            "(the dashboard lives in streamlit_app/ of the project home, WEIR_HOME)"
+        )
+    from streamlit.web import cli as streamlit_cli
+
+    host = args.host
+    port = args.port or config.dashboard_settings().port
+    print(f"weir dashboard: http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    # In this process, not a `streamlit run` child: the command line stays `weir.cli
+    # dashboard`, the marker `weir status` / `weir down` look for.
+    streamlit_cli.main(
+        [
+            "run",
+            str(app),
+            "--server.address",
+            host,
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            # No "Deploy" button: this is a local app, not a Streamlit Cloud one.
+            "--client.toolbarMode",
+            "minimal",
+        ],
+        prog_name="streamlit",
+        standalone_mode=False,
     )
     return 0
 
@@ -500,10 +547,13 @@ def main(argv: list[str] | None = None) -> int:
 
     up = commands.add_parser(
         "up",
-        help="start the local stack (Kinesis-API server, consumer, API, Airflow), detached; "
-        "safe to repeat",
+        help="start the local stack (Kinesis-API server, consumer, API, dashboard, Airflow), "
+        "detached; safe to repeat",
     )
     up.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each service")
+    up.add_argument(
+        "--no-dashboard", action="store_true", help="do not start the Streamlit dashboard"
+    )
     up.add_argument(
         "--no-airflow",
         action="store_true",
@@ -545,6 +595,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="default: api.port (8000)")
     serve.add_argument("--workers", type=int, help="processes; default: api.workers (1)")
     serve.set_defaults(run=cmd_serve)
+
+    dashboard = commands.add_parser(
+        "dashboard", help="run the Streamlit dashboard in the foreground (Ctrl-C stops it)"
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    dashboard.add_argument("--port", type=int, help="default: dashboard.port (8501)")
+    dashboard.set_defaults(run=cmd_dashboard)
 
     api_key = commands.add_parser("api-key", help="manage API keys of the ingest API")
     api_key.add_argument("action", choices=["create"], help="create: print a new key once")

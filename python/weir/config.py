@@ -1,6 +1,6 @@
 """Weir's settings: where the lake lives (metastore and warehouse) and how it is written,
-which Kinesis-API server carries the records, the ingest API, and where data-quality alerts
-go.
+which Kinesis-API server carries the records, the ingest API, the dashboard's port, and where
+data-quality alerts go.
 
 Read in this order, later sources winning:
 
@@ -8,7 +8,8 @@ Read in this order, later sources winning:
    ``<state>/warehouse``, where ``<state>`` is ``$WEIR_STATE_DIR`` or ``<home>/.weir``; the
    local Kinesis server ``weir up`` starts;
 2. a TOML file: ``$WEIR_CONFIG``, else ``<home>/weir.toml`` when it exists (tables
-   ``[lake]``, ``[lake.s3]``, ``[lake.write]``, ``[kinesis]``, ``[api]``, ``[alerts]``);
+   ``[lake]``, ``[lake.s3]``, ``[lake.write]``, ``[kinesis]``, ``[api]``, ``[dashboard]``,
+   ``[alerts]``);
 3. ``WEIR_*`` environment variables (an empty one counts as unset, except
    ``WEIR_KINESIS_ENDPOINT``, where empty means AWS), then the ``AWS_*`` ones where they
    apply.
@@ -463,6 +464,57 @@ def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
         workers=_positive(origins["workers"], values["workers"])
         if "workers" in values
         else defaults.workers,
+        source=" < ".join(dict.fromkeys(sources)),
+    )
+
+
+_DASHBOARD_KEYS = ("port",)
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """The Streamlit dashboard (``weir dashboard``, and the local stack's ``dashboard``
+    service): the port it listens on, on 127.0.0.1 unless ``weir dashboard --host`` says
+    otherwise."""
+
+    port: int = 8501
+    source: str = "defaults"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def dashboard_settings(env: Mapping[str, str] | None = None) -> DashboardSettings:
+    """The dashboard settings from defaults, ``weir.toml`` (``[dashboard]``) and
+    ``WEIR_DASHBOARD_PORT``, later sources winning."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    sources = ["defaults"]
+    path = config_file()
+    if path is not None:
+        table = _read_document(path).get("dashboard", {})
+        if not isinstance(table, dict):
+            raise _error(f"{path}: dashboard", "expected a table ([dashboard])")
+        for key, value in table.items():
+            if key not in _DASHBOARD_KEYS:
+                raise _error(
+                    f"{path}: dashboard.{key}",
+                    f"unknown setting (known: {', '.join(_DASHBOARD_KEYS)})",
+                )
+            values[key], origins[key] = value, f"{path}: dashboard.{key}"
+        if table:
+            sources.append(str(path))
+    for key in _DASHBOARD_KEYS:
+        variable = f"WEIR_DASHBOARD_{key.upper()}"
+        if env.get(variable):
+            values[key], origins[key] = env[variable], variable
+            sources.append(variable)
+    return DashboardSettings(
+        port=_port(origins["port"], values["port"])
+        if "port" in values
+        else DashboardSettings().port,
         source=" < ".join(dict.fromkeys(sources)),
     )
 

@@ -1,6 +1,7 @@
 """Weir's local stack: the servers the pipeline needs on a laptop, started and stopped by Weir.
 
     weir up        # start every service, detached (they outlive the command); safe to repeat
+    weir up --no-dashboard --no-airflow   # Weir's own services only
     weir status    # what runs, its pid, endpoint, data and log
     weir down      # stop them; their data stays on disk for the next `weir up`
 
@@ -16,6 +17,14 @@ check), started in order and stopped in reverse:
   ``weir up`` refuses when the endpoint is not local (AWS or another host).
 * ``consumer``: ``weir consume`` for every dataset (consumer id ``local``).
 * ``api``: ``weir serve`` on 127.0.0.1 at the configured API port (default 8000).
+* ``dashboard``: ``weir dashboard``, the Streamlit app ``<home>/streamlit_app/streamlit_app.py``
+  on 127.0.0.1 at the configured dashboard port (:func:`weir.config.dashboard_settings`,
+  default 8501); ready when Streamlit's ``/_stcore/health`` answers ``ok``.
+* Airflow's components (``weir.airflow_stack``).
+
+``weir up`` starts the dashboard and Airflow unless ``--no-dashboard`` / ``--no-airflow``;
+:func:`up` only when asked (``dashboard=True``, ``airflow=True``). ``status`` and ``down``
+include them when ``up`` started them (their pid files exist).
 
 Pid and log files are ``<state>/stack/<service>.pid`` and ``<service>.log``, where ``<state>``
 is :func:`weir.config.state_dir`. A pid file whose process is gone (or is something else
@@ -47,7 +56,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from weir import project
-from weir.config import KinesisSettings, api_settings, kinesis_settings, state_dir
+from weir.config import (
+    KinesisSettings,
+    api_settings,
+    dashboard_settings,
+    kinesis_settings,
+    state_dir,
+)
 from weir.exceptions import StackError
 
 _LAUNCHER = Path(__file__).with_name("kinesalite_server.js")
@@ -462,6 +477,33 @@ def _api_answers(url: str) -> bool:
         return False
 
 
+def _dashboard_answers(url: str) -> bool:
+    """Whether Streamlit's health endpoint answers ``ok`` (it does once the server listens;
+    the app's script runs only when a browser session opens)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    try:
+        with opener.open(f"{url}/_stcore/health", timeout=2) as response:
+            return response.status == 200 and response.read().strip() == b"ok"
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def dashboard_service() -> Service:
+    """The Streamlit dashboard (``weir dashboard``) as a stack :class:`Service`."""
+    folder = stack_dir()
+    dashboard = dashboard_settings()
+    return Service(
+        name="dashboard",
+        command=_weir_command("dashboard", "--host", _LOOPBACK, "--port", str(dashboard.port)),
+        pid_file=folder / "dashboard.pid",
+        log_file=folder / "dashboard.log",
+        ready=lambda: _dashboard_answers(dashboard.url),
+        marker="weir.cli\x00dashboard",
+        port=dashboard.port,
+        details={"url": dashboard.url},
+    )
+
+
 def _weir_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "weir.cli", *args]
 
@@ -499,15 +541,27 @@ def _airflow_started() -> bool:
     return any(stack_dir().glob("airflow-*.pid"))
 
 
+def _dashboard_started() -> bool:
+    return (stack_dir() / "dashboard.pid").exists()
+
+
 def services(
-    settings: KinesisSettings | None = None, *, airflow: bool | None = None
+    settings: KinesisSettings | None = None,
+    *,
+    airflow: bool | None = None,
+    dashboard: bool | None = None,
 ) -> list[Service]:
     """The local stack's services, in start order: the Kinesis-API server, the consumers
-    (``weir consume``, every dataset), the ingest API (``weir serve``) and, with
-    ``airflow`` (default: when ``weir up`` started it), Airflow's components."""
+    (``weir consume``, every dataset), the ingest API (``weir serve``), with ``dashboard``
+    the Streamlit dashboard (``weir dashboard``) and with ``airflow`` Airflow's components
+    (each by default: when ``weir up`` started it)."""
     settings = kinesis_settings() if settings is None else settings
     if airflow is None:
         airflow = _airflow_started()
+    if dashboard is None:
+        dashboard = _dashboard_started()
+    optional = [dashboard_service()] if dashboard else []
+    optional += airflow_services() if airflow else []
     folder = stack_dir()
     api = api_settings()
     return [
@@ -534,7 +588,8 @@ def services(
                 "docs": f"http://127.0.0.1:{api.port}/docs",
             },
         ),
-    ] + (airflow_services() if airflow else [])
+        *optional,
+    ]
 
 
 def _read_pid(service: Service) -> int | None:
@@ -582,17 +637,21 @@ def _refuse_remote(settings: KinesisSettings) -> None:
 
 
 def up(
-    settings: KinesisSettings | None = None, timeout: float = 20.0, *, airflow: bool = False
+    settings: KinesisSettings | None = None,
+    timeout: float = 20.0,
+    *,
+    airflow: bool = False,
+    dashboard: bool = False,
 ) -> list[ServiceState]:
-    """Start every service that is not running, detached; idempotent. With ``airflow``,
-    Airflow's components too (its database migrated first; allow ``timeout`` of a minute
-    or more on 2 cores)."""
+    """Start every service that is not running, detached; idempotent. With ``dashboard``,
+    the Streamlit dashboard too; with ``airflow``, Airflow's components (its database
+    migrated first; allow ``timeout`` of a minute or more on 2 cores)."""
     settings = kinesis_settings() if settings is None else settings
     _refuse_remote(settings)
     states = []
     with _locked():
         migrated = False
-        for service in services(settings, airflow=airflow):
+        for service in services(settings, airflow=airflow, dashboard=dashboard):
             pid = _read_pid(service)
             if pid is not None:
                 states.append(_state(service, pid, "already running"))
