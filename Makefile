@@ -1,6 +1,7 @@
 # Weir's developer entry points. Each target does its own set-up and is safe to re-run.
 #   make demo    process generated sample events and show the results (embedded defaults)
-#   make test    every test: Rust unit tests, then pytest
+#   make test    every test: Rust unit tests, then pytest (installs Debian's chromium for the
+#                dashboard's browser test if it is missing)
 #   make bench   the benchmarks in bench/ (results: BENCHMARKS.md)
 #   make setup   virtual environment (.venv, uv) + the Rust extension (maturin) + the Node
 #                tools of the local stack (npm ci: kinesalite, which `weir up` runs), nothing else
@@ -17,7 +18,7 @@ export PYO3_PYTHON := $(PY)
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: setup postgresql wrk demo test test-rust test-python bench lint clean
+.PHONY: setup postgresql chromium wrk demo test test-rust test-python bench lint clean
 
 setup: $(VENV)/.deps-installed node_modules/.installed postgresql
 	@echo "== building the Rust extension (weir._native) =="
@@ -49,6 +50,15 @@ postgresql:
 	    { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null 2>&1; }; } ; } || \
 	  echo "note: could not install PostgreSQL; the PostgreSQL metastore test will be skipped"
 
+# Chromium (Debian's package) for the dashboard's browser test (tests/test_dashboard_browser.py,
+# driven by Playwright, which never downloads a browser of its own); without it that test is
+# skipped with the reason.
+chromium:
+	@test -x /usr/bin/chromium || \
+	  { command -v apt-get >/dev/null && { apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq chromium >/dev/null 2>&1; }; } ; } || \
+	  echo "note: could not install chromium; the dashboard's browser test will be skipped"
+
 # wrk (Debian's package), the HTTP load generator of bench/api; without it that benchmark
 # tries apt-get itself and stops with the reason if it cannot.
 wrk:
@@ -60,7 +70,7 @@ wrk:
 demo: setup
 	$(VENV)/bin/weir demo $(DEMO_ARGS)
 
-test: setup test-rust test-python
+test: setup chromium test-rust test-python
 
 test-rust:
 	@echo "== cargo test (release profile: one profile for tests, extension and benchmarks) =="
@@ -68,7 +78,7 @@ test-rust:
 
 test-python:
 	@echo "== ruff, pytest =="
-	$(VENV)/bin/ruff check python tests bench dags
+	$(VENV)/bin/ruff check python tests bench dags streamlit_app
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup wrk
@@ -80,7 +90,7 @@ bench: setup wrk
 	$(PY) bench/quality/run.py --json-out bench/results/quality.json
 
 lint: setup
-	$(VENV)/bin/ruff check python tests bench dags
+	$(VENV)/bin/ruff check python tests bench dags streamlit_app
 	cargo clippy --release --workspace --locked -- -D warnings
 
 clean:

@@ -1,6 +1,7 @@
 """Shared pytest fixtures: sample shop events from weir.samples, in every input format, a
-local Kinesis-API server (`kinesis_endpoint`), and the alert receivers of
-tests/support/receivers.py (`receiver`, `mailbox`, `closed_port`)."""
+local Kinesis-API server (`kinesis_endpoint`), the alert receivers of
+tests/support/receivers.py (`receiver`, `mailbox`, `closed_port`), and the dashboard's
+lake of tests/support/dashboard.py (`dashboard_lake`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from weir import samples
 
-pytest_plugins = ["tests.support.receivers"]
+pytest_plugins = ["tests.support.receivers", "tests.support.dashboard"]
 
 GOOD_EVENT = {
     "event_id": "0b5e6f5c-3d0c-4c1b-9a47-0d6c6b0e5a11",
