@@ -45,27 +45,57 @@ if runs is not None:
             help="In the latest run of each table and suite.",
         )
         kpi[2].metric("Critical failing now", f"{int(last['critical_failed'].sum()):,}")
-        local = ui.local(runs, "finished_at").assign(
-            passed=lambda f: f["expectations"] - f["failed"]
+        # One point per run: when it finished, its expectations passed and failed over
+        # every table it checked.
+        per_run = runs.groupby("run_id", as_index=False).agg(
+            finished_at=("finished_at", "max"),
+            expectations=("expectations", "sum"),
+            failed=("failed", "sum"),
+            critical_failed=("critical_failed", "sum"),
+            tables=("table_name", lambda t: ", ".join(sorted(set(t)))),
         )
-        long = local.melt(
-            id_vars=["finished_at", "table_name", "suite"],
-            value_vars=["passed", "failed"],
+        per_run = ui.local(
+            per_run.assign(passed=per_run["expectations"] - per_run["failed"]), "finished_at"
+        ).sort_values("finished_at")
+        long = per_run.melt(
+            id_vars=["finished_at", "run_id", "tables"],
+            value_vars=["passed", "failed", "critical_failed"],
             var_name="outcome",
             value_name="count",
         )
         ui.chart(
-            px.bar(
+            ui.px_line(
                 long,
                 x="finished_at",
                 y="count",
                 color="outcome",
-                facet_row="table_name",
-                title="Expectations per run",
-                color_discrete_map={"passed": "#2e7d32", "failed": "#c62828"},
+                hover_data=["run_id", "tables"],
+                title="Expectations per quality run",
+                color_discrete_map={
+                    "passed": "#2e7d32",
+                    "failed": "#ef6c00",
+                    "critical_failed": "#c62828",
+                },
                 labels={"finished_at": ui.time_label("checked")},
             ),
             key="results_over_time",
+        )
+        st.caption("Latest result of each table and suite")
+        latest = ui.local(last, "finished_at").sort_values(["table_name", "suite"])
+        st.dataframe(
+            latest[
+                [
+                    "table_name",
+                    "suite",
+                    "finished_at",
+                    "rows_checked",
+                    "expectations",
+                    "failed",
+                    "critical_failed",
+                ]
+            ].rename(columns={"finished_at": ui.time_label("checked")}),
+            hide_index=True,
+            key="latest_results",
         )
 
     failing = ui.load(loaders.failing_expectations, window)
