@@ -1,6 +1,7 @@
 """The `weir` command line: `weir process` summarises a file and writes its outputs; `weir
 demo` runs the whole ingestion path on a private stack and `weir maintain` compacts the lake;
-`weir dashboard` serves the Streamlit app until a signal stops it.
+`weir dashboard` serves the Streamlit app until a signal stops it; `weir sql` prints a query's
+rows and `weir jobs` the jobs table.
 
     .venv/bin/python -m pytest tests/test_cli.py
 """
@@ -149,3 +150,60 @@ def test_dashboard_without_its_app_names_the_path(tmp_path, monkeypatch):
     missing = tmp_path / "streamlit_app" / "streamlit_app.py"
     with pytest.raises(SystemExit, match=re.escape(f"the Streamlit app {missing} does not")):
         cli.main(["dashboard", "--port", str(free_port())])
+
+
+def weir_on(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``weir <args>`` in its own process on the lake under ``state``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
+    env |= {"WEIR_STATE_DIR": str(state), "COLUMNS": "200"}
+    weir_cli = str(Path(sys.executable).parent / "weir")
+    return subprocess.run([weir_cli, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_sql_prints_rows_as_a_table_csv_or_json(dashboard_lake: Path) -> None:
+    from tests.support.dashboard import EVENTS_PER_JOB, JOBS
+
+    query = "select event_type, count(*) as n from lake.raw.shop_events group by 1 order by 1"
+    as_csv = weir_on(dashboard_lake, "sql", query, "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    lines = as_csv.stdout.strip().splitlines()
+    assert lines[0] == '"event_type","n"'
+    counts = {row.split(",")[0].strip('"'): int(row.split(",")[1]) for row in lines[1:]}
+    as_json = weir_on(dashboard_lake, "sql", query, "--format", "json")
+    rows = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert {r["event_type"]: r["n"] for r in rows} == counts
+    jobs = weir_on(dashboard_lake, "jobs", "--format", "json")
+    stored = sum(json.loads(line)["valid"] for line in jobs.stdout.splitlines())
+    assert sum(counts.values()) == stored and 0 < stored < JOBS * EVENTS_PER_JOB
+    as_table = weir_on(dashboard_lake, "sql", query, "--limit", "2")
+    assert as_table.returncode == 0 and "add_to_cart" in as_table.stdout
+    assert f"{len(counts)} rows, 2 shown (--limit)" in as_table.stdout
+
+
+def test_sql_with_an_error_names_it_and_the_tables(dashboard_lake: Path) -> None:
+    done = weir_on(dashboard_lake, "sql", "select nope from lake.raw.shop_events")
+    assert done.returncode == 2
+    assert "No field named nope" in done.stderr
+    assert "lake.marts.fct_events" in done.stderr  # the tables there are
+
+
+def test_jobs_lists_the_newest_and_shows_one(dashboard_lake: Path) -> None:
+    from tests.support.dashboard import JOBS
+
+    listed = weir_on(dashboard_lake, "jobs", "--format", "json")
+    jobs = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(jobs) == JOBS
+    created = [j["created_at_ms"] for j in jobs]
+    assert created == sorted(created, reverse=True)
+    table = weir_on(dashboard_lake, "jobs", "--limit", "2")
+    assert table.returncode == 0 and jobs[0]["job_id"] in table.stdout
+    assert jobs[2]["job_id"] not in table.stdout
+    status = jobs[0]["status"]
+    only = weir_on(dashboard_lake, "jobs", "--status", status, "--format", "json")
+    assert {json.loads(line)["status"] for line in only.stdout.splitlines()} == {status}
+    one = weir_on(dashboard_lake, "jobs", jobs[1]["job_id"])
+    assert one.returncode == 0
+    assert re.search(rf"^status\s+{status}$", one.stdout, re.M)
+    assert re.search(rf"^received\s+{jobs[1]['received']}$", one.stdout, re.M)
+    unknown = weir_on(dashboard_lake, "jobs", "no-such-job")
+    assert unknown.returncode == 1 and "no job 'no-such-job'" in unknown.stderr

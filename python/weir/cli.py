@@ -11,6 +11,8 @@
     weir api-key create
     weir transform [--full-refresh] [--select MODEL ...] [--no-publish]
     weir quality check [--table raw.shop_events] [--full] [--no-alert]
+    weir sql "select ... from lake.raw.shop_events" [--format table|csv|json] [--limit 100]
+    weir jobs [JOB_ID] [--dataset D] [--status S] [--limit 20] [--format table|csv|json]
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` starts the
 local stack (Kinesis-API server, consumer, ingest API), posts generated shop events (some
@@ -27,7 +29,8 @@ foreground until SIGINT or SIGTERM;
 publishes the marts as ``marts.<model>`` Iceberg tables (``weir.modeling``) and prints a
 summary: data files read, rows per model, how each mart was published. ``quality check``
 validates the lake with Great Expectations (``weir.quality``), exiting 1 when a critical
-expectation fails.
+expectation fails. ``sql`` runs one query on the lake through ``weir.connect()`` and prints
+the rows; ``jobs`` lists the newest ingestion jobs or shows one.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -509,6 +513,86 @@ def cmd_quality(args: argparse.Namespace) -> int:
     return 0 if run.ok else 1
 
 
+def _print_table(table: Any, limit: int | None, title: str | None = None) -> None:
+    """``table`` (pyarrow) as a table on the terminal, at most ``limit`` rows, then a line
+    saying how many rows there were."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    shown = table if limit is None else table.slice(0, limit)
+    view = Table(title=title, show_lines=False)
+    for name in table.column_names:
+        view.add_column(name, overflow="fold", no_wrap=name == "job_id")
+    for row in shown.to_pylist():
+        view.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(view)
+    more = table.num_rows - shown.num_rows
+    suffix = f", {shown.num_rows} shown (--limit)" if more > 0 else ""
+    console.print(f"{table.num_rows} row{'s' if table.num_rows != 1 else ''}{suffix}")
+
+
+def _write_rows(table: Any, output_format: str, limit: int | None, title: str | None) -> None:
+    if output_format == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, sys.stdout.buffer)
+    elif output_format == "json":
+        for row in table.to_pylist():
+            print(json.dumps(row, default=str))
+    else:
+        _print_table(table, limit, title)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """One query on the lake through ``weir.connect()`` (tables as ``lake.<ns>.<table>``)."""
+    query = sys.stdin.read() if args.query == "-" else args.query
+    ctx = weir.connect(read_only=True)
+    try:
+        table = ctx.sql(query).to_arrow_table()
+    except Exception as e:  # DataFusion's errors: the SQL was wrong, say where
+        print(f"weir sql: {e}", file=sys.stderr)
+        tables = ", ".join(f"lake.{t}" for t in weir.lake.tables()) or "none yet"
+        print(f"weir sql: the lake's tables: {tables}", file=sys.stderr)
+        return 2
+    _write_rows(table, args.format, args.limit, None)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """The jobs table: one job in full, or the newest jobs."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if args.job_id:
+        job = weir.stream.job(args.job_id)
+        if job is None:
+            print(f"weir jobs: no job {args.job_id!r} in the jobs table", file=sys.stderr)
+            return 1
+        row = weir.stream.as_dict(job)
+        if args.format == "table":
+            width = max(len(k) for k in row)
+            for key, value in row.items():
+                print(f"{key:<{width}}  {value}")
+        else:
+            _write_rows(pa.Table.from_pylist([row]), args.format, None, None)
+        return 0
+    jobs = weir.stream.jobs(args.dataset, limit=args.limit)
+    if args.status:
+        jobs = jobs.filter(pc.is_in(jobs["status"], pa.array(args.status)))
+    columns = ["job_id", "dataset", "status", "received", "valid", "rejected", "created_at_ms"]
+    if args.format == "table":
+        created = pc.strftime(
+            pc.cast(pc.divide(jobs["created_at_ms"], 1000), pa.timestamp("s", tz="UTC")),
+            "%Y-%m-%d %H:%M:%S",
+        )
+        view = jobs.select(columns[:-1]).append_column("created (UTC)", created)
+        _print_table(view, None, "jobs, newest first")
+    else:
+        _write_rows(jobs, args.format, None, None)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="weir", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -639,6 +723,32 @@ def main(argv: list[str] | None = None) -> int:
         "--no-alert", action="store_true", help="do not notify the [alerts] channels"
     )
     quality_check.set_defaults(run=cmd_quality)
+
+    sql = commands.add_parser(
+        "sql",
+        help="run a SQL query on the lake (DataFusion) and print the rows",
+        description='Example: weir sql "select event_type, count(*) from lake.raw.shop_events '
+        'group by 1" --format csv. Tables are lake.<namespace>.<table>; - reads the query '
+        "from standard input.",
+    )
+    sql.add_argument("query", help="the SQL text, or - to read it from standard input")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.add_argument("--limit", type=int, default=100, help="rows shown in the table format (100)")
+    sql.set_defaults(run=cmd_sql)
+
+    jobs = commands.add_parser(
+        "jobs",
+        help="ingestion jobs: the newest, or one in full",
+        description="Examples: weir jobs; weir jobs --status failed; weir jobs <job id>",
+    )
+    jobs.add_argument("job_id", nargs="?", help="show this job in full")
+    jobs.add_argument("--dataset", help="only this dataset's jobs")
+    jobs.add_argument(
+        "--status", action="append", choices=list(weir.stream.JOB_STATES), help="repeatable"
+    )
+    jobs.add_argument("--limit", type=int, default=20, help="jobs listed (20)")
+    jobs.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    jobs.set_defaults(run=cmd_jobs)
 
     args = parser.parse_args(argv)
     try:
