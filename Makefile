@@ -3,6 +3,7 @@
 #   make test    every test: Rust unit tests, then pytest (installs Debian's chromium for the
 #                dashboard's browser test if it is missing)
 #   make bench   the benchmarks in bench/ (results: BENCHMARKS.md)
+#   make notebook  JupyterLab on notebooks/ (quickstart.ipynb, pipeline_sql.ipynb)
 #   make setup   virtual environment (.venv, uv) + the Rust extension (maturin) + the Node
 #                tools of the local stack (npm ci: kinesalite, which `weir up` runs), nothing else
 #
@@ -18,7 +19,7 @@ export PYO3_PYTHON := $(PY)
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: setup postgresql chromium wrk demo test test-rust test-python bench lint clean
+.PHONY: setup postgresql chromium wrk notebook demo test test-rust test-python bench lint clean
 
 setup: $(VENV)/.deps-installed node_modules/.installed postgresql
 	@echo "== building the Rust extension (weir._native) =="
@@ -67,6 +68,9 @@ wrk:
 	    { apt-get update -qq && apt-get install -y -qq wrk >/dev/null 2>&1; }; } ; } || \
 	  echo "note: could not install wrk; bench/api needs it (apt-get install wrk)"
 
+notebook: setup
+	$(VENV)/bin/weir notebook
+
 demo: setup
 	$(VENV)/bin/weir demo $(DEMO_ARGS)
 
@@ -88,6 +92,7 @@ bench: setup wrk
 	$(PY) bench/api/run.py --json-out bench/results/api.json
 	$(PY) bench/dbt/run.py --json-out bench/results/dbt.json
 	$(PY) bench/quality/run.py --json-out bench/results/quality.json
+	$(PY) bench/dashboard/run.py --json-out bench/results/dashboard.json
 
 lint: setup
 	$(VENV)/bin/ruff check python tests bench dags streamlit_app

@@ -13,6 +13,7 @@
     weir quality check [--table raw.shop_events] [--full] [--no-alert]
     weir sql "select ... from lake.raw.shop_events" [--format table|csv|json] [--limit 100]
     weir jobs [JOB_ID] [--dataset D] [--status S] [--limit 20] [--format table|csv|json]
+    weir notebook [--port 8888] [--no-browser]
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` starts the
 local stack (Kinesis-API server, consumer, ingest API), posts generated shop events (some
@@ -30,7 +31,8 @@ publishes the marts as ``marts.<model>`` Iceberg tables (``weir.modeling``) and 
 summary: data files read, rows per model, how each mart was published. ``quality check``
 validates the lake with Great Expectations (``weir.quality``), exiting 1 when a critical
 expectation fails. ``sql`` runs one query on the lake through ``weir.connect()`` and prints
-the rows; ``jobs`` lists the newest ingestion jobs or shows one.
+the rows; ``jobs`` lists the newest ingestion jobs or shows one; ``notebook`` opens
+``notebooks/`` in JupyterLab.
 """
 
 from __future__ import annotations
@@ -393,6 +395,30 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notebook(args: argparse.Namespace) -> int:
+    """JupyterLab on 127.0.0.1 over ``notebooks/`` (this process becomes Jupyter)."""
+    folder = project.home() / "notebooks"
+    if not folder.is_dir():
+        raise SystemExit(f"weir notebook: no notebooks folder at {folder}")
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--notebook-dir={folder}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={args.port}",
+        # Nothing is fetched at run time: no PyPI extension manager.
+        "--LabApp.extension_manager=readonly",
+    ]
+    if os.geteuid() == 0:  # containers and CI run as root; Jupyter refuses it unless told
+        command.append("--allow-root")
+    if args.no_browser:
+        command.append("--no-browser")
+    print(f"weir notebook: JupyterLab on {folder} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
 def cmd_api_key(args: argparse.Namespace) -> int:
     from weir.api import keys
 
@@ -686,6 +712,15 @@ def main(argv: list[str] | None = None) -> int:
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     dashboard.add_argument("--port", type=int, help="default: dashboard.port (8501)")
     dashboard.set_defaults(run=cmd_dashboard)
+
+    notebook = commands.add_parser(
+        "notebook",
+        help="open the notebooks (notebooks/) in JupyterLab on 127.0.0.1",
+        description="Example: weir notebook --port 8888 --no-browser",
+    )
+    notebook.add_argument("--port", type=int, default=8888, help="8888")
+    notebook.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    notebook.set_defaults(run=cmd_notebook)
 
     api_key = commands.add_parser("api-key", help="manage API keys of the ingest API")
     api_key.add_argument("action", choices=["create"], help="create: print a new key once")
