@@ -146,9 +146,6 @@ MARTS = {
     "users": "marts.dim_users",
     "products": "marts.dim_products",
 }
-_EVENTS = """from {events} as f
-left join {users} as u on u.user_version_key = f.user_version_key
-left join {products} as p on p.product_version_key = f.product_version_key"""
 _EVENT_COLUMNS = {
     "time": "f.event_time",
     "country": "u.user_country",
@@ -156,9 +153,6 @@ _EVENT_COLUMNS = {
     "category": "p.product_category",
     "plan": "u.user_plan",
 }
-_LINES = """from {lines} as o
-left join {users} as u on u.user_version_key = o.user_version_key
-left join {products} as p on p.product_version_key = o.product_version_key"""
 _LINE_COLUMNS = {
     "time": "o.event_time",
     "country": "u.user_country",
@@ -166,12 +160,45 @@ _LINE_COLUMNS = {
     "category": "p.product_category",
     "plan": "u.user_plan",
 }
-#: The breakdowns of :func:`breakdown`: dimension -> (events column, order-lines column).
+
+
+def _dimensions(filters: Filters, *also: str) -> set[str]:
+    """The dimensions a query must join: those its filters (and ``also``) read."""
+    needed = set(also)
+    if filters.countries or filters.plans:
+        needed.add("users")
+    if filters.categories:
+        needed.add("products")
+    return needed
+
+
+def _facts(table: str, alias: str, dimensions: set[str]) -> str:
+    """``from`` the fact ``table`` with only the ``dimensions`` needed, each joined on its
+    version key with the dimension first: the small table is the one hashed (DataFusion
+    builds the hash table on the join's left input, and has no row counts for the lake's
+    tables to swap them), and every fact row is kept (a right join), as a left join from
+    the fact would."""
+    source = f"{{{table}}} as {alias}"
+    if "users" in dimensions:
+        source = (
+            f"{{users}} as u right join {source} on u.user_version_key = {alias}.user_version_key"
+        )
+    if "products" in dimensions:
+        inner = f"({source})" if "users" in dimensions else source
+        source = (
+            f"{{products}} as p right join {inner} "
+            f"on p.product_version_key = {alias}.product_version_key"
+        )
+    return f"from {source}"
+
+
+#: The breakdowns of :func:`breakdown`: dimension -> (events column, order-lines column,
+#: the dimension table it reads, if any).
 DIMENSIONS = {
-    "country": ("u.user_country", "u.user_country"),
-    "category": ("p.product_category", "p.product_category"),
-    "plan": ("u.user_plan", "u.user_plan"),
-    "event_type": ("f.event_type", "o.event_type"),
+    "country": ("u.user_country", "u.user_country", "users"),
+    "category": ("p.product_category", "p.product_category", "products"),
+    "plan": ("u.user_plan", "u.user_plan", "users"),
+    "event_type": ("f.event_type", "o.event_type", None),
 }
 FUNNEL = ("page_view", "add_to_cart", "purchase")
 
@@ -179,24 +206,26 @@ FUNNEL = ("page_view", "add_to_cart", "purchase")
 def filter_options(engine: Engine) -> dict[str, Any]:
     """The values each filter offers (from the marts) and the first and last event time."""
     tables = {"events": MARTS["events"], "users": MARTS["users"], "products": MARTS["products"]}
-    bounds = _run(
+    # One scan of the facts gives the event types and the time bounds.
+    types = _run(
         engine,
-        "select min(event_time) as first, max(event_time) as last from {events}",
+        "select event_type, min(event_time) as first, max(event_time) as last "
+        "from {events} group by event_type",
         tables,
         {},
-    ).to_pylist()[0]
+    ).to_pylist()
 
     def distinct(column: str, table: str) -> list[str]:
         sql = f"select distinct {column} as v from {{{table}}} where {column} is not null"
         return sorted(_run(engine, sql, tables, {}).column("v").to_pylist())
 
     return {
-        "first": bounds["first"],
-        "last": bounds["last"],
+        "first": min((t["first"] for t in types), default=None),
+        "last": max((t["last"] for t in types), default=None),
         "countries": distinct("user_country", "users"),
         "plans": distinct("user_plan", "users"),
         "categories": distinct("product_category", "products"),
-        "event_types": distinct("event_type", "events"),
+        "event_types": sorted(t["event_type"] for t in types if t["event_type"] is not None),
     }
 
 
@@ -205,7 +234,8 @@ def events_by_hour(engine: Engine, filters: Filters) -> pa.Table:
     where, params = _conditions(filters, _EVENT_COLUMNS)
     sql = (
         "select date_trunc('hour', f.event_time) as hour, f.event_type as event_type, "
-        f"count(*) as events {_EVENTS}{where} group by 1, 2 order by 1, 2"
+        f"count(*) as events {_facts('events', 'f', _dimensions(filters))}{where} "
+        "group by 1, 2 order by 1, 2"
     )
     return _run(engine, sql, MARTS, params)
 
@@ -215,7 +245,8 @@ def revenue_by_hour(engine: Engine, filters: Filters) -> pa.Table:
     where, params = _conditions(filters, _LINE_COLUMNS)
     sql = (
         "select date_trunc('hour', o.event_time) as hour, sum(o.revenue_usd) as revenue_usd, "
-        f"count(*) as order_lines {_LINES}{where} group by 1 order by 1"
+        f"count(*) as order_lines {_facts('lines', 'o', _dimensions(filters))}{where} "
+        "group by 1 order by 1"
     )
     return _run(engine, sql, MARTS, params)
 
@@ -223,16 +254,17 @@ def revenue_by_hour(engine: Engine, filters: Filters) -> pa.Table:
 def breakdown(engine: Engine, filters: Filters, dimension: str) -> pa.Table:
     """Events and revenue (USD) per value of ``dimension`` (a key of :data:`DIMENSIONS`):
     value, events, revenue_usd, largest revenue first."""
-    event_column, line_column = DIMENSIONS[dimension]
+    event_column, line_column, table = DIMENSIONS[dimension]
+    joins = _dimensions(filters, *([table] if table else []))
     events_where, params = _conditions(filters, _EVENT_COLUMNS)
     lines_where, line_params = _conditions(filters, _LINE_COLUMNS)
     assert params == line_params  # the same names bind the same values in both halves
     sql = f"""select value, sum(events) as events, sum(revenue_usd) as revenue_usd from (
     select {event_column} as value, count(*) as events, cast(0 as double) as revenue_usd
-    {_EVENTS}{events_where} group by 1
+    {_facts("events", "f", joins)}{events_where} group by 1
     union all
     select {line_column} as value, cast(0 as bigint) as events, sum(o.revenue_usd) as revenue_usd
-    {_LINES}{lines_where} group by 1
+    {_facts("lines", "o", joins)}{lines_where} group by 1
 ) as parts group by value order by revenue_usd desc, events desc, value"""
     return _run(engine, sql, MARTS, params)
 
@@ -244,7 +276,8 @@ def top_products(engine: Engine, filters: Filters, limit: int = 10) -> pa.Table:
     sql = (
         "select p.product_name as product_name, p.product_category as product_category, "
         "sum(o.quantity) as units, sum(o.revenue_usd) as revenue_usd "
-        f"{_LINES}{where} group by 1, 2 order by revenue_usd desc, product_name "
+        f"{_facts('lines', 'o', _dimensions(filters, 'products'))}{where} "
+        "group by 1, 2 order by revenue_usd desc, product_name "
         f"limit {int(limit)}"
     )
     return _run(engine, sql, MARTS, params)
@@ -254,12 +287,18 @@ def funnel(engine: Engine, filters: Filters) -> pa.Table:
     """Sessions that reached each step of page_view → add_to_cart → purchase: step,
     sessions."""
     where, params = _conditions(filters, _EVENT_COLUMNS)
-    steps = ", ".join(
-        f"count(distinct case when f.event_type = '{step}' then f.session_id end) as {step}"
-        for step in FUNNEL
+    names = {f"step_{i}": step for i, step in enumerate(FUNNEL)}
+    where = (where + " and " if where else " where ") + (
+        f"f.event_type in ({', '.join('$' + n for n in names)})"
     )
-    row = _run(engine, f"select {steps} {_EVENTS}{where}", MARTS, params).to_pylist()[0]
-    return pa.table({"step": list(FUNNEL), "sessions": [row[s] or 0 for s in FUNNEL]})
+    source = _facts("events", "f", _dimensions(filters))
+    sql = (
+        "select f.event_type as step, count(distinct f.session_id) as sessions "
+        f"{source}{where} group by 1"
+    )
+    table = _run(engine, sql, MARTS, params | names)
+    found = dict(zip(table["step"].to_pylist(), table["sessions"].to_pylist(), strict=True))
+    return pa.table({"step": list(FUNNEL), "sessions": [int(found.get(s, 0)) for s in FUNNEL]})
 
 
 def user_versions(engine: Engine, filters: Filters) -> pa.Table:

@@ -8,6 +8,8 @@ another in the sidebar), and every time axis is labelled with it.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
@@ -114,6 +116,26 @@ def load(loader: Callable[..., T], *args: object) -> T | None:
     except NotBuilt as missing:
         empty_state(missing)
         return None
+
+
+def prefetch(*calls: tuple[Callable[..., object], ...]) -> None:
+    """Runs the cached loader calls ``(loader, *args)`` two at a time, so that their
+    queries overlap (DataFusion leaves Python's lock while it works); the page's own calls
+    then find the results cached. A missing table is left for the page's call to report."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    context = get_script_run_ctx()
+
+    def run(call: tuple[Callable[..., object], ...]) -> None:
+        add_script_run_ctx(threading.current_thread(), context)
+        loader, *args = call
+        with contextlib.suppress(NotBuilt):
+            loader(*args)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(run, calls))
 
 
 def no_rows(what: str) -> None:

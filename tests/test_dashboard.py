@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +227,14 @@ def test_the_jobs_listing(on_demo_lake: Path) -> None:
     assert weir.stream.jobs(since_ms=created[1]).num_rows == 2
     assert weir.stream.jobs("no_such_dataset").num_rows == 0
     assert weir.stream.jobs("shop_events").num_rows == JOBS
+
+
+def test_the_quality_dates_filter_the_results(on_demo_lake: Path) -> None:
+    at = open_page(QUALITY)
+    assert "Expectations per quality run" in figures(at)
+    latest = at.dataframe[0].value
+    assert {"raw.shop_events", "marts.fct_events"} <= set(latest["table_name"])
+    at.date_input(key="quality_dates").set_value((date(2020, 1, 1), date(2020, 1, 31))).run()
+    assert not at.exception
+    assert "Expectations per quality run" not in figures(at)
+    assert "No quality runs in the selected filters." in texts(at)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -30,6 +31,16 @@ filters = replace(
     plans=ui.multiselect("Plan", options["plans"], key="filter_plans"),
 )
 
+# Every query of the page at once, two at a time (the machine's cores), into the cache the
+# calls below read.
+ui.prefetch(
+    (loaders.events_by_hour, filters),
+    (loaders.funnel, filters),
+    (loaders.breakdown, filters, st.session_state.get("breakdown") or "country"),
+    (loaders.revenue_by_hour, filters),
+    (loaders.top_products, filters),
+    (loaders.user_versions, filters),
+)
 events = ui.local(loaders.events_by_hour(filters), "hour")
 revenue = ui.local(loaders.revenue_by_hour(filters), "hour")
 hourly = (
@@ -95,15 +106,21 @@ with right:
             key="revenue_over_time",
         )
 
-tabs = st.tabs(["By country", "By category", "By plan", "By event type"])
-for tab, dimension in zip(tabs, ("country", "category", "plan", "event_type"), strict=True):
-    with tab:
-        split = loaders.breakdown(filters, dimension)
-        if split.empty:
-            ui.no_rows("events")
-            continue
-        split = split.fillna({"value": "(unknown)"})
-        name = dimension.replace("_", " ")
+dimension = st.radio(
+    "Break down by",
+    ["country", "category", "plan", "event_type"],
+    format_func=lambda d: d.replace("_", " "),
+    horizontal=True,
+    key="breakdown",
+)
+split = loaders.breakdown(filters, dimension)
+if split.empty:
+    ui.no_rows("events")
+else:
+    split = split.fillna({"value": "(unknown)"})
+    name = dimension.replace("_", " ")
+    left, right = st.columns(2)
+    with left:
         ui.chart(
             px.bar(
                 split,
@@ -113,11 +130,12 @@ for tab, dimension in zip(tabs, ("country", "category", "plan", "event_type"), s
                 title=f"Revenue (USD) by {name}",
                 labels={"value": name, "revenue_usd": "revenue (USD)"},
             ),
-            key=f"revenue_by_{dimension}",
+            key="revenue_by_dimension",
         )
+    with right:
         ui.chart(
             px.bar(split, x="value", y="events", title=f"Events by {name}", labels={"value": name}),
-            key=f"events_by_{dimension}",
+            key="events_by_dimension",
         )
 
 left, right = st.columns(2)
@@ -155,18 +173,26 @@ else:
     tz = ui.zone()
     first_day = filters.start.astimezone(tz).date()
     last_day = (filters.end.astimezone(tz) - pd.Timedelta(microseconds=1)).date()
-    valid_from = pd.to_datetime(versions["valid_from"], utc=True)
-    valid_to = pd.to_datetime(versions["valid_to"], utc=True)
+    days = pd.date_range(first_day, last_day, freq="D")
+    ends = (
+        (days + pd.Timedelta(days=1))
+        .tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+        .tz_convert("UTC")
+        .asi8
+    )
+    # A user's SCD2 versions never overlap, so the versions valid at an instant count its
+    # users: those that started before it minus those that ended by then.
     rows = []
-    for day in pd.date_range(first_day, last_day, freq="D"):
-        end = (
-            (day + pd.Timedelta(days=1))
-            .tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
-            .tz_convert("UTC")
+    for plan, group in versions.groupby("user_plan"):
+        starts = np.sort(
+            pd.to_datetime(group["valid_from"], utc=True).to_numpy("datetime64[ns]").astype("int64")
         )
-        alive = ((valid_from < end) & (valid_to.isna() | (valid_to >= end))).to_numpy()
-        for plan, users in versions[alive].groupby("user_plan")["user_id"].nunique().items():
-            rows.append({"day": day, "plan": plan, "users": int(users)})
+        ended = pd.to_datetime(group["valid_to"], utc=True).dropna()
+        stops = np.sort(ended.to_numpy("datetime64[ns]").astype("int64"))
+        users = np.searchsorted(starts, ends, "left") - np.searchsorted(stops, ends, "left")
+        rows += [
+            {"day": d, "plan": plan, "users": int(n)} for d, n in zip(days, users, strict=True)
+        ]
     by_plan = pd.DataFrame(rows, columns=["day", "plan", "users"])
     if by_plan.empty:
         ui.no_rows("users")
