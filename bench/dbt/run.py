@@ -28,13 +28,17 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("WEIR_LOG", "error")
 
 import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # bench.sample_lake
+
+from bench import sample_lake  # noqa: E402
 
 #: Each mart and its key (rows are compared in this order).
 MARTS = {
@@ -88,17 +92,12 @@ def main() -> int:
     parser.add_argument("--json-out")
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="weir-bench-dbt-"))
-    os.environ["WEIR_STATE_DIR"] = str(state)
-    for name in ("WEIR_METASTORE_URI", "WEIR_WAREHOUSE", "WEIR_CONFIG"):
-        os.environ.pop(name, None)
+    state = sample_lake.private_state("weir-bench-dbt-")
     import weir
-    from weir import modeling, samples
+    from weir import modeling
 
     started = time.perf_counter()
-    events = samples.generate_shop_events(args.base + args.new, invalid_fraction=0.02, seed=7)
-    processed = weir.process(json.dumps(events), "json")
-    del events
+    processed = sample_lake.processed_events(args.base + args.new)
     output = processed.output.sort_by("event_time")
     late = args.new // 10
     older = output.num_rows - (args.new - late)

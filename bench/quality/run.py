@@ -36,10 +36,14 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # bench.sample_lake
+
+from bench import sample_lake  # noqa: E402
 
 TABLE = "raw.shop_events"
 
@@ -117,24 +121,12 @@ def main() -> int:
     args = parser.parse_args()
     load_average = [round(x, 2) for x in os.getloadavg()]
 
-    state = Path(tempfile.mkdtemp(prefix="weir-bench-quality-"))
-    os.environ["WEIR_STATE_DIR"] = str(state)
-    os.environ["WEIR_LOG"] = "error"
-    for name in [
-        "WEIR_METASTORE_URI",
-        "WEIR_WAREHOUSE",
-        "WEIR_CONFIG",
-        "WEIR_HOME",
-        *(n for n in os.environ if n.startswith("WEIR_ALERT_")),
-    ]:
-        os.environ.pop(name, None)
+    state = sample_lake.private_state("weir-bench-quality-")
     import weir
-    from weir import lake, samples
+    from weir import lake
 
     started = time.perf_counter()
-    events = samples.generate_shop_events(args.base + 2 * args.new, invalid_fraction=0.02, seed=7)
-    processed = weir.process(json.dumps(events), "json")
-    del events
+    processed = sample_lake.processed_events(args.base + 2 * args.new)
     output = processed.output.sort_by("event_time")
     if output.num_rows <= 2 * args.new:
         raise SystemExit(f"only {output.num_rows} valid rows: --base is too small for --new")
