@@ -4,6 +4,7 @@
 #                dashboard's browser test if it is missing)
 #   make bench   the benchmarks in bench/ (results: BENCHMARKS.md)
 #   make notebook  JupyterLab on notebooks/ (quickstart.ipynb, pipeline_sql.ipynb)
+#   make down    stop the local stack that `make demo` / `weir up` left running
 #   make setup   virtual environment (.venv, uv) + the Rust extension (maturin) + the Node
 #                tools of the local stack (npm ci: kinesalite, which `weir up` runs), nothing else
 #
@@ -19,7 +20,7 @@ export PYO3_PYTHON := $(PY)
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: setup postgresql chromium wrk notebook demo test test-rust test-python bench lint clean
+.PHONY: setup postgresql chromium wrk down notebook demo test test-rust test-python bench lint clean
 
 setup: $(VENV)/.deps-installed node_modules/.installed postgresql
 	@echo "== building the Rust extension (weir._native) =="
@@ -67,6 +68,11 @@ wrk:
 	  { command -v apt-get >/dev/null && { apt-get install -y -qq wrk >/dev/null 2>&1 || \
 	    { apt-get update -qq && apt-get install -y -qq wrk >/dev/null 2>&1; }; } ; } || \
 	  echo "note: could not install wrk; bench/api needs it (apt-get install wrk)"
+
+# Stops the local stack (`weir up`, `make demo`): every service, Airflow and the dashboard
+# included; the data stays in .weir/.
+down:
+	@test -x $(VENV)/bin/weir && $(VENV)/bin/weir down || echo "nothing to stop (no .venv yet)"
 
 notebook: setup
 	$(VENV)/bin/weir notebook

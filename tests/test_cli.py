@@ -207,3 +207,15 @@ def test_jobs_lists_the_newest_and_shows_one(dashboard_lake: Path) -> None:
     assert re.search(rf"^received\s+{jobs[1]['received']}$", one.stdout, re.M)
     unknown = weir_on(dashboard_lake, "jobs", "no-such-job")
     assert unknown.returncode == 1 and "no job 'no-such-job'" in unknown.stderr
+
+
+def test_every_command_shows_an_example_in_its_help(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    commands = re.search(r"\{([a-z,-]+)\}", capsys.readouterr().out).group(1).split(",")
+    assert {"sql", "jobs", "notebook", "dashboard", "transform"} <= set(commands)
+    for command in commands:
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        shown = capsys.readouterr().out
+        assert f"Example: weir {command}" in shown, command

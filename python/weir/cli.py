@@ -619,6 +619,27 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+#: One example per command, shown at the end of its --help.
+EXAMPLES = {
+    "process": "weir process events.ndjson --output valid.parquet --rejected rejected.ndjson",
+    "demo": "weir demo --records 5000 --exit",
+    "maintain": "weir maintain --table raw.shop_events --retain-last 5",
+    "up": "weir up --no-airflow   (then: weir status; weir down)",
+    "down": "weir down",
+    "status": "weir status",
+    "consume": "weir consume --dataset shop_events --commit-interval 0.5",
+    "serve": "weir serve --port 8000 --workers 2",
+    "dashboard": "weir dashboard --port 8502",
+    "notebook": "weir notebook --port 8888 --no-browser",
+    "api-key": "weir api-key create",
+    "transform": "weir transform --select staging+   (or: --full-refresh)",
+    "quality": "weir quality check --table raw.shop_events --full",
+    "sql": 'weir sql "select event_type, count(*) from lake.raw.shop_events group by 1" '
+    "--format csv",
+    "jobs": "weir jobs --status failed   (or: weir jobs <job id>)",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="weir", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -785,6 +806,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs.add_argument("--format", choices=["table", "csv", "json"], default="table")
     jobs.set_defaults(run=cmd_jobs)
 
+    for name, command in commands.choices.items():
+        command.epilog = f"Example: {EXAMPLES[name]}"
+    parser.epilog = 'Examples: weir up; weir demo; weir sql "select ..."; weir <command> --help'
     args = parser.parse_args(argv)
     try:
         return args.run(args)
