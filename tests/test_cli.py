@@ -66,12 +66,21 @@ def test_demo_runs_the_whole_path_and_maintain_compacts_it(tmp_path, monkeypatch
     monkeypatch.setenv("WEIR_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("WEIR_KINESIS_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("WEIR_API_PORT", str(free_port()))
-    # The first run leaves the stack up, the second finds it running and stops it.
-    assert cli.main(["demo", "--records", "600", "--batch-size", "200"]) == 0
-    assert cli.main(["demo", "--records", "400", "--batch-size", "200", "--exit"]) == 0
-    out = capsys.readouterr().out
+    monkeypatch.setenv("WEIR_DASHBOARD_PORT", str(free_port()))
+    # The first run leaves the stack up, the second finds it running and stops it. Without
+    # Airflow (tests/test_stack_airflow.py runs the workflow): the transform and the quality
+    # checks run in the demo's process.
+    demo = ["demo", "--batch-size", "200", "--no-airflow"]
+    assert cli.main([*demo, "--records", "600"]) == 0
+    first = capsys.readouterr().out
+    assert "The stack keeps running" in first and "dashboard  http://127.0.0.1:" in first
+    assert cli.main([*demo, "--records", "400", "--exit"]) == 0
+    out = first + capsys.readouterr().out
     assert "already running" in out and "stopped" in out
     assert "partially_rejected" in out and "A quarantined record" in out
+    assert "marts published" in out and "Marts (the star schema" in out
+    assert re.search(r"marts\.fct_events\s+│\s+[1-9]", out), out[-3000:]
+    assert "Data quality (latest check of each table)" in out and "raw.shop_events" in out
     assert (
         weir.lake.read("raw.shop_events").num_rows
         + weir.lake.read("raw.shop_events_rejected").num_rows

@@ -2,7 +2,7 @@
 
     weir process FILE [--format ndjson] [--dataset shop_events] [--output out.parquet]
                       [--rejected rejected.ndjson]
-    weir demo [--records 20000] [--invalid-fraction 0.02] [--exit]
+    weir demo [--records 20000] [--invalid-fraction 0.02] [--no-airflow] [--exit]
     weir maintain [--table raw.shop_events] [--retain-last 10] [--max-age-hours 168]
     weir up [--no-dashboard] [--no-airflow] | weir status | weir down
     weir consume [--dataset shop_events] [--commit-interval 1.0] [--on-failure dead_letter]
@@ -16,9 +16,11 @@
     weir notebook [--port 8888] [--no-browser]
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` starts the
-local stack (Kinesis-API server, consumer, ingest API), posts generated shop events (some
-deliberately broken) through the API, waits until their jobs are committed and shows the
-lake (``.weir/`` by default, see ``weir.config``) through ``weir.connect()``; ``maintain``
+local stack (Kinesis-API server, consumer, ingest API, dashboard, Airflow), posts generated
+shop events (some deliberately broken) through the API, waits until their jobs are
+committed and Airflow's transform workflow has published the marts, and shows the lake
+(``.weir/`` by default, see ``weir.config``), the quality results, the marts and the URLs;
+``maintain``
 compacts small files and expires old snapshots. ``up``, ``status`` and ``down`` start, show
 and stop the local stack (``weir.stack``: Kinesis-API server, consumer, API, dashboard,
 Airflow). ``consume`` runs the Kinesis consumers (one per dataset, sharing shards with other
@@ -110,9 +112,86 @@ def _demo_api_key() -> str:
     return key
 
 
+def _demo_transform(args: argparse.Namespace, console: Any) -> None:
+    """The analytics half of the demo: with Airflow, wait until its ``weir_transform``
+    workflow (started by the new snapshots) has processed the raw tables' current snapshots;
+    without, build and publish the marts and check the data quality here."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from weir import orchestration
+
+    watched = [f"raw.{dataset}" for dataset in project.datasets()]
+    if args.no_airflow:
+        from weir import modeling, quality
+
+        with console.status("dbt build on the lake, marts published (weir transform)…"):
+            built = modeling.build(publish=True)
+        if not built.ok:
+            raise SystemExit("weir demo: the dbt build failed:\n  " + "\n  ".join(built.failures))
+        console.print(
+            f"Transform: {len(built.published)} marts published in {built.dbt_seconds:.0f} s."
+        )
+        with console.status("Great Expectations on the new rows (weir quality check)…"):
+            quality.check(alert=False)
+        orchestration.mark_processed(orchestration.current_snapshots(watched))
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(
+            "Airflow: weir_transform (dbt, Great Expectations, marts published) on the new "
+            "snapshots",
+            total=None,
+        )
+        deadline = time.monotonic() + args.transform_timeout
+        while orchestration.pending_snapshots(watched) and time.monotonic() < deadline:
+            time.sleep(2)
+        progress.update(task, completed=1, total=1)
+    if orchestration.pending_snapshots(watched):
+        raise SystemExit(
+            f"weir demo: Airflow's weir_transform had not processed the new snapshots after "
+            f"{args.transform_timeout:.0f} s; see its runs at the Airflow URL above "
+            f"(logs under {config.state_dir() / 'airflow'})"
+        )
+
+
+def _demo_summary(console: Any, ctx: Any) -> None:
+    """Data quality and marts after the transform: the latest result of each table and
+    suite, and each mart's rows."""
+    from rich.table import Table
+
+    tables = set(weir.lake.tables())
+    if "ops.dq_results" in tables:
+        quality = Table(title="Data quality (latest check of each table)")
+        for column in ("table", "suite", "expectations", "failed", "critical failed"):
+            quality.add_column(column, justify="left" if column in ("table", "suite") else "right")
+        for row in ctx.sql(
+            "with latest as (select table_name, suite, max(finished_at) as at "
+            "from lake.ops.dq_results group by 1, 2) "
+            "select r.table_name, r.suite, count(*) as n, "
+            "sum(case when r.success then 0 else 1 end) as failed, "
+            "sum(case when not r.success and r.severity = 'critical' then 1 else 0 end) as bad "
+            "from lake.ops.dq_results as r join latest as l on l.table_name = r.table_name "
+            "and l.suite = r.suite and r.finished_at = l.at group by 1, 2 order by 1, 2"
+        ).to_pylist():
+            quality.add_row(
+                row["table_name"], row["suite"], str(row["n"]), str(row["failed"]), str(row["bad"])
+            )
+        console.print(quality)
+    marts = sorted(t for t in tables if t.startswith("marts."))
+    if marts:
+        view = Table(title="Marts (the star schema, published by the transform)")
+        view.add_column("table")
+        view.add_column("rows", justify="right")
+        for table in marts:
+            rows = ctx.sql(f"select count(*) as n from lake.{table}").to_pylist()[0]["n"]
+            view.add_row(table, f"{rows:,}")
+        console.print(view)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The whole ingestion path on the embedded defaults: stack up, events through the API,
-    jobs to committed, a look at the lake."""
+    """The whole path on the embedded defaults: stack up (Airflow and the dashboard too),
+    events through the API, jobs to committed, the transform workflow (dbt, Great
+    Expectations, marts published), a summary and the URLs to look further."""
     import httpx
     from rich.console import Console
     from rich.progress import Progress
@@ -121,8 +200,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     weir.init_logging(os.environ.get("WEIR_LOG", "error"))
     console = Console(highlight=False)
     key = _demo_api_key()
-    console.print("[bold]Starting the local stack[/] (Kinesis-API server, consumer, ingest API)…")
-    _print_states(stack.up(timeout=60))
+    with_airflow = not args.no_airflow
+    console.print(
+        "[bold]Starting the local stack[/] (Kinesis-API server, consumer, ingest API, dashboard"
+        + (", Airflow: about a minute" if with_airflow else "")
+        + ")…"
+    )
+    states = stack.up(timeout=60, airflow=with_airflow, dashboard=True)
+    _print_states(states)
     api = config.api_settings()
     with httpx.Client(
         base_url=f"http://127.0.0.1:{api.port}",
@@ -185,6 +270,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 time.sleep(0.2)
         statuses.update({"still pending": len(pending)} if pending else {})
 
+    _demo_transform(args, console)
+
     table = Table(title="Jobs")
     table.add_column("status")
     table.add_column("jobs", justify="right")
@@ -215,14 +302,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"A quarantined record: job {first['job_id']}, record {first['record_index']}: "
             f"{first['violations'][0]['message']}"
         )
+    _demo_summary(console, ctx)
+    urls = {s.name: s.details.get("url") for s in stack.status() if s.details.get("url")}
     if args.exit:
         console.print("Stopping the local stack (--exit)…")
         _print_states(stack.down())
     else:
+        console.print("[bold]The stack keeps running[/]:")
+        console.print(f"  dashboard  {urls.get('dashboard', '(not running)')}")
         console.print(
-            f"The stack keeps running: API http://127.0.0.1:{api.port} (docs at /docs, key in "
-            f"{config.state_dir() / 'demo-api-key'}). Stop it with `weir down`."
+            f"  API docs   http://127.0.0.1:{api.port}/docs (key in "
+            f"{config.state_dir() / 'demo-api-key'})"
         )
+        airflow_url = next((u for n, u in urls.items() if n.startswith("airflow")), None)
+        if airflow_url:
+            from weir import airflow_stack
+
+            console.print(f"  Airflow    {airflow_url} (login {airflow_stack.login()})")
+        console.print("Stop it with `weir down` (or `make down`).")
     return 0 if not pending and statuses.get(weir.stream.FAILED, 0) == 0 else 1
 
 
@@ -653,12 +750,25 @@ def main(argv: list[str] | None = None) -> int:
     process.set_defaults(run=cmd_process)
 
     demo = commands.add_parser(
-        "demo", help="the whole ingestion path: stack up, events through the API, into the lake"
+        "demo",
+        help="the whole pipeline: stack up, events through the API into the lake, the "
+        "transform workflow, a summary",
     )
     demo.add_argument("--records", type=int, default=20_000)
     demo.add_argument("--invalid-fraction", type=float, default=0.02)
     demo.add_argument("--batch-size", type=int, default=500, help="events per request")
     demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for jobs")
+    demo.add_argument(
+        "--no-airflow",
+        action="store_true",
+        help="run the transform and the quality checks here instead of through Airflow",
+    )
+    demo.add_argument(
+        "--transform-timeout",
+        type=float,
+        default=900.0,
+        help="seconds to wait for Airflow's transform workflow (900)",
+    )
     demo.add_argument("--exit", action="store_true", help="stop the local stack at the end")
     demo.set_defaults(run=cmd_demo)
 
