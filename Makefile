@@ -1,5 +1,6 @@
 # Weir's developer entry points. Each target does its own set-up and is safe to re-run.
-#   make demo    process generated sample events and show the results (embedded defaults)
+#   make demo    the whole pipeline on the embedded defaults: stack up (dashboard, Airflow),
+#                events through the API into the lake, the transform workflow, a summary
 #   make test    every test: Rust unit tests, then pytest (installs Debian's chromium for the
 #                dashboard's browser test if it is missing)
 #   make bench   the benchmarks in bench/ (results: BENCHMARKS.md)
