@@ -1,7 +1,7 @@
 """The `weir` command line: `weir process` summarises a file and writes its outputs; `weir
 demo` runs the whole ingestion path on a private stack and `weir maintain` compacts the lake;
 `weir dashboard` serves the Streamlit app until a signal stops it; `weir sql` prints a query's
-rows and `weir jobs` the jobs table.
+rows and `weir jobs` the jobs table; `weir sample` writes generated events in each format.
 
     .venv/bin/python -m pytest tests/test_cli.py
 """
@@ -216,6 +216,26 @@ def test_jobs_lists_the_newest_and_shows_one(dashboard_lake: Path) -> None:
     assert re.search(rf"^received\s+{jobs[1]['received']}$", one.stdout, re.M)
     unknown = weir_on(dashboard_lake, "jobs", "no-such-job")
     assert unknown.returncode == 1 and "no job 'no-such-job'" in unknown.stderr
+
+
+def test_sample_writes_events_the_processor_reads_back(tmp_path, capsys) -> None:
+    target = tmp_path / "events.ndjson"
+    assert cli.main(["sample", "200", "--invalid-fraction", "0.05", "-o", str(target)]) == 0
+    assert "wrote 200 shop_events records (10 broken on purpose)" in capsys.readouterr().err
+    assert target.read_bytes() == samples.to_ndjson(
+        samples.generate_shop_events(200, invalid_fraction=0.05, seed=0)
+    )
+    result = weir.process(target.read_bytes(), "ndjson")
+    assert (result.output.num_rows, result.rejected.num_rows) == (190, 10)
+    # to standard output, as CSV, another seed, nothing broken
+    sample = ["sample", "50", "--format", "csv", "--seed", "3", "--invalid-fraction", "0"]
+    assert cli.main(sample) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("event_id,") and len(text.strip().splitlines()) == 51
+    assert weir.process(text.encode(), "csv").output.num_rows == 50
+    for bad, message in ((["-1"], "0 or more"), (["--invalid-fraction", "2"], "between 0 and 1")):
+        with pytest.raises(SystemExit, match=message):
+            cli.main(["sample", *bad])
 
 
 def test_every_command_shows_an_example_in_its_help(capsys) -> None:

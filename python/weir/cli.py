@@ -14,6 +14,7 @@
     weir sql "select ... from lake.raw.shop_events" [--format table|csv|json] [--limit 100]
     weir jobs [JOB_ID] [--dataset D] [--status S] [--limit 20] [--format table|csv|json]
     weir notebook [--port 8888] [--no-browser]
+    weir sample [N] [--invalid-fraction 0.02] [--format ndjson|json|csv] [--seed 0] [-o FILE]
 
 ``process`` runs a file through the processor and prints a JSON summary; ``demo`` starts the
 local stack (Kinesis-API server, consumer, ingest API, dashboard, Airflow), posts generated
@@ -34,7 +35,8 @@ summary: data files read, rows per model, how each mart was published. ``quality
 validates the lake with Great Expectations (``weir.quality``), exiting 1 when a critical
 expectation fails. ``sql`` runs one query on the lake through ``weir.connect()`` and prints
 the rows; ``jobs`` lists the newest ingestion jobs or shows one; ``notebook`` opens
-``notebooks/`` in JupyterLab.
+``notebooks/`` in JupyterLab; ``sample`` writes generated ``shop_events`` records (some
+broken on purpose) to try the processor and the API on.
 """
 
 from __future__ import annotations
@@ -716,6 +718,30 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    if args.records < 0:
+        raise SystemExit("weir sample: the number of records must be 0 or more")
+    if not 0.0 <= args.invalid_fraction <= 1.0:
+        raise SystemExit("weir sample: --invalid-fraction must be between 0 and 1")
+    events = samples.generate_shop_events(
+        args.records, invalid_fraction=args.invalid_fraction, seed=args.seed
+    )
+    writers = {"ndjson": samples.to_ndjson, "json": samples.to_json_array, "csv": samples.to_csv}
+    data = writers[args.format](events)
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        Path(args.output).write_bytes(data)
+        broken = round(args.records * args.invalid_fraction)
+        print(
+            f"wrote {args.records:,} shop_events records ({broken:,} broken on purpose) "
+            f"as {args.format} to {args.output}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 #: One example per command, shown at the end of its --help.
 EXAMPLES = {
     "process": "weir process events.ndjson --output valid.parquet --rejected rejected.ndjson",
@@ -734,6 +760,7 @@ EXAMPLES = {
     "sql": 'weir sql "select event_type, count(*) from lake.raw.shop_events group by 1" '
     "--format csv",
     "jobs": "weir jobs --status failed   (or: weir jobs <job id>)",
+    "sample": "weir sample 500 --invalid-fraction 0.02 --output events.ndjson",
 }
 
 
@@ -915,6 +942,19 @@ def main(argv: list[str] | None = None) -> int:
     jobs.add_argument("--limit", type=int, default=20, help="jobs listed (20)")
     jobs.add_argument("--format", choices=["table", "csv", "json"], default="table")
     jobs.set_defaults(run=cmd_jobs)
+
+    sample = commands.add_parser(
+        "sample",
+        help="write generated shop_events records (some broken on purpose) to a file or stdout",
+    )
+    sample.add_argument("records", nargs="?", type=int, default=500, help="how many (500)")
+    sample.add_argument(
+        "--invalid-fraction", type=float, default=0.02, help="share broken on purpose (0.02)"
+    )
+    sample.add_argument("--format", choices=["ndjson", "json", "csv"], default="ndjson")
+    sample.add_argument("--seed", type=int, default=0, help="same seed, same records (0)")
+    sample.add_argument("--output", "-o", help="file to write (default: standard output)")
+    sample.set_defaults(run=cmd_sample)
 
     for name, command in commands.choices.items():
         command.epilog = f"Example: {EXAMPLES[name]}"
