@@ -123,7 +123,7 @@ def test_keys_are_required_and_checked(api):
         f"{api.base_url}/v1/jobs/{uuid.uuid4()}",
         headers={"Authorization": f"Bearer {keys.new_key()}"},
     )
-    assert assert_problem(wrong, 401)["detail"] == "the API key is not valid"
+    assert assert_problem(wrong, 401)["detail"].startswith("the API key is not valid")
 
 
 def test_every_format_is_accepted_and_a_job_reaches_committed(api, running_consumer):
@@ -424,7 +424,7 @@ def test_a_key_made_while_the_api_runs_works_at_once_and_a_deleted_one_stops(
     """`weir api-key create` while `weir serve` runs (the README's order: `weir up`, then
     the key): the new key is accepted on both the ingest and the jobs route without a
     restart; deleting its line from the key file revokes it; the configured key stays."""
-    new = keys.create_key()  # <state>/api-keys, the state folder the API runs on
+    new, _ = keys.create_key()  # <state>/api-keys, the state folder the API runs on
     with_new = {"Authorization": f"Bearer {new}"}
     assert api.get(f"/v1/jobs/{uuid.uuid4()}", headers=with_new).status_code == 404
     accepted = api.post("/v1/ingest/shop_events", json=good_event, headers=with_new)

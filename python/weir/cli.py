@@ -8,7 +8,8 @@
     weir consume [--dataset shop_events] [--commit-interval 1.0] [--on-failure dead_letter]
     weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
     weir dashboard [--host 127.0.0.1] [--port 8501]
-    weir api-key create
+    weir api-key create [--name N] [--datasets a,b] [--rate EVENTS/S] [--request-rate REQ/S]
+    weir api-key list [--format table|json] | weir api-key revoke NAME
     weir transform [--full-refresh] [--select MODEL ...] [--no-publish]
     weir quality check [--table raw.shop_events] [--full] [--no-alert]
     weir sql "select ... from lake.raw.shop_events" [--format table|csv|json] [--limit 100]
@@ -105,9 +106,9 @@ def _demo_api_key() -> str:
     path = config.state_dir() / "demo-api-key"
     if path.is_file():
         key = path.read_text().strip()
-        if keys.key_hash(key) in config.api_settings().key_hashes:
+        if keys.key_hash(key) in {k.hash for k in keys.read_keys()}:
             return key
-    key = keys.create_key()
+    key, _ = keys.create_key()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(key + "\n")
     path.chmod(0o600)
@@ -431,7 +432,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
-    if not settings.key_hashes:
+    from weir.api import keys
+
+    if not settings.key_hashes and not keys.read_keys():
         print(
             "weir serve: note: no API keys are configured, so every protected route answers "
             "401; make one with `weir api-key create`",
@@ -521,13 +524,78 @@ def cmd_notebook(args: argparse.Namespace) -> int:
 def cmd_api_key(args: argparse.Namespace) -> int:
     from weir.api import keys
 
-    key = keys.create_key()
-    print(key)
-    print(
-        f"weir api-key: the key above is shown once; its SHA-256 hash was added to "
-        f"{config.api_keys_file()}",
-        file=sys.stderr,
-    )
+    if args.target and args.action != "revoke":
+        raise SystemExit(f"weir api-key {args.action}: unexpected argument {args.target!r}")
+    if args.action == "create":
+        datasets = None
+        if args.datasets is not None:
+            datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+            unknown = sorted(set(datasets) - set(project.datasets()))
+            if unknown:
+                raise SystemExit(
+                    f"weir api-key: no dataset {', '.join(map(repr, unknown))} "
+                    f"(datasets: {', '.join(project.datasets())})"
+                )
+        key, stored = keys.create_key(
+            args.name,
+            datasets=datasets,
+            events_per_second=args.rate,
+            requests_per_second=args.request_rate,
+        )
+        print(key)
+        print(
+            f"weir api-key: {stored.name!r}: the key above is shown once; its SHA-256 hash was "
+            f"added to {config.api_keys_file()} (a running API accepts it within a second)",
+            file=sys.stderr,
+        )
+        return 0
+    if args.action == "revoke":
+        name = args.target or args.name
+        if not name:
+            raise SystemExit("weir api-key revoke: name the key (weir api-key list shows them)")
+        revoked = keys.revoke_key(name)
+        print(f"revoked {revoked.name!r}: a running API refuses it within a second")
+        return 0
+    settings = config.api_settings()
+    used = keys.last_used()
+    every = [*keys.read_keys(), *keys.configured_keys(settings.key_hashes)]
+
+    def when(ms: int | None) -> str:
+        if ms is None:
+            return "-"
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))
+
+    def rate(value: float | None, default: float) -> str:
+        if value is None:
+            return f"{default:g} (default)" if default else "-"
+        return f"{value:g}" if value else "-"
+
+    rows = [
+        {
+            "name": k.name,
+            "datasets": ",".join(k.datasets) if k.datasets is not None else "all",
+            "events/s": rate(k.events_per_second, settings.rate_events_per_second),
+            "requests/s": rate(k.requests_per_second, settings.rate_requests_per_second),
+            "created (UTC)": when(k.created_ms),
+            "last used (UTC)": when(used.get(k.name)),
+            "from": k.origin,
+        }
+        for k in every
+    ]
+    if args.format == "json":
+        records = []
+        for k in every:
+            record = k.record()
+            del record["hash"]
+            records.append(record | {"last_used_ms": used.get(k.name), "origin": k.origin})
+        print(json.dumps(records, indent=2))
+    elif not rows:
+        print("no API keys yet: weir api-key create")
+    else:
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in rows[0]}
+        print("  ".join(c.ljust(widths[c]) for c in widths).rstrip())
+        for row in rows:
+            print("  ".join(row[c].ljust(widths[c]) for c in widths).rstrip())
     return 0
 
 
@@ -754,7 +822,8 @@ EXAMPLES = {
     "serve": "weir serve --port 8000 --workers 2",
     "dashboard": "weir dashboard --port 8502",
     "notebook": "weir notebook --port 8888 --no-browser",
-    "api-key": "weir api-key create",
+    "api-key": "weir api-key create --name partner-a --datasets shop_events --rate 500   "
+    "(then: weir api-key list; weir api-key revoke partner-a)",
     "transform": "weir transform --select staging+   (or: --full-refresh)",
     "quality": "weir quality check --table raw.shop_events --full",
     "sql": 'weir sql "select event_type, count(*) from lake.raw.shop_events group by 1" '
@@ -880,8 +949,28 @@ def main(argv: list[str] | None = None) -> int:
     notebook.add_argument("--no-browser", action="store_true", help="do not open a browser")
     notebook.set_defaults(run=cmd_notebook)
 
-    api_key = commands.add_parser("api-key", help="manage API keys of the ingest API")
-    api_key.add_argument("action", choices=["create"], help="create: print a new key once")
+    api_key = commands.add_parser(
+        "api-key",
+        help="manage API keys of the ingest API: create, list, revoke",
+        description="create: make a key and print it once (its SHA-256 hash is stored); "
+        "list: names, scopes, limits, created, last used (never a key); revoke NAME. A "
+        "running API takes every change within a second.",
+    )
+    api_key.add_argument("action", choices=["create", "list", "revoke"])
+    api_key.add_argument("target", nargs="?", metavar="NAME", help="revoke: the key's name")
+    api_key.add_argument("--name", help="create: its name (default key-<n>)")
+    api_key.add_argument(
+        "--datasets", help="create: comma-separated datasets it may use (default: all)"
+    )
+    api_key.add_argument(
+        "--rate", type=float, help="create: events per second (default: [api] setting; 0: none)"
+    )
+    api_key.add_argument(
+        "--request-rate",
+        type=float,
+        help="create: requests per second (default: [api] setting; 0: none)",
+    )
+    api_key.add_argument("--format", choices=["table", "json"], default="table", help="list")
     api_key.set_defaults(run=cmd_api_key)
 
     transform = commands.add_parser(

@@ -358,16 +358,26 @@ def kinesis_settings(env: Mapping[str, str] | None = None) -> KinesisSettings:
     return KinesisSettings._from_sources(sources)
 
 
-_API_KEYS = ("key_hashes", "max_body_bytes", "host", "port", "workers")
+_API_KEYS = (
+    "key_hashes",
+    "max_body_bytes",
+    "host",
+    "port",
+    "workers",
+    "rate_events_per_second",
+    "rate_requests_per_second",
+)
 
 
 @dataclass(frozen=True)
 class ApiSettings:
     """The ingest API (``weir serve``): who may call it and how it listens.
 
-    ``key_hashes`` are ``sha256:<hex>`` digests of the accepted API keys; keys themselves are
-    never stored. ``weir api-key create`` makes a key, prints it once and appends its hash to
-    ``<state>/api-keys``, which is read together with the configured hashes.
+    ``key_hashes`` are ``sha256:<hex>`` digests of API keys configured here (``[api]
+    key_hashes``, ``WEIR_API_KEY_HASHES``); keys themselves are never stored. ``weir api-key
+    create`` makes a key, prints it once and stores its digest in ``<state>/api-keys``, which
+    the API reads together with these (``weir.api.keys``). ``rate_events_per_second`` and
+    ``rate_requests_per_second`` are the default limits of a key that sets none (0: none).
     """
 
     key_hashes: tuple[str, ...] = ()
@@ -375,6 +385,8 @@ class ApiSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    rate_events_per_second: float = 0.0
+    rate_requests_per_second: float = 0.0
     source: str = "defaults"
 
     @property
@@ -383,20 +395,9 @@ class ApiSettings:
 
 
 def api_keys_file() -> Path:
-    """Hashes of the keys made by ``weir api-key create``, one per line."""
+    """The keys made by ``weir api-key create`` (digests, names, scopes, limits; one JSON
+    object per line, see ``weir.api.keys``)."""
     return state_dir() / "api-keys"
-
-
-def api_key_file_hashes(path: Path | None = None) -> tuple[str, ...]:
-    """The hashes in the key file of ``weir api-key create`` (none if it does not exist)."""
-    path = path or api_keys_file()
-    if not path.is_file():
-        return ()
-    return tuple(
-        _key_hash(f"{path}:{number}", line)
-        for number, line in enumerate(path.read_text().splitlines(), 1)
-        if line.strip() and not line.startswith("#")
-    )
 
 
 def _key_hash(setting: str, value: str) -> str:
@@ -418,10 +419,26 @@ def _positive(setting: str, value: object) -> int:
     return number
 
 
+def _rate(origins: Mapping[str, str], values: Mapping[str, Any], key: str) -> float:
+    if key not in values:
+        return 0.0
+    value = values[key]
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _error(origins[key], f"expected a number per second, got {value!r}") from None
+    if not number >= 0:
+        raise _error(origins[key], f"expected 0 (no limit) or more, got {value!r}")
+    return number
+
+
 def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
     """The API settings from defaults, ``weir.toml`` (``[api]``), ``WEIR_API_*`` variables
     (``WEIR_API_KEY_HASHES`` comma-separated, ``WEIR_API_MAX_BODY_BYTES``, ``WEIR_API_HOST``,
-    ``WEIR_API_PORT``, ``WEIR_API_WORKERS``) and the key file of ``weir api-key create``."""
+    ``WEIR_API_PORT``, ``WEIR_API_WORKERS``, ``WEIR_API_RATE_EVENTS_PER_SECOND``,
+    ``WEIR_API_RATE_REQUESTS_PER_SECOND``)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
@@ -452,7 +469,6 @@ def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
         for h in (values.get("key_hashes") or [])
         if isinstance(h, str)
     ]
-    hashes.extend(api_key_file_hashes())
     defaults = ApiSettings()
     return ApiSettings(
         key_hashes=tuple(dict.fromkeys(hashes)),
@@ -464,6 +480,8 @@ def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
         workers=_positive(origins["workers"], values["workers"])
         if "workers" in values
         else defaults.workers,
+        rate_events_per_second=_rate(origins, values, "rate_events_per_second"),
+        rate_requests_per_second=_rate(origins, values, "rate_requests_per_second"),
         source=" < ".join(dict.fromkeys(sources)),
     )
 

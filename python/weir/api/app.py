@@ -2,7 +2,9 @@
 
     weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
 
-Routes (every one but ``/health*`` needs ``Authorization: Bearer <API key>``):
+Routes (every one but ``/health*`` needs ``Authorization: Bearer <API key>``; a key may be
+limited to some datasets, 403 elsewhere, and to a rate, 429 over it: ``weir.api.keys``,
+``weir.api.limits``):
 
 * ``POST /v1/ingest/{dataset}[?mode=strict|lenient]``: a JSON object, a JSON array, NDJSON
   (``application/x-ndjson``) or CSV (``text/csv``). The Rust processor parses and validates
@@ -118,6 +120,7 @@ class AccessLog:
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "client": client[0] if client else None,
+                "api_key": scope["state"].get("api_key"),  # the key's name, never the key
             }
             access_log.info("request", extra={"fields": fields})
 
@@ -270,7 +273,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     # -- auth ----------------------------------------------------------------------------
     async def api_key(request: Request) -> None:
-        keys.require(request.headers.get("authorization", ""), endpoint.key_ring.hashes())
+        key = endpoint.key_ring.require(request.headers.get("authorization", ""))
+        state = request.scope.setdefault("state", {})
+        state["api_key"], state["key"] = key.name, key  # the name for the access log
 
     protected = [Depends(api_key)]
 
@@ -280,7 +285,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             "description": "Published to Kinesis; follow status_url",
             "content": {"application/json": {"schema": ACCEPTED_SCHEMA}},
         },
-        **_problem_responses(400, 401, 413, 415, 422, 503),
+        **_problem_responses(400, 401, 403, 413, 415, 422, 429, 503),
     }
     for name in project.datasets():
 
@@ -333,11 +338,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "description": "The job",
                 "content": {"application/json": {"schema": JOB_SCHEMA}},
             },
-            **_problem_responses(401, 404, 422, 503),
+            **_problem_responses(401, 403, 404, 422, 503),
         },
         openapi_extra={"security": SECURITY},
     )
     async def job_status(
+        request: Request,
         job_id: Annotated[
             str,
             PathParam(
@@ -359,6 +365,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             ) from e
         if job is None:
             raise ProblemError(404, "unknown-job", f"no job {job_id}")
+        keys.require_scope(request.scope["state"]["key"], job.dataset)
         return JSONResponse(
             {
                 "job_id": job.job_id,

@@ -1,7 +1,8 @@
 """``POST /v1/ingest/{dataset}``: the ingest route, kept lean because it is the hot path.
 
 :class:`IngestEndpoint` answers a request from its raw ASGI scope and body: API key,
-content type, body limit, then one call into Rust (:class:`Ingestor`) that validates the
+scope and rate limit (``weir.api.keys``, ``weir.api.limits``), content type, body limit,
+then one call into Rust (:class:`Ingestor`) that validates the
 body against the contract and SQL rules (grouped with other small bodies), applies
 ``mode=strict|lenient``, registers the job and publishes it to Kinesis with the shared
 group-committing producer. The application calls it for these paths before FastAPI's
@@ -24,6 +25,7 @@ from urllib.parse import parse_qsl
 import weir
 from weir import _native
 from weir.api import keys
+from weir.api.limits import RateLimiter
 from weir.api.problems import MEDIA_TYPE, ProblemError, problem
 from weir.config import ApiSettings
 from weir.processor import processor
@@ -110,6 +112,7 @@ class IngestEndpoint:
     def __init__(self, settings: ApiSettings, datasets: Iterable[str]) -> None:
         self.settings = settings
         self.key_ring = keys.KeyRing(settings.key_hashes)
+        self.limits = RateLimiter(settings)
         self.datasets = list(datasets)
         #: path → dataset
         self.paths = {f"/v1/ingest/{name}": name for name in self.datasets}
@@ -143,7 +146,10 @@ class IngestEndpoint:
         self, dataset: str, scope: dict[str, Any], receive: Receive
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         headers: Headers = scope["headers"]
-        keys.require(_header(headers, b"authorization"), self.key_ring.hashes())
+        key = self.key_ring.require(_header(headers, b"authorization"))
+        scope.setdefault("state", {})["api_key"] = key.name  # for the access log
+        keys.require_scope(key, dataset)
+        self.limits.admit(key)
         mode = "strict"
         query = scope.get("query_string", b"").decode("latin-1")
         for name, value in parse_qsl(query, keep_blank_values=True):  # `mode=` is no mode
@@ -172,6 +178,7 @@ class IngestEndpoint:
         fmt = CONTENT_TYPES[media_type]
         outcome = await self._submit(scope, dataset, body, fmt, strict=mode == "strict")
         received = outcome["received"]
+        self.limits.charge(key, received)
         refused = outcome["outcome"]
         if refused == "empty":
             raise ProblemError(400, "unparseable", "the body holds no records")

@@ -15,11 +15,13 @@ TYPE_BASE = "https://weir.dev/problems/"
 TITLES = {
     400: "Unparseable body",
     401: "Missing or wrong API key",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     413: "Body too large",
     415: "Unsupported content type",
     422: "Invalid request",
+    429: "Too many requests",
     500: "Internal error",
     503: "Service unavailable",
 }
