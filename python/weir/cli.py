@@ -201,7 +201,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     weir.init_logging(os.environ.get("WEIR_LOG", "error"))
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     key = _demo_api_key()
     with_airflow = not args.no_airflow
     console.print(
@@ -712,7 +712,8 @@ def _print_table(table: Any, limit: int | None, title: str | None = None) -> Non
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    # In a pipe or a file, rows stay whole (a terminal's width folds the columns instead).
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
     shown = table if limit is None else table.slice(0, limit)
     view = Table(title=title, show_lines=False)
     for name in table.column_names:
