@@ -366,6 +366,7 @@ _API_KEYS = (
     "workers",
     "rate_events_per_second",
     "rate_requests_per_second",
+    "idempotency_window_hours",
 )
 
 
@@ -377,7 +378,8 @@ class ApiSettings:
     key_hashes``, ``WEIR_API_KEY_HASHES``); keys themselves are never stored. ``weir api-key
     create`` makes a key, prints it once and stores its digest in ``<state>/api-keys``, which
     the API reads together with these (``weir.api.keys``). ``rate_events_per_second`` and
-    ``rate_requests_per_second`` are the default limits of a key that sets none (0: none).
+    ``rate_requests_per_second`` are the default limits of a key that sets none (0: none);
+    ``idempotency_window_hours`` how long an ``Idempotency-Key`` holds its job (24).
     """
 
     key_hashes: tuple[str, ...] = ()
@@ -387,6 +389,7 @@ class ApiSettings:
     workers: int = 1
     rate_events_per_second: float = 0.0
     rate_requests_per_second: float = 0.0
+    idempotency_window_hours: float = 24.0
     source: str = "defaults"
 
     @property
@@ -419,7 +422,10 @@ def _positive(setting: str, value: object) -> int:
     return number
 
 
-def _rate(origins: Mapping[str, str], values: Mapping[str, Any], key: str) -> float:
+def _amount(
+    origins: Mapping[str, str], values: Mapping[str, Any], key: str, unit: str = "per second"
+) -> float:
+    """A number of 0 or more (0 when not set)."""
     if key not in values:
         return 0.0
     value = values[key]
@@ -428,9 +434,9 @@ def _rate(origins: Mapping[str, str], values: Mapping[str, Any], key: str) -> fl
             raise ValueError
         number = float(value)
     except (TypeError, ValueError):
-        raise _error(origins[key], f"expected a number per second, got {value!r}") from None
+        raise _error(origins[key], f"expected a number {unit}, got {value!r}") from None
     if not number >= 0:
-        raise _error(origins[key], f"expected 0 (no limit) or more, got {value!r}")
+        raise _error(origins[key], f"expected 0 or more, got {value!r}")
     return number
 
 
@@ -438,7 +444,7 @@ def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
     """The API settings from defaults, ``weir.toml`` (``[api]``), ``WEIR_API_*`` variables
     (``WEIR_API_KEY_HASHES`` comma-separated, ``WEIR_API_MAX_BODY_BYTES``, ``WEIR_API_HOST``,
     ``WEIR_API_PORT``, ``WEIR_API_WORKERS``, ``WEIR_API_RATE_EVENTS_PER_SECOND``,
-    ``WEIR_API_RATE_REQUESTS_PER_SECOND``)."""
+    ``WEIR_API_RATE_REQUESTS_PER_SECOND``, ``WEIR_API_IDEMPOTENCY_WINDOW_HOURS``)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
@@ -480,8 +486,11 @@ def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
         workers=_positive(origins["workers"], values["workers"])
         if "workers" in values
         else defaults.workers,
-        rate_events_per_second=_rate(origins, values, "rate_events_per_second"),
-        rate_requests_per_second=_rate(origins, values, "rate_requests_per_second"),
+        rate_events_per_second=_amount(origins, values, "rate_events_per_second"),
+        rate_requests_per_second=_amount(origins, values, "rate_requests_per_second"),
+        idempotency_window_hours=_amount(origins, values, "idempotency_window_hours", "of hours")
+        if "idempotency_window_hours" in values
+        else defaults.idempotency_window_hours,
         source=" < ".join(dict.fromkeys(sources)),
     )
 

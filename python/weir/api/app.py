@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -281,19 +281,37 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     # -- ingest --------------------------------------------------------------------------
     ingest_responses = {
+        200: {
+            "description": "A repeat of a request with the same Idempotency-Key: the first "
+            "request's job (its current status), nothing published again; header "
+            "Idempotent-Replayed: true",
+            "content": {"application/json": {"schema": ACCEPTED_SCHEMA}},
+        },
         202: {
             "description": "Published to Kinesis; follow status_url",
             "content": {"application/json": {"schema": ACCEPTED_SCHEMA}},
         },
-        **_problem_responses(400, 401, 403, 413, 415, 422, 429, 503),
+        **_problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
     }
     for name in project.datasets():
 
         def make_route(dataset: str) -> Callable[..., Awaitable[JSONResponse]]:
             async def route(
-                request: Request, mode: Annotated[IngestMode, Query()] = "strict"
+                request: Request,
+                mode: Annotated[IngestMode, Query()] = "strict",
+                idempotency_key: Annotated[
+                    str | None,
+                    Header(
+                        alias="Idempotency-Key",
+                        description="Your unique text for this request (1-255 visible ASCII "
+                        "characters): a repeat with the same key and body returns the first "
+                        "request's job (200) instead of publishing again, for "
+                        "api.idempotency_window_hours (24 h); the same key with another "
+                        "body is a 422, while the first is processed a 409",
+                    ),
+                ] = None,
             ) -> Response:
-                del mode  # documented here, read by the endpoint
+                del mode, idempotency_key  # documented here, read by the endpoint
                 status, headers, body = await endpoint.respond(
                     dataset, request.scope, request.receive
                 )

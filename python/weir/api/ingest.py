@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 import weir
 from weir import _native
 from weir.api import keys
+from weir.api.idempotency import Claim, Idempotency, request_hash
 from weir.api.limits import RateLimiter
 from weir.api.problems import MEDIA_TYPE, ProblemError, problem
 from weir.config import ApiSettings
@@ -65,15 +66,18 @@ class Ingestor:
         processors = [processor(name) for name in datasets]
         return cls(_native.IngestService(processors, producer(), MAX_VIOLATIONS))
 
-    async def submit(self, dataset: str, body: bytes, format: str, *, strict: bool) -> dict:
+    async def submit(
+        self, dataset: str, body: bytes, format: str, *, strict: bool, job_id: str | None = None
+    ) -> dict:
         """The request's outcome: ``outcome`` ("published", "empty", "unparseable" or
-        "violations"), ``received``, ``valid``, ``rejected``, and ``job_id`` once published
+        "violations"), ``received``, ``valid``, ``rejected``, and ``job_id`` (``job_id`` when
+        given, else a new one) once published
         or ``violations`` (+ ``violations_total``, ``unreadable``) when refused. Raises the
         error of a failed publish (``weir.KinesisError``, ...)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._watch(loop)
-        token = self._service.submit(dataset, body, format, strict)
+        token = self._service.submit(dataset, body, format, strict, job_id)
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiting[token] = future
         return await future
@@ -113,6 +117,7 @@ class IngestEndpoint:
         self.settings = settings
         self.key_ring = keys.KeyRing(settings.key_hashes)
         self.limits = RateLimiter(settings)
+        self.idempotency = Idempotency(settings.idempotency_window_hours)
         self.datasets = list(datasets)
         #: path → dataset
         self.paths = {f"/v1/ingest/{name}": name for name in self.datasets}
@@ -176,10 +181,31 @@ class IngestEndpoint:
         if not body.strip():
             raise ProblemError(400, "unparseable", "the body holds no records")
         fmt = CONTENT_TYPES[media_type]
-        outcome = await self._submit(scope, dataset, body, fmt, strict=mode == "strict")
+        claim = None
+        idempotency_key = _header(headers, b"idempotency-key")
+        if idempotency_key:
+            digest = request_hash(dataset, mode, media_type, body)
+            claim = await self.idempotency.claim(key, idempotency_key, digest)
+            if claim.replay:
+                return await self._replayed(claim, dataset, mode, body, fmt)
+        try:
+            outcome = await self._submit(
+                scope,
+                dataset,
+                body,
+                fmt,
+                strict=mode == "strict",
+                job_id=claim.job_id if claim else None,
+            )
+        except BaseException:
+            if claim is not None:  # nothing was published: a retry starts afresh
+                await self.idempotency.release(claim)
+            raise
         received = outcome["received"]
         self.limits.charge(key, received)
         refused = outcome["outcome"]
+        if refused != "published" and claim is not None:
+            await self.idempotency.release(claim)
         if refused == "empty":
             raise ProblemError(400, "unparseable", "the body holds no records")
         if refused == "unparseable":
@@ -214,6 +240,28 @@ class IngestEndpoint:
         }
         return 202, accepted, {"Location": f"/v1/jobs/{job_id}"}
 
+    async def _replayed(
+        self, claim: Claim, dataset: str, mode: str, body: bytes, fmt: str
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """200 with the earlier request's job: its id and status, and the counts its 202 gave
+        (the same body checked again: the processor is deterministic)."""
+        job = claim.job
+        assert job is not None
+        checked = await asyncio.to_thread(lambda: weir.validate(body, dataset, format=fmt))
+        valid, rejected = checked.valid.num_rows, checked.rejected.num_rows
+        answer = {
+            "job_id": job.job_id,
+            "dataset": job.dataset,
+            "status": job.status,
+            "mode": mode,
+            "received": valid + rejected,
+            "valid": valid,
+            "rejected": rejected,
+            "status_url": f"/v1/jobs/{job.job_id}",
+        }
+        headers = {"Location": f"/v1/jobs/{job.job_id}", "Idempotent-Replayed": "true"}
+        return 200, answer, headers
+
     async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
         limit = self.settings.max_body_bytes
         declared = _header(headers, b"content-length")
@@ -237,7 +285,14 @@ class IngestEndpoint:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _submit(
-        self, scope: dict[str, Any], dataset: str, body: bytes, fmt: str, *, strict: bool
+        self,
+        scope: dict[str, Any],
+        dataset: str,
+        body: bytes,
+        fmt: str,
+        *,
+        strict: bool,
+        job_id: str | None = None,
     ) -> dict[str, Any]:
         try:
             ingestor = self.ingestor()
@@ -246,7 +301,7 @@ class IngestEndpoint:
             # is a ConfigError); the next request tries again.
             raise _unavailable(scope, e) from e
         try:
-            return await ingestor.submit(dataset, body, fmt, strict=strict)
+            return await ingestor.submit(dataset, body, fmt, strict=strict, job_id=job_id)
         except weir.UnsupportedFormatError as e:
             raise ProblemError(
                 415, "unsupported-content-type", str(e), supported=sorted(CONTENT_TYPES)

@@ -119,9 +119,7 @@ def parse_line(where: str, line: str) -> ApiKey | None:
         hash=_stored_hash(where, str(data.get("hash", ""))),
         datasets=tuple(datasets) if datasets is not None else None,
         events_per_second=_rate(f"{where}: events_per_second", data.get("events_per_second")),
-        requests_per_second=_rate(
-            f"{where}: requests_per_second", data.get("requests_per_second")
-        ),
+        requests_per_second=_rate(f"{where}: requests_per_second", data.get("requests_per_second")),
         created_ms=created if isinstance(created, int) else None,
     )
 

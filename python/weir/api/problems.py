@@ -18,6 +18,7 @@ TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    409: "Conflict",
     413: "Body too large",
     415: "Unsupported content type",
     422: "Invalid request",

@@ -143,6 +143,40 @@ impl OpsTables {
         Ok(jobs.into_iter().map(Job::from).collect())
     }
 
+    /// Claims an ingest request's `Idempotency-Key` (see `Metastore::claim_idempotency_key`):
+    /// `(job_id, request_hash, created_at_ms)` of the claim holding it now.
+    fn claim_idempotency_key(
+        &self,
+        py: Python<'_>,
+        owner: String,
+        key: String,
+        request_hash: String,
+        job_id: String,
+        expired_before_ms: i64,
+    ) -> PyResult<(String, String, i64)> {
+        let metastore = self.metastore.clone();
+        let claim = run(py, async move { metastore.claim_idempotency_key(&owner, &key, &request_hash, &job_id, expired_before_ms).await })?;
+        Ok((claim.job_id, claim.request_hash, claim.created_at_ms))
+    }
+
+    /// Moves a stale claim to `to_job`; false if another request got there first.
+    fn reclaim_idempotency_key(&self, py: Python<'_>, owner: String, key: String, from_job: String, to_job: String) -> PyResult<bool> {
+        let metastore = self.metastore.clone();
+        run(py, async move { metastore.reclaim_idempotency_key(&owner, &key, &from_job, &to_job).await })
+    }
+
+    /// Drops the claim of a request that was refused or not published.
+    fn release_idempotency_key(&self, py: Python<'_>, owner: String, key: String, job_id: String) -> PyResult<()> {
+        let metastore = self.metastore.clone();
+        run(py, async move { metastore.release_idempotency_key(&owner, &key, &job_id).await })
+    }
+
+    /// Deletes claims made before `before_ms`; returns how many.
+    fn expire_idempotency_keys(&self, py: Python<'_>, before_ms: i64) -> PyResult<u64> {
+        let metastore = self.metastore.clone();
+        run(py, async move { metastore.expire_idempotency_keys(before_ms).await })
+    }
+
     /// Consumer batch metrics since `since_ms`, oldest first.
     #[pyo3(signature = (dataset=None, since_ms=0))]
     fn batches(&self, py: Python<'_>, dataset: Option<String>, since_ms: i64) -> PyResult<Vec<BatchMetrics>> {

@@ -12,6 +12,10 @@
 //! * `weir_consumer_batches`: metrics of every consumer batch, for the dashboard.
 //! * `weir_shard_leases`: which consumer reads which shard, until when; `weir_consumers`: the
 //!   consumers alive per stream, so shards are shared fairly ([`Metastore::balance_leases`]).
+//! * `weir_idempotency_keys`: the ingest API's `Idempotency-Key`s: which request (its body's
+//!   digest) claimed a key of an API key for which job, so a retried request returns that job
+//!   instead of publishing again, across API processes and restarts
+//!   ([`Metastore::claim_idempotency_key`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,6 +30,7 @@ pub const JOBS_TABLE: &str = "weir_jobs";
 pub const JOB_RECORDS_TABLE: &str = "weir_job_records";
 pub const BATCHES_TABLE: &str = "weir_consumer_batches";
 pub const LEASES_TABLE: &str = "weir_shard_leases";
+pub const IDEMPOTENCY_TABLE: &str = "weir_idempotency_keys";
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS weir_jobs (
@@ -88,6 +93,14 @@ const SCHEMA: &[&str] = &[
         consumer_id VARCHAR(255) NOT NULL,
         expires_at_ms BIGINT NOT NULL,
         PRIMARY KEY (stream, consumer_id))",
+    "CREATE TABLE IF NOT EXISTS weir_idempotency_keys (
+        owner VARCHAR(128) NOT NULL,
+        idempotency_key VARCHAR(255) NOT NULL,
+        request_hash VARCHAR(128) NOT NULL,
+        job_id VARCHAR(64) NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (owner, idempotency_key))",
+    "CREATE INDEX IF NOT EXISTS weir_idempotency_keys_by_time ON weir_idempotency_keys (created_at_ms)",
 ];
 
 pub(crate) fn now_ms() -> i64 {
@@ -134,6 +147,15 @@ pub struct Job {
     pub error: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+/// Who holds an idempotency key: the job it was claimed for, the digest of the request's
+/// body, and when it was claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub job_id: String,
+    pub request_hash: String,
+    pub created_at_ms: i64,
 }
 
 /// Metrics of one consumer batch.
@@ -290,6 +312,78 @@ impl Metastore {
         }
         let rows = query.bind(limit.max(0)).fetch_all(&self.pool).await.map_err(db(JOBS_TABLE))?;
         rows.iter().map(job_from_row).collect::<Result<_, _>>().map_err(db(JOBS_TABLE))
+    }
+
+    /// Claims the idempotency key `key` of API key `owner` for a request (`request_hash`, to
+    /// be published as `job_id`), unless a claim made at or after `expired_before_ms` holds it
+    /// (older claims are dropped first). Returns the claim that holds the key now: this one
+    /// when its job id is `job_id`, else the earlier request's. One transaction, so of
+    /// concurrent requests with the same key exactly one gets it.
+    pub async fn claim_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+        request_hash: &str,
+        job_id: &str,
+        expired_before_ms: i64,
+    ) -> StreamResult<IdempotencyClaim> {
+        let mut tx = self.pool.begin().await.map_err(db(IDEMPOTENCY_TABLE))?;
+        let delete = self.sql("DELETE FROM weir_idempotency_keys WHERE owner = ? AND idempotency_key = ? AND created_at_ms < ?");
+        sqlx::query(&delete).bind(owner).bind(key).bind(expired_before_ms).execute(&mut *tx).await.map_err(db(IDEMPOTENCY_TABLE))?;
+        let insert = self.sql(
+            "INSERT INTO weir_idempotency_keys (owner, idempotency_key, request_hash, job_id, created_at_ms) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        );
+        sqlx::query(&insert)
+            .bind(owner)
+            .bind(key)
+            .bind(request_hash)
+            .bind(job_id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(IDEMPOTENCY_TABLE))?;
+        let select = self.sql("SELECT job_id, request_hash, created_at_ms FROM weir_idempotency_keys WHERE owner = ? AND idempotency_key = ?");
+        let row = sqlx::query(&select).bind(owner).bind(key).fetch_one(&mut *tx).await.map_err(db(IDEMPOTENCY_TABLE))?;
+        tx.commit().await.map_err(db(IDEMPOTENCY_TABLE))?;
+        Ok(IdempotencyClaim {
+            job_id: row.try_get(0).map_err(db(IDEMPOTENCY_TABLE))?,
+            request_hash: row.try_get(1).map_err(db(IDEMPOTENCY_TABLE))?,
+            created_at_ms: row.try_get(2).map_err(db(IDEMPOTENCY_TABLE))?,
+        })
+    }
+
+    /// Moves the claim of `(owner, key)` from job `from_job` (a request that never registered
+    /// its job) to `to_job`; false if another request moved or dropped it first.
+    pub async fn reclaim_idempotency_key(&self, owner: &str, key: &str, from_job: &str, to_job: &str) -> StreamResult<bool> {
+        let sql = self.sql(
+            "UPDATE weir_idempotency_keys SET job_id = ?, created_at_ms = ? WHERE owner = ? AND idempotency_key = ? AND job_id = ?",
+        );
+        let done = sqlx::query(&sql)
+            .bind(to_job)
+            .bind(now_ms())
+            .bind(owner)
+            .bind(key)
+            .bind(from_job)
+            .execute(&self.pool)
+            .await
+            .map_err(db(IDEMPOTENCY_TABLE))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Drops the claim of `(owner, key)` for `job_id`: its request was refused or could not
+    /// be published, so a retry must be processed afresh.
+    pub async fn release_idempotency_key(&self, owner: &str, key: &str, job_id: &str) -> StreamResult<()> {
+        let sql = self.sql("DELETE FROM weir_idempotency_keys WHERE owner = ? AND idempotency_key = ? AND job_id = ?");
+        sqlx::query(&sql).bind(owner).bind(key).bind(job_id).execute(&self.pool).await.map_err(db(IDEMPOTENCY_TABLE))?;
+        Ok(())
+    }
+
+    /// Deletes every claim made before `before_ms`; returns how many.
+    pub async fn expire_idempotency_keys(&self, before_ms: i64) -> StreamResult<u64> {
+        let sql = self.sql("DELETE FROM weir_idempotency_keys WHERE created_at_ms < ?");
+        let done = sqlx::query(&sql).bind(before_ms).execute(&self.pool).await.map_err(db(IDEMPOTENCY_TABLE))?;
+        Ok(done.rows_affected())
     }
 
     /// Records what a batch found in each Kinesis record, before the batch commits. A record

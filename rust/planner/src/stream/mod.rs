@@ -30,6 +30,6 @@ pub use error::{StreamError, StreamResult};
 pub use ingest::{publish_job, Checked, Ingest, IngestMode, IngestOutcome, Refusal, MAX_GROUPED_BODY};
 pub use kinesis::Kinesis;
 pub use ledger::JobLedger;
-pub use metastore::{BatchMetrics, Job, JobRecord, Metastore};
+pub use metastore::{BatchMetrics, IdempotencyClaim, Job, JobRecord, Metastore};
 pub use producer::{Producer, ProducerOptions, Publication, RecordReceipt};
 pub use source::{KinesisTable, ReadLimits, ShardCursor, SourceRecord, StartPosition};
