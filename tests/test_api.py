@@ -430,6 +430,7 @@ def test_a_key_made_while_the_api_runs_works_at_once_and_a_deleted_one_stops(
     accepted = api.post("/v1/ingest/shop_events", json=good_event, headers=with_new)
     assert accepted.status_code == 202, accepted.text
     (tmp_path / "api-keys").write_text("")
+    time.sleep(keys.RELOAD_EVERY + 0.1)  # the API looks at the file every 200 ms at most
     assert_problem(api.get(f"/v1/jobs/{uuid.uuid4()}", headers=with_new), 401)
     assert_problem(api.post("/v1/ingest/shop_events", json=good_event, headers=with_new), 401)
     assert api.get(f"/v1/jobs/{uuid.uuid4()}").status_code == 404  # the configured key

@@ -21,13 +21,14 @@ Errors are RFC 9457 problem details (``weir.api.problems``); never a stack trace
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -167,6 +168,14 @@ ACCEPTED_SCHEMA: dict[str, Any] = _object(
     }
 )
 
+#: A repeat with the same Idempotency-Key: the first request's answer, with its job's status now.
+REPLAYED_SCHEMA: dict[str, Any] = _object(
+    {
+        **ACCEPTED_SCHEMA["properties"],
+        "status": {"type": "string", "enum": list(weir.stream.JOB_STATES)},
+    }
+)
+
 JOB_SCHEMA: dict[str, Any] = _object(
     {
         "job_id": {"type": "string", "format": "uuid"},
@@ -229,7 +238,16 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """The application; settings default to :func:`weir.config.api_settings`."""
     settings = settings or api_settings()
     _setup_logging()
+    endpoint = IngestEndpoint(settings, project.datasets())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        endpoint.warm()  # before the first request is taken: no request waits for it
+        yield
+        endpoint.key_ring.flush_used()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Weir ingest API",
         version=weir.__version__,
         description="Send records to Weir: they are validated against their dataset's "
@@ -268,7 +286,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
 
     # -- access log and request ids -----------------------------------------------------
-    endpoint = IngestEndpoint(settings, project.datasets())
     app.add_middleware(AccessLog, endpoint=endpoint)
 
     # -- auth ----------------------------------------------------------------------------
@@ -285,7 +302,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             "description": "A repeat of a request with the same Idempotency-Key: the first "
             "request's job (its current status), nothing published again; header "
             "Idempotent-Replayed: true",
-            "content": {"application/json": {"schema": ACCEPTED_SCHEMA}},
+            "content": {"application/json": {"schema": REPLAYED_SCHEMA}},
         },
         202: {
             "description": "Published to Kinesis; follow status_url",

@@ -124,9 +124,21 @@ class IngestEndpoint:
         self._ingestor: Ingestor | None = None
 
     def ingestor(self) -> Ingestor:
-        if self._ingestor is None:  # on first use: settings and processors resolved once
+        if self._ingestor is None:  # settings and processors resolved once
             self._ingestor = Ingestor.for_datasets(self.datasets)
         return self._ingestor
+
+    def warm(self) -> None:
+        """Readies the ingest path before the first request (``create_app``'s start-up), so
+        no request pays for it: the producer, the job ledger and the processors, whose
+        pipeline SQL is planned by checking one empty record (nothing is published). If the
+        metastore or Kinesis cannot be reached yet, the first request tries again."""
+        try:
+            self.ingestor()
+            for dataset in self.datasets:
+                weir.validate(b"{}\n", dataset, format="ndjson")
+        except weir.WeirError as e:  # requests will say what is wrong
+            error_log.warning("warm_up_failed", extra={"fields": {"error": str(e)}})
 
     async def respond(
         self, dataset: str, scope: dict[str, Any], receive: Receive
