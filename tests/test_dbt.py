@@ -25,6 +25,8 @@ from weir import samples
 from weir.config import LakeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The id of an event added at the same instant as another of its user (sorts after any).
+TIE_EVENT = "ffffffff-ffff-4fff-bfff-ffffffffffff"
 
 
 def transform(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -47,13 +49,43 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int
     weir.append("raw.shop_events", result.output, settings=settings)
     weir.append("raw.shop_events", result.output.slice(0, 100), settings=settings)  # replays
     weir.append("raw.shop_events_rejected", result.rejected, settings=settings)
+    # Another event of the first event's user at the same instant, showing another country
+    # (as a second source would): its id sorts last, so it is the user's state at that instant.
+    first = result.output.slice(0, 1).to_pylist()[0]
+    tie = dict(
+        first, event_id=TIE_EVENT, user_country="NZ" if first["user_country"] != "NZ" else "IE"
+    )
+    weir.append(
+        "raw.shop_events", pa.Table.from_pylist([tie], result.output.schema), settings=settings
+    )
     done = transform(state)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     expected = {
-        "events": result.output.num_rows,
+        "events": result.output.num_rows + 1,
         "violations": sum(len(v) for v in result.rejected["violations"].to_pylist()),
     }
     return state, expected
+
+
+def test_events_at_the_same_instant_make_one_version_not_an_empty_window(
+    built: tuple[Path, dict[str, int]],
+) -> None:
+    state, _ = built
+    con = duckdb.connect(str(state / "dbt" / "weir.duckdb"), read_only=True)
+    user, at, country = con.execute(
+        "select user_id, event_time, user_country from staging.stg_weir__shop_events "
+        "where event_id = ?",
+        [TIE_EVENT],
+    ).fetchone()
+    versions = con.execute(
+        "select valid_from, valid_to, user_country from marts.dim_users where user_id = ? "
+        "order by valid_from",
+        [user],
+    ).fetchall()
+    assert all(to is None or to > start for start, to, _ in versions), versions
+    assert len({start for start, _, _ in versions}) == len(versions), versions
+    (holding,) = [v for v in versions if v[0] <= at and (v[1] is None or at < v[1])]
+    assert holding[0] == at and holding[2] == country, (versions, at, country)
 
 
 def test_dbt_build_passes_on_the_lake(built: tuple[Path, dict[str, int]]) -> None:

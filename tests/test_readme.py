@@ -72,6 +72,12 @@ run_id = "readme"
 """
 
 
+def outside_make(env: dict[str, str]) -> dict[str, str]:
+    """``env`` as a terminal has it: without the variables of the ``make test`` running this
+    test (a nested make would announce its directories and share the outer one's flags)."""
+    return {k: v for k, v in env.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+
+
 def blocks(language: str) -> list[str]:
     return [
         body
@@ -200,8 +206,9 @@ def test_every_readme_command_line_is_run_or_says_why_not() -> None:
     assert set(lines) <= handled | runnable, set(lines) - handled - runnable
     # the demo's recipe is set-up, then `weir demo` with DEMO_ARGS
     recipe = subprocess.run(
-        ["make", "-n", "-o", "setup", "demo", "DEMO_ARGS=--exit"],
+        ["make", "--no-print-directory", "-n", "-o", "setup", "demo", "DEMO_ARGS=--exit"],
         cwd=ROOT,
+        env=outside_make(dict(os.environ)),
         capture_output=True,
         text=True,
         check=True,
@@ -221,7 +228,12 @@ def test_readme_runs_as_written(newcomer) -> None:
     # 1. `make demo`: its recipe (set-up is what the test session already has). The stack
     # keeps running and its URLs answer.
     clock = time.monotonic()
-    demo = shell('make -o setup demo DEMO_ARGS="--records 2000"', env, ROOT, timeout=1500)
+    demo = shell(
+        'make --no-print-directory -o setup demo DEMO_ARGS="--records 2000"',
+        outside_make(env),
+        ROOT,
+        timeout=1500,
+    )
     timings["make demo"] = time.monotonic() - clock
     assert "The stack keeps running" in demo, demo[-3000:]
     assert re.search(r"marts\.fct_events\s+│\s+[1-9]", demo), demo[-3000:]

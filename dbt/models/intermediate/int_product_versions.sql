@@ -43,6 +43,14 @@ filled as (
                        rows between unbounded preceding and unbounded following)
 ),
 
+-- Several events of a product at the same instant (two sources, a retried batch): the state
+-- after the last of them (by event id) is its state at that instant, so no version is empty.
+at_time as (
+    select *
+    from filled
+    qualify row_number() over (partition by product_id, event_time order by event_id desc) = 1
+),
+
 marked as (
     select
         *,
@@ -50,7 +58,7 @@ marked as (
             or lag(product_name) over ordered is distinct from product_name
             or lag(product_category) over ordered is distinct from product_category
             or lag(list_price_usd) over ordered is distinct from list_price_usd as starts_version
-    from filled
+    from at_time
     window ordered as (partition by product_id order by event_time, event_id)
 )
 

@@ -30,6 +30,14 @@ with filled as (
                        rows between unbounded preceding and unbounded following)
 ),
 
+-- Several events of a user at the same instant (two sources, a retried batch): the state
+-- after the last of them (by event id) is its state at that instant, so no version is empty.
+at_time as (
+    select *
+    from filled
+    qualify row_number() over (partition by user_id, event_time order by event_id desc) = 1
+),
+
 marked as (
     select
         *,
@@ -37,7 +45,7 @@ marked as (
             or lag(user_country) over ordered is distinct from user_country
             or lag(user_plan) over ordered is distinct from user_plan
             or lag(user_email) over ordered is distinct from user_email as starts_version
-    from filled
+    from at_time
     window ordered as (partition by user_id order by event_time, event_id)
 )
 
