@@ -71,10 +71,13 @@ def test_demo_runs_the_whole_path_and_maintain_compacts_it(tmp_path, monkeypatch
     # Airflow (tests/test_stack_airflow.py runs the workflow): the transform and the quality
     # checks run in the demo's process.
     demo = ["demo", "--batch-size", "200", "--no-airflow"]
-    assert cli.main([*demo, "--records", "600"]) == 0
-    first = capsys.readouterr().out
-    assert "The stack keeps running" in first and "dashboard  http://127.0.0.1:" in first
-    assert cli.main([*demo, "--records", "400", "--exit"]) == 0
+    try:
+        assert cli.main([*demo, "--records", "600"]) == 0
+        first = capsys.readouterr().out
+        assert "The stack keeps running" in first and "dashboard  http://127.0.0.1:" in first
+        assert cli.main([*demo, "--records", "400", "--exit"]) == 0
+    finally:
+        stack.down()  # also when the demo failed: no service outlives the test
     out = first + capsys.readouterr().out
     assert "already running" in out and "stopped" in out
     assert "partially_rejected" in out and "A quarantined record" in out

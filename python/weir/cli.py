@@ -273,7 +273,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 time.sleep(0.2)
         statuses.update({"still pending": len(pending)} if pending else {})
 
-    _demo_transform(args, console)
+    try:
+        _demo_transform(args, console)
+    except BaseException:
+        if args.exit:  # --exit promises a stopped stack, also when the demo fails
+            console.print("Stopping the local stack (--exit)…")
+            _print_states(stack.down())
+        raise
 
     table = Table(title="Jobs")
     table.add_column("status")
