@@ -126,7 +126,7 @@ def test_keys_are_required_and_checked(api):
     assert assert_problem(wrong, 401)["detail"].startswith("the API key is not valid")
 
 
-def test_every_format_is_accepted_and_a_job_reaches_committed(api, running_consumer):
+def test_every_format_is_accepted_and_a_job_reaches_committed(api, running_consumer, tmp_path):
     events = samples.generate_shop_events(40, seed=2)
     bodies = [
         (json.dumps(events[0]).encode(), "application/json"),
@@ -140,7 +140,20 @@ def test_every_format_is_accepted_and_a_job_reaches_committed(api, running_consu
         assert response.status_code == 202, response.text
         accepted.append(response.json())
         assert response.headers["location"] == accepted[-1]["status_url"]
+        # where the time went: the contract check, the job ledger, Kinesis (ms)
+        steps = dict(p.split(";dur=") for p in response.headers["server-timing"].split(", "))
+        assert set(steps) == {"check", "ledger", "kinesis"}, steps
+        assert all(float(ms) > 0 for ms in steps.values()), steps
     assert [a["received"] for a in accepted] == [1, 9, 20, 10]
+    logged = [
+        json.loads(line)
+        for line in (tmp_path / "api.log").read_text().splitlines()
+        if line.startswith("{") and '"path": "/v1/ingest/shop_events"' in line
+    ]
+    assert len(logged) == 4 and all(r["status"] == 202 for r in logged), logged
+    for r in logged:  # the same steps in the access log, within the request's duration
+        steps = r["check_ms"] + r["ledger_ms"] + r["kinesis_ms"]
+        assert 0 < steps <= r["duration_ms"], r
     assert api.get(accepted[0]["status_url"]).json()["status"] in ("published", "committed")
     with running_consumer():
         wait_final([a["job_id"] for a in accepted])

@@ -31,6 +31,9 @@ is kept in the log folder. ``--timeout 10s``: a slower request is a timeout erro
   errors (must be 0), p50, p99 and max (aim: p99 at most 20 ms with the consumer running);
   ``met`` holds the issue's terms whatever the arguments: at least 60 s, at least 98 req/s
   achieved, no errors, every accepted event in the lake.
+  The API's own access log gives ``server_steps``: p50/p99/max of the time inside the
+  API and of each step of it (contract check, job ledger, Kinesis; the ``Server-Timing``
+  header's steps), so a tail can be traced to its step.
 * **cold start**: the same fixed rate for ``--cold-seconds`` (10) against a new API process,
   from the moment it answers ``/health``, without warm-up: p50, p99 and max show what the
   first requests after a start or deploy pay (the API readies its ingest path before it
@@ -492,6 +495,7 @@ class Weir:
         self.folder = folder
         self.base_env = base_env
         self.instances = 0
+        self.api_log: Path | None = None
 
     @contextlib.contextmanager
     def serve(self, workers: int):
@@ -503,6 +507,7 @@ class Weir:
         port = free_port()
         tag = f"{self.instances}-w{workers}"
         api_log = self.folder / "logs" / f"api-{tag}.log"
+        self.api_log = api_log  # the latest instance's (``server_steps`` reads it)
         consumer_log = self.folder / "logs" / f"consumer-{tag}.log"
         api = consumer = None
         try:
@@ -705,6 +710,28 @@ def naive_app(procs: Processes, folder: Path, endpoint: str, workers: int):
 # -- phases ----------------------------------------------------------------------------------
 
 
+def server_steps(log: Path, requests: int) -> dict:
+    """p50/p99/max (ms) of each step of the last ``requests`` ingest requests in an API's
+    access log (read after the API stopped, so every line is written): ``duration`` (inside
+    the API, from the request's arrival to its answer), ``check``, ``ledger`` and
+    ``kinesis`` (what the ``Server-Timing`` header reports)."""
+    rows = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and '"check_ms"' in line:
+            rows.append(json.loads(line))
+    rows = rows[-requests:]
+    steps = {}
+    for step in ("duration", "check", "ledger", "kinesis"):
+        values = sorted(r[f"{step}_ms"] for r in rows)
+        if values:
+            steps[step] = {
+                "p50_ms": values[len(values) // 2],
+                "p99_ms": values[min(len(values) - 1, int(len(values) * 0.99))],
+                "max_ms": values[-1],
+            }
+    return steps
+
+
 def show(result: dict) -> dict:
     print(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}), flush=True)
     return result
@@ -804,6 +831,7 @@ def main() -> None:
                     rate=args.requirement_rate,
                 )
                 verify_lake(cold, env, folder, args.verify_timeout)
+            cold["server_steps"] = server_steps(weir_api.api_log, cold["accepted"])
             results["requirement_cold_start"] = show(cold)
 
         # a. the requirement: a fixed rate for a minute
@@ -820,6 +848,7 @@ def main() -> None:
                 rate=args.requirement_rate,
             )
             verify_lake(requirement, env, folder, args.verify_timeout)
+        requirement["server_steps"] = server_steps(weir_api.api_log, requirement["accepted"])
         requirement["met"] = (  # wrk's duration ends a little after the last response
             requirement["errors"] == 0
             and requirement["lake"]["ok"]

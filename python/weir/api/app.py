@@ -123,6 +123,9 @@ class AccessLog:
                 "client": client[0] if client else None,
                 "api_key": scope["state"].get("api_key"),  # the key's name, never the key
             }
+            timings = scope["state"].get("timings")
+            if timings:  # an ingest request's steps (ms): where its duration went
+                fields.update({f"{step}_ms": round(ms, 2) for step, ms in timings.items()})
             access_log.info("request", extra={"fields": fields})
 
 

@@ -99,6 +99,12 @@ class Ingestor:
                 future.set_exception(value)
 
 
+def server_timing(timings: dict[str, float]) -> str:
+    """The ``Server-Timing`` header (W3C; browsers' developer tools show it) of an accepted
+    request: milliseconds in the contract check, the job ledger and Kinesis."""
+    return ", ".join(f"{step};dur={ms:.2f}" for step, ms in timings.items())
+
+
 def _header(headers: Headers, name: bytes) -> str:
     for key, value in headers:
         if key == name:
@@ -213,6 +219,8 @@ class IngestEndpoint:
             if claim is not None:  # nothing was published: a retry starts afresh
                 await self.idempotency.release(claim)
             raise
+        timings = outcome["timings"]
+        scope["state"]["timings"] = timings  # for the access log
         received = outcome["received"]
         self.limits.charge(key, received)
         refused = outcome["outcome"]
@@ -250,7 +258,8 @@ class IngestEndpoint:
             "rejected": outcome["rejected"],
             "status_url": f"/v1/jobs/{job_id}",
         }
-        return 202, accepted, {"Location": f"/v1/jobs/{job_id}"}
+        headers = {"Location": f"/v1/jobs/{job_id}", "Server-Timing": server_timing(timings)}
+        return 202, accepted, headers
 
     async def _replayed(
         self, claim: Claim, dataset: str, mode: str, body: bytes, fmt: str

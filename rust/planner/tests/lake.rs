@@ -168,6 +168,40 @@ async fn data_that_does_not_fit_is_refused_by_name() {
     assert!(err.to_string().contains("raw.nope"), "{err}");
 }
 
+/// The SQLite metastore's commits do not wait for the disk or copy the log back themselves
+/// (`synchronous = NORMAL`, no automatic checkpoint), and the lake's background checkpointer
+/// keeps the write-ahead log from growing: rounds of commits a few seconds apart reuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_leave_checkpoints_to_the_background() {
+    use sqlx::Row;
+    let dir = tempdir();
+    let lake = open(&dir).await;
+    let pool = lake.metastore_pool();
+    let mut connection = pool.acquire().await.unwrap();
+    let synchronous: i64 = sqlx::query("PRAGMA synchronous").fetch_one(&mut *connection).await.unwrap().get(0);
+    let autocheckpoint: i64 = sqlx::query("PRAGMA wal_autocheckpoint").fetch_one(&mut *connection).await.unwrap().get(0);
+    assert_eq!((synchronous, autocheckpoint), (1, 0), "NORMAL, and no checkpoint inside a commit");
+    drop(connection);
+    sqlx::query("CREATE TABLE scratch (id INTEGER PRIMARY KEY, payload TEXT)").execute(pool).await.unwrap();
+    let wal = dir.join("metastore.db-wal");
+    let mut sizes = Vec::new();
+    for round in 0..3 {
+        for i in 0..300 {
+            sqlx::query("INSERT INTO scratch (id, payload) VALUES (?, ?)")
+                .bind((round * 1000 + i) as i64)
+                .bind("x".repeat(3000))
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        sizes.push(std::fs::metadata(&wal).unwrap().len());
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // a checkpoint runs
+    }
+    // Without checkpoints each round adds about as much as the first.
+    assert!(sizes[0] > 1_000_000, "{sizes:?}");
+    assert!(sizes[2] < sizes[0] * 3 / 2, "the log was not reused after a checkpoint: {sizes:?}");
+}
+
 fn valid_schema() -> datafusion::arrow::datatypes::Schema {
     datafusion::arrow::datatypes::Schema::empty()
 }

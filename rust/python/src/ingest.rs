@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use weir_planner::stream::{Ingest, IngestMode, IngestOutcome, Refusal, StreamResult};
+use weir_planner::stream::{Ingest, IngestMode, IngestOutcome, Refusal, StreamResult, Timings};
 use weir_planner::{InputFormat, Violation};
 
 use crate::errors::{to_py_err, violation_list};
@@ -132,13 +132,15 @@ impl IngestService {
     fn outcome_dict<'py>(&self, py: Python<'py>, outcome: IngestOutcome) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         let checked = match outcome {
-            IngestOutcome::Published { checked, publication } => {
+            IngestOutcome::Published { checked, publication, timings } => {
+                set_timings(py, &d, &timings)?;
                 d.set_item("outcome", "published")?;
                 d.set_item("job_id", publication.job_id)?;
                 d.set_item("kinesis_records", publication.records.len())?;
                 checked
             }
-            IngestOutcome::Refused { checked, refusal } => {
+            IngestOutcome::Refused { checked, refusal, timings } => {
+                set_timings(py, &d, &timings)?;
                 let name = match refusal {
                     Refusal::Empty => "empty",
                     Refusal::Unparseable => "unparseable",
@@ -163,4 +165,13 @@ impl IngestService {
         d.set_item("rejected", checked.rejected)?;
         Ok(d)
     }
+}
+
+/// `timings`: milliseconds per step (`check`, `ledger`, `kinesis`).
+fn set_timings(py: Python<'_>, d: &Bound<'_, PyDict>, timings: &Timings) -> PyResult<()> {
+    let t = PyDict::new(py);
+    t.set_item("check", timings.check.as_secs_f64() * 1000.0)?;
+    t.set_item("ledger", timings.ledger.as_secs_f64() * 1000.0)?;
+    t.set_item("kinesis", timings.kinesis.as_secs_f64() * 1000.0)?;
+    d.set_item("timings", t)
 }

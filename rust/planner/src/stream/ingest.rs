@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -71,8 +72,18 @@ pub enum Refusal {
 #[derive(Debug)]
 pub enum IngestOutcome {
     /// Kinesis accepted every record of the job.
-    Published { checked: Checked, publication: Publication },
-    Refused { checked: Checked, refusal: Refusal },
+    Published { checked: Checked, publication: Publication, timings: Timings },
+    Refused { checked: Checked, refusal: Refusal, timings: Timings },
+}
+
+/// Where one request's time went (the API's `Server-Timing` header and access log): the
+/// contract check (waiting for a grouped check included), the job ledger's two writes and
+/// the wait for Kinesis to accept the job's records (zero when nothing was published).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub check: Duration,
+    pub ledger: Duration,
+    pub kinesis: Duration,
 }
 
 /// A small body waiting for a grouped check: its records as NDJSON lines.
@@ -118,7 +129,9 @@ impl Ingest {
 
     /// Checks `body`, then publishes it as job `job_id` unless `mode` refuses it.
     pub async fn ingest(&self, dataset: &str, body: Vec<u8>, format: InputFormat, mode: IngestMode, job_id: &str) -> StreamResult<IngestOutcome> {
+        let started = Instant::now();
         let checked = self.check(dataset, &body, format).await?;
+        let mut timings = Timings { check: started.elapsed(), ..Timings::default() };
         let unreadable = checked.unreadable();
         let refusal = if checked.received == 0 {
             Some(Refusal::Empty)
@@ -130,10 +143,10 @@ impl Ingest {
             None
         };
         if let Some(refusal) = refusal {
-            return Ok(IngestOutcome::Refused { checked, refusal });
+            return Ok(IngestOutcome::Refused { checked, refusal, timings });
         }
-        let publication = publish_job(&self.producer, self.ledger.as_ref(), dataset, job_id, &body, format).await?;
-        Ok(IngestOutcome::Published { checked, publication })
+        let publication = publish_job_timed(&self.producer, self.ledger.as_ref(), dataset, job_id, &body, format, &mut timings).await?;
+        Ok(IngestOutcome::Published { checked, publication, timings })
     }
 
     /// Validates `body` (grouped with other small bodies when it is one).
@@ -166,13 +179,33 @@ pub async fn publish_job(
     data: &[u8],
     format: InputFormat,
 ) -> StreamResult<Publication> {
+    publish_job_timed(producer, ledger, dataset, job_id, data, format, &mut Timings::default()).await
+}
+
+/// [`publish_job`], adding the ledger's and Kinesis's time to `timings`.
+async fn publish_job_timed(
+    producer: &Producer,
+    ledger: Option<&JobLedger>,
+    dataset: &str,
+    job_id: &str,
+    data: &[u8],
+    format: InputFormat,
+    timings: &mut Timings,
+) -> StreamResult<Publication> {
+    let mut started = Instant::now();
     if let Some(ledger) = ledger {
         ledger.accepted(job_id, dataset, 0).await?;
+        timings.ledger += started.elapsed();
+        started = Instant::now();
     }
-    match producer.publish(dataset, job_id, data, format).await {
+    let published = producer.publish(dataset, job_id, data, format).await;
+    timings.kinesis += started.elapsed();
+    match published {
         Ok(publication) => {
             if let Some(ledger) = ledger {
+                let started = Instant::now();
                 ledger.published(job_id, publication.records.len() as i64, publication.events as i64).await?;
+                timings.ledger += started.elapsed();
             }
             Ok(publication)
         }

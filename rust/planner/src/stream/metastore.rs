@@ -191,6 +191,14 @@ pub struct Metastore {
     postgres: bool,
 }
 
+/// A statement with its bound values.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Jobs one ledger statement writes at most.
+const JOBS_PER_STATEMENT: usize = 200;
+/// Job records one statement writes at most.
+const RECORDS_PER_STATEMENT: usize = 100;
+
 fn db(table: &'static str) -> impl Fn(sqlx::Error) -> StreamError {
     move |e| StreamError::metastore(table, e)
 }
@@ -231,17 +239,30 @@ impl Metastore {
     /// Registers jobs as `accepted` (before publishing). An existing job id is an error.
     pub async fn jobs_accepted(&self, jobs: &[(&str, &str, i64)]) -> StreamResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
-        for chunk in jobs.chunks(200) {
-            let sql = self.sql(&format!(
+        let statement = |chunk: &[(&str, &str, i64)]| {
+            self.sql(&format!(
                 "INSERT INTO weir_jobs (job_id, dataset, status, received, created_at_ms, updated_at_ms) VALUES {}",
                 Self::placeholders(chunk.len(), 6)
-            ));
-            let mut query = sqlx::query(&sql);
+            ))
+        };
+        fn bind<'q>(sql: &'q str, chunk: &[(&str, &str, i64)], now: i64) -> AnyQuery<'q> {
+            let mut query = sqlx::query(sql);
             for (job_id, dataset, received) in chunk {
-                query = query.bind(*job_id).bind(*dataset).bind(status::ACCEPTED).bind(*received).bind(now).bind(now);
+                query = query.bind(job_id.to_string()).bind(dataset.to_string()).bind(status::ACCEPTED).bind(*received).bind(now).bind(now);
             }
-            query.execute(&mut *tx).await.map_err(db(JOBS_TABLE))?;
+            query
+        }
+        if jobs.len() <= JOBS_PER_STATEMENT {
+            // One statement is atomic by itself: no BEGIN/COMMIT round trips that hold the
+            // database's write lock while this task waits for its turn on a core.
+            let sql = statement(jobs);
+            bind(&sql, jobs, now).execute(&self.pool).await.map_err(db(JOBS_TABLE))?;
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
+        for chunk in jobs.chunks(JOBS_PER_STATEMENT) {
+            let sql = statement(chunk);
+            bind(&sql, chunk, now).execute(&mut *tx).await.map_err(db(JOBS_TABLE))?;
         }
         tx.commit().await.map_err(db(JOBS_TABLE))?;
         Ok(())
@@ -256,22 +277,33 @@ impl Metastore {
     /// [`Metastore::job_published`] for many jobs `(job id, records, events)`, in one transaction.
     pub async fn jobs_published(&self, jobs: &[(&str, i64, i64)]) -> StreamResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
-        // One statement per chunk: a write transaction holds the database's single write
-        // lock, so it must be short (consumers and other API processes wait for it).
-        for chunk in jobs.chunks(200) {
-            let sql = self.sql(&format!(
+        let statement = |chunk: &[(&str, i64, i64)]| {
+            self.sql(&format!(
                 "UPDATE weir_jobs SET status = ?, records = v.column2, received = v.column3, updated_at_ms = ? \
                  FROM (VALUES {}) AS v WHERE weir_jobs.job_id = v.column1 AND weir_jobs.status = ?",
                 Self::placeholders(chunk.len(), 3)
-            ));
-            let mut query = sqlx::query(&sql).bind(status::PUBLISHED).bind(now);
+            ))
+        };
+        fn bind<'q>(sql: &'q str, chunk: &[(&str, i64, i64)], now: i64) -> AnyQuery<'q> {
+            let mut query = sqlx::query(sql).bind(status::PUBLISHED).bind(now);
             for (job_id, records, received) in chunk {
-                query = query.bind(*job_id).bind(*records).bind(*received);
+                query = query.bind(job_id.to_string()).bind(*records).bind(*received);
             }
-            query.bind(status::ACCEPTED).execute(&mut *tx).await.map_err(db(JOBS_TABLE))?;
+            query.bind(status::ACCEPTED)
         }
-        tx.commit().await.map_err(db(JOBS_TABLE))?;
+        if jobs.len() <= JOBS_PER_STATEMENT {
+            let sql = statement(jobs); // atomic alone, as in `jobs_accepted`
+            bind(&sql, jobs, now).execute(&self.pool).await.map_err(db(JOBS_TABLE))?;
+        } else {
+            // One statement per chunk: a write transaction holds the database's single write
+            // lock, so it must be short (consumers and other API processes wait for it).
+            let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
+            for chunk in jobs.chunks(JOBS_PER_STATEMENT) {
+                let sql = statement(chunk);
+                bind(&sql, chunk, now).execute(&mut *tx).await.map_err(db(JOBS_TABLE))?;
+            }
+            tx.commit().await.map_err(db(JOBS_TABLE))?;
+        }
         let ids: Vec<String> = jobs.iter().map(|(id, _, _)| id.to_string()).collect();
         self.finalize_jobs(&ids).await?;
         Ok(())
@@ -389,26 +421,37 @@ impl Metastore {
     /// Records what a batch found in each Kinesis record, before the batch commits. A record
     /// seen before (a replay after a crash) keeps its first row: the counts are the same.
     pub async fn job_records_pending(&self, stream: &str, records: &[JobRecord]) -> StreamResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db(JOB_RECORDS_TABLE))?;
-        for chunk in records.chunks(100) {
-            let sql = self.sql(&format!(
+        let statement = |chunk: &[JobRecord]| {
+            self.sql(&format!(
                 "INSERT INTO weir_job_records (job_id, stream, shard_id, sequence_number, events, valid, rejected, state) \
                  VALUES {} ON CONFLICT DO NOTHING",
                 Self::placeholders(chunk.len(), 8)
-            ));
-            let mut query = sqlx::query(&sql);
+            ))
+        };
+        fn bind<'q>(sql: &'q str, chunk: &[JobRecord], stream: &str) -> AnyQuery<'q> {
+            let mut query = sqlx::query(sql);
             for r in chunk {
                 query = query
-                    .bind(r.job_id.as_str())
-                    .bind(stream)
-                    .bind(r.shard_id.as_str())
-                    .bind(r.sequence_number.as_str())
+                    .bind(r.job_id.clone())
+                    .bind(stream.to_string())
+                    .bind(r.shard_id.clone())
+                    .bind(r.sequence_number.clone())
                     .bind(r.events)
                     .bind(r.valid)
                     .bind(r.rejected)
                     .bind("pending");
             }
-            query.execute(&mut *tx).await.map_err(db(JOB_RECORDS_TABLE))?;
+            query
+        }
+        if records.len() <= RECORDS_PER_STATEMENT {
+            let sql = statement(records); // atomic alone: no transaction held across awaits
+            bind(&sql, records, stream).execute(&self.pool).await.map_err(db(JOB_RECORDS_TABLE))?;
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(db(JOB_RECORDS_TABLE))?;
+        for chunk in records.chunks(RECORDS_PER_STATEMENT) {
+            let sql = statement(chunk);
+            bind(&sql, chunk, stream).execute(&mut *tx).await.map_err(db(JOB_RECORDS_TABLE))?;
         }
         tx.commit().await.map_err(db(JOB_RECORDS_TABLE))?;
         Ok(())
@@ -430,24 +473,39 @@ impl Metastore {
         for r in records {
             by_shard.entry(r.shard_id.as_str()).or_default().push(r.sequence_number.as_str());
         }
-        let mut tx = self.pool.begin().await.map_err(db(JOB_RECORDS_TABLE))?;
+        let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
         for (shard, mut sequences) in by_shard {
             sequences.sort_unstable();
             sequences.dedup();
-            for chunk in sequences.chunks(500) {
-                let sql = self.sql(&format!(
-                    "UPDATE weir_job_records SET state = ?, snapshot_id = ?, error = ? \
-                     WHERE stream = ? AND state = 'pending' AND shard_id = ? AND sequence_number IN ({})",
-                    vec!["?"; chunk.len()].join(", ")
-                ));
-                let mut query = sqlx::query(&sql).bind(state).bind(snapshot_id).bind(error).bind(stream).bind(shard);
-                for sequence in chunk {
-                    query = query.bind(*sequence);
-                }
-                query.execute(&mut *tx).await.map_err(db(JOB_RECORDS_TABLE))?;
-            }
+            groups.extend(sequences.chunks(500).map(|chunk| (shard, chunk.to_vec())));
         }
-        tx.commit().await.map_err(db(JOB_RECORDS_TABLE))?;
+        let statement = |(shard, chunk): &(&str, Vec<&str>)| {
+            let sql = self.sql(&format!(
+                "UPDATE weir_job_records SET state = ?, snapshot_id = ?, error = ? \
+                 WHERE stream = ? AND state = 'pending' AND shard_id = ? AND sequence_number IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            ));
+            (sql, shard.to_string(), chunk.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        fn bind<'q>((sql, shard, chunk): &'q (String, String, Vec<String>), state: &'static str, snapshot_id: Option<i64>, error: Option<&str>, stream: &str) -> AnyQuery<'q> {
+            let mut query = sqlx::query(sql.as_str()).bind(state).bind(snapshot_id).bind(error.map(str::to_string)).bind(stream.to_string()).bind(shard.clone());
+            for sequence in chunk {
+                query = query.bind(sequence.clone());
+            }
+            query
+        }
+        if let [group] = groups.as_slice() {
+            // One shard's records (the usual batch at a low rate): one statement, atomic alone.
+            let statement = statement(group);
+            bind(&statement, state, snapshot_id, error, stream).execute(&self.pool).await.map_err(db(JOB_RECORDS_TABLE))?;
+        } else if !groups.is_empty() {
+            let mut tx = self.pool.begin().await.map_err(db(JOB_RECORDS_TABLE))?;
+            for group in &groups {
+                let statement = statement(group);
+                bind(&statement, state, snapshot_id, error, stream).execute(&mut *tx).await.map_err(db(JOB_RECORDS_TABLE))?;
+            }
+            tx.commit().await.map_err(db(JOB_RECORDS_TABLE))?;
+        }
         let mut jobs: Vec<String> = records.iter().map(|r| r.job_id.clone()).collect();
         jobs.sort();
         jobs.dedup();

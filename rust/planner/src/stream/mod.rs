@@ -27,7 +27,7 @@ mod unpack;
 pub use config::StreamConfig;
 pub use consumer::{Consumer, ConsumerOptions, OnFailure, StartFrom};
 pub use error::{StreamError, StreamResult};
-pub use ingest::{publish_job, Checked, Ingest, IngestMode, IngestOutcome, Refusal, MAX_GROUPED_BODY};
+pub use ingest::{publish_job, Checked, Ingest, IngestMode, IngestOutcome, Refusal, Timings, MAX_GROUPED_BODY};
 pub use kinesis::Kinesis;
 pub use ledger::JobLedger;
 pub use metastore::{BatchMetrics, IdempotencyClaim, Job, JobRecord, Metastore};

@@ -22,8 +22,9 @@ const PARALLEL_MIN_BYTES: usize = 4 << 20;
 /// chunk per core, each decoded on its own, and the parts are joined with record indexes,
 /// rows and line numbers renumbered as if one decoder had read the whole input.
 pub(super) fn decode_lines_in_parallel(contract: &Contract, data: &[u8]) -> Result<Decoded> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if workers < 2 || data.len() < PARALLEL_MIN_BYTES {
+    // Small inputs first: asking for the core count reads cgroup files each time.
+    let workers = if data.len() < PARALLEL_MIN_BYTES { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) };
+    if workers < 2 {
         let mut decoder = RecordDecoder::new(contract, estimate_rows(data));
         decoder.decode_lines(data, 0..data.len(), 0);
         return decoder.finish();
