@@ -80,9 +80,21 @@ def test_events_come_out_exactly_with_rejected_records_and_final_jobs(stream_env
         )
         assert job.status == ("partially_rejected" if result.stats["rejected"] else "committed")
         assert job.snapshot_ids and job.records == len(p.records)
-    # The checkpoint rides in the snapshot summary of the valid table.
-    summary = weir.lake.snapshots("raw.shop_events").column("summary").to_pylist()[-1]
-    assert "weir.checkpoint" in summary and "shardId-" in summary
+    # The checkpoint rides in the snapshot summary of the valid table, with each batch's
+    # counts and contract version; over every batch's snapshot the counts add up.
+    summaries = [
+        json.loads(text)
+        for text in weir.lake.snapshots("raw.shop_events").column("summary").to_pylist()
+    ]
+    assert "weir.checkpoint" in summaries[-1] and "shardId-" in summaries[-1]["weir.checkpoint"]
+    batches = [s for s in summaries if "weir.batch-id" in s]
+    version = weir.processor("shop_events").contract_version
+    assert batches and all(s["weir.contract-version"] == version for s in batches)
+    for count, stat in (("valid", "valid"), ("rejected", "rejected"), ("events", "records")):
+        total = sum(int(s[f"weir.batch.{count}"]) for s in batches)
+        assert total == sum(r.stats[stat] for r in expected), (count, batches)
+    assert all(s["weir.batch.dead-lettered"] == "0" for s in batches)
+    assert all(int(s.get("added-records", 0)) == int(s["weir.batch.valid"]) for s in batches)
 
 
 def wait_for_log_event(capfd: pytest.CaptureFixture[str], event: str, timeout: float) -> dict:

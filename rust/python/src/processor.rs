@@ -83,6 +83,13 @@ impl Processor {
     }
 
     /// Whether a pipeline SQL stage is configured.
+    /// The contract's version (`sha256:` + 16 hex digits of its canonical JSON), recorded in
+    /// each snapshot the consumer commits as `weir.contract-version`.
+    #[getter]
+    fn contract_version(&self) -> String {
+        self.inner.contract().version.clone()
+    }
+
     #[getter]
     fn has_sql(&self) -> bool {
         self.inner.pipeline().is_some()

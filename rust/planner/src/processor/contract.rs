@@ -101,6 +101,11 @@ pub struct Contract {
     /// `x-weir-partition`: partition fields of the dataset's table, e.g. `day(event_time)`;
     /// `None` when the contract does not declare them.
     pub partition: Option<Vec<String>>,
+    /// The contract's version: `sha256:` and the first 16 hex digits of the SHA-256 of its
+    /// JSON with keys sorted and no white space, so reformatting or reordering the file
+    /// keeps the version and any change of content makes a new one. Recorded in each
+    /// snapshot the consumer commits (`weir.contract-version`).
+    pub version: String,
     schema: SchemaRef,
 }
 
@@ -108,6 +113,45 @@ const ANNOTATIONS: &[&str] = &["title", "description", "examples", "$comment", "
 
 fn is_annotation(keyword: &str) -> bool {
     ANNOTATIONS.contains(&keyword) || keyword.starts_with("x-")
+}
+
+/// `sha256:<16 hex digits>` of `document` written with sorted keys and no white space.
+fn content_version(document: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    fn canonical(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    canonical(&map[key], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canonical(document, &mut text);
+    let digest = Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 impl Contract {
@@ -197,7 +241,8 @@ impl Contract {
                 .map(|f| Field::new(&f.name, f.kind.arrow_type(), true))
                 .collect::<Vec<_>>(),
         ));
-        Ok(Self { name: title, fields, additional_properties, partition, schema })
+        let version = content_version(&Value::Object(top));
+        Ok(Self { name: title, fields, additional_properties, partition, version, schema })
     }
 
     /// The Arrow schema of decoded records: one nullable column per field, in contract order.
@@ -308,6 +353,16 @@ mod tests {
 
     fn compile(text: &str) -> Result<Contract> {
         Contract::from_json_str(text, "t", "test.json")
+    }
+
+    #[test]
+    fn the_version_follows_the_content_not_the_layout() {
+        let a = compile(r#"{"type":"object","required":["id"],"properties":{"id":{"type":"string"},"n":{"type":"integer"}}}"#).unwrap();
+        let b = compile("{\n  \"properties\": {\"n\": {\"type\": \"integer\"}, \"id\": {\"type\": \"string\"}},\n  \"required\": [\"id\"], \"type\": \"object\"\n}").unwrap();
+        let c = compile(r#"{"type":"object","required":["id"],"properties":{"id":{"type":"string"},"n":{"type":"number"}}}"#).unwrap();
+        assert!(a.version.starts_with("sha256:") && a.version.len() == 23, "{}", a.version);
+        assert_eq!(a.version, b.version);
+        assert_ne!(a.version, c.version);
     }
 
     #[test]

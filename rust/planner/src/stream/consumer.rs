@@ -408,9 +408,16 @@ impl Consumer {
         metrics.dead_lettered = prepared.dead_lettered;
         self.metastore.job_records_pending(&self.stream, &prepared.job_records).await?;
         let committing = Instant::now();
+        // The batch's counts and contract in every snapshot it makes, so quality checks and
+        // workflows can judge a snapshot by its id, without scanning it.
         let properties = HashMap::from([
             ("weir.batch-id".to_string(), metrics.batch_id.clone()),
             ("weir.consumer".to_string(), self.options.consumer_id.clone()),
+            ("weir.contract-version".to_string(), self.processor.contract().version.clone()),
+            ("weir.batch.events".to_string(), metrics.events.to_string()),
+            ("weir.batch.valid".to_string(), metrics.valid.to_string()),
+            ("weir.batch.rejected".to_string(), metrics.rejected.to_string()),
+            ("weir.batch.dead-lettered".to_string(), metrics.dead_lettered.to_string()),
         ]);
         let outcome = self.commit_chain(records, &prepared.rows, &properties).await;
         metrics.commit_ms = committing.elapsed().as_secs_f64() * 1e3;
@@ -540,6 +547,7 @@ impl Consumer {
                 let properties = HashMap::from([
                     ("weir.batch-id".to_string(), metrics.batch_id.clone()),
                     ("weir.consumer".to_string(), self.options.consumer_id.clone()),
+                    ("weir.contract-version".to_string(), self.processor.contract().version.clone()),
                     ("weir.failed".to_string(), "true".to_string()),
                 ]);
                 let snapshot_id = self.commit_chain(records, &chain, &properties).await?;
