@@ -1,5 +1,6 @@
-"""Airflow DAG ``weir_maintenance``: compaction and snapshot expiry of every lake table,
-daily (``weir maintain``; :func:`weir.orchestration.maintain`).
+"""Airflow DAG ``weir_maintenance``: the lake's maintenance policy on every table, daily
+(``weir maintain``; :func:`weir.orchestration.maintain`). Consumers already run it on the
+tables they write, every minute; this covers marts and batch loads.
 
     airflow dags trigger weir_maintenance    # now, instead of waiting for the schedule
 """

@@ -468,3 +468,69 @@ def test_compaction_keeps_every_row_while_another_process_appends(
     assert ctx.sql("select count(*) as n from lake.raw.shop_events").to_pydict()["n"] == [
         after.num_rows
     ]
+
+
+@pytest.mark.slow
+def test_a_crash_in_maintenance_leaves_a_readable_table_and_the_next_run_removes_orphans(
+    tmp_path: Path,
+) -> None:
+    """A maintenance process killed while compaction writes its files: the table reads the
+    same rows; the files it left are referenced by nothing, and the next run deletes them."""
+    settings = LakeSettings(
+        str(tmp_path / "metastore.db"),
+        str(tmp_path / "warehouse"),
+        maintenance={"orphan_age_hours": 0, "compact_min_files": 2},
+    )
+    for k in range(12):
+        weir.append("raw.shop_events", processed(k * 10_000, 10_000), settings=settings)
+    columns = [
+        n
+        for n in weir.lake.read("raw.shop_events", settings=settings).schema.names
+        if n != "ingested_at"
+    ]
+    before = checksum(weir.lake.read("raw.shop_events", settings=settings).select(columns))
+    data = tmp_path / "warehouse" / "raw" / "shop_events" / "data"
+    existing = {p for p in data.rglob("*") if p.is_file()}
+
+    def referenced() -> set[str]:
+        snapshots = weir.lake.snapshots("raw.shop_events", settings=settings)
+        return {
+            path
+            for snapshot_id in snapshots.column("snapshot_id").to_pylist()
+            for path in weir.lake.files(
+                "raw.shop_events", snapshot_id=snapshot_id, settings=settings
+            )
+            .column("file_path")
+            .to_pylist()
+        }
+
+    script = (
+        "import weir, sys; from weir.config import LakeSettings;"
+        "s = LakeSettings(sys.argv[1], sys.argv[2], maintenance={'compact_min_files': 2});"
+        "weir.maintain(['raw.shop_events'], settings=s)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, settings.metastore, settings.warehouse],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not {p for p in data.rglob("*") if p.is_file()} - existing:
+            assert process.poll() is None, "maintenance finished before it wrote a file"
+            assert time.monotonic() < deadline, "maintenance wrote no file"
+            time.sleep(0.002)
+        process.kill()  # while it writes the compacted file, before its commit
+    finally:
+        process.kill()
+        process.wait()
+
+    assert checksum(weir.lake.read("raw.shop_events", settings=settings).select(columns)) == before
+    on_disk = {str(p) for p in data.rglob("*") if p.is_file()}
+    orphans = on_disk - referenced()
+    assert orphans, "the killed run left no file behind"
+
+    report = weir.maintain(["raw.shop_events"], settings=settings)[0]
+    assert report["orphans_deleted"] >= len(orphans), report
+    on_disk = {str(p) for p in data.rglob("*") if p.is_file()}
+    assert on_disk <= referenced() and not on_disk & orphans
+    assert checksum(weir.lake.read("raw.shop_events", settings=settings).select(columns)) == before

@@ -38,9 +38,37 @@ def test_round_trip_on_an_s3_warehouse(tmp_path: Path) -> None:
         assert files and all(
             f.startswith("s3://weir-lake/warehouse/raw/shop_events/data/") for f in files
         )
-        report = weir.maintain(["raw.shop_events"], settings=settings)
+        report = weir.maintain(["raw.shop_events"], expire=False, settings=settings)
         assert report[0]["partitions_compacted"] >= 1
         ctx = weir.connect(settings)
+        assert ctx.sql("select count(*) as n from lake.raw.shop_events").to_pydict()["n"] == [300]
+
+        # The maintenance policy lists the bucket to find orphans (here one file a crashed
+        # writer left) and deletes them; everything referenced stays.
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=s3["endpoint"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        orphan = "warehouse/raw/shop_events/data/left-by-a-crash.parquet"
+        client.put_object(Bucket="weir-lake", Key=orphan, Body=b"never committed")
+        eager = LakeSettings(
+            settings.metastore, settings.warehouse, s3=s3, maintenance={"orphan_age_hours": 0}
+        )
+        report = weir.maintain(["raw.shop_events"], settings=eager)[0]
+        assert report["orphans_deleted"] == 1, report
+        keys = {
+            o["Key"]
+            for o in client.list_objects_v2(Bucket="weir-lake", Prefix="warehouse/")["Contents"]
+        }
+        assert orphan not in keys
+        live = weir.lake.files("raw.shop_events", settings=eager)["file_path"].to_pylist()
+        assert {f.removeprefix("s3://weir-lake/") for f in live} <= keys
+        ctx = weir.connect(eager)
         assert ctx.sql("select count(*) as n from lake.raw.shop_events").to_pydict()["n"] == [300]
 
 

@@ -141,7 +141,7 @@ def test_bad_lake_settings_fail_alike_in_python_and_rust(toml, tmp_path: Path) -
     path = toml("[lake]\nbogus = 1\n")
     python = caught(lambda: config.lake_settings({}))
     assert python.setting == f"{path}: lake.bogus"
-    assert "unknown setting (known: metastore, warehouse, s3, write)" in str(python)
+    assert "unknown setting (known: metastore, warehouse, s3, write, maintenance)" in str(python)
     lake = caught(lambda: _native.Lake({"metastore": "/m.db", "warehouse": "/w", "bogus": "1"}))
     assert detail(lake) == detail(python)
 
@@ -160,6 +160,14 @@ def test_bad_lake_settings_fail_alike_in_python_and_rust(toml, tmp_path: Path) -
     state = ("state", str(config.state_dir()), "WEIR_STATE_DIR")
     sources = [state, ("lake.write.zstd_level", 30, python.setting)]
     same(python, caught(lambda: _native.LakeConfig(sources)))
+
+    path = toml("[lake.maintenance]\ninterval_seconds = 0\n")
+    python = caught(lambda: config.lake_settings({}))
+    assert python.setting == f"{path}: lake.maintenance.interval_seconds"
+    assert "from 1 to 86400" in str(python)
+    path = toml("[lake.maintenance]\nwindow_minutes = 5\n")
+    python = caught(lambda: config.lake_settings({}))
+    assert "(known: enabled, interval_seconds, snapshot_window_minutes, " in str(python)
 
     toml("")
     python = caught(lambda: config.lake_settings({"WEIR_S3_PATH_STYLE_ACCESS": "maybe"}))
@@ -199,6 +207,7 @@ def test_settings_read_back_through_getters(toml, tmp_path: Path) -> None:
     path = toml(
         '[lake]\nwarehouse = "s3://bucket/lake"\nmetastore = "sqlite:relative/m.db"\n'
         "[lake.s3]\nendpoint = 'http://127.0.0.1:9000/'\npath_style_access = true\n"
+        "[lake.maintenance]\nsnapshot_window_minutes = 60\nmax_snapshots = 3600\n"
     )
     env = {
         "AWS_ACCESS_KEY_ID": "AKIA",
@@ -222,6 +231,9 @@ def test_settings_read_back_through_getters(toml, tmp_path: Path) -> None:
         f"defaults < {path} < AWS_ACCESS_KEY_ID < AWS_SECRET_ACCESS_KEY < AWS_DEFAULT_REGION"
     )
     assert "s3cr3t" not in repr(lake)
+    maintenance = lake.maintenance
+    assert (maintenance["snapshot_window_minutes"], maintenance["max_snapshots"]) == (60, 3600)
+    assert maintenance["enabled"] is True and maintenance["interval_seconds"] == 60
     # Round trip through the properties the Rust lake takes.
     again = _native.LakeConfig.from_properties(lake.properties())
     assert again.properties() == lake.properties()

@@ -84,6 +84,7 @@ class LakeConfig:
     warehouse: str
     s3: dict[str, Any]
     write: dict[str, int]
+    maintenance: dict[str, Any]
     commit_attempts: int
     source: str
     is_s3: bool
@@ -184,6 +185,8 @@ class Lake:
     def expire_snapshots(
         self, table: str, older_than_ms: int, retain_last: int = 1, delete_files: bool = True
     ) -> dict[str, Any]: ...
+    def maintain(self, table: str) -> dict[str, Any]: ...
+    def delete_orphan_files(self, table: str, min_age_s: float) -> dict[str, Any]: ...
     def catalog_provider(self) -> LakeCatalog: ...
     def snapshot_provider(self, table: str, snapshot_id: int) -> DataFusionTable: ...
 

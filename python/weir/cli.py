@@ -4,8 +4,10 @@
                       [--rejected rejected.ndjson]
     weir demo [--records 20000] [--invalid-fraction 0.02] [--no-airflow] [--exit]
     weir maintain [--table raw.shop_events] [--retain-last 10] [--max-age-hours 168]
+                  [--orphans-older-than-hours 6]
     weir up [--no-dashboard] [--no-airflow] | weir status | weir down
     weir consume [--dataset shop_events] [--commit-interval 1.0] [--on-failure dead_letter]
+                 [--no-maintenance]
     weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
     weir dashboard [--host 127.0.0.1] [--port 8501]
     weir api-key create [--name N] [--datasets a,b] [--rate EVENTS/S] [--request-rate REQ/S]
@@ -23,7 +25,8 @@ shop events (some deliberately broken) through the API, waits until their jobs a
 committed and Airflow's transform workflow has published the marts, and shows the lake
 (``.weir/`` by default, see ``weir.config``), the quality results, the marts and the URLs;
 ``maintain``
-compacts small files and expires old snapshots. ``up``, ``status`` and ``down`` start, show
+runs the maintenance policy on lake tables (what consumers also run in the background), or
+explicit compaction and expiry steps. ``up``, ``status`` and ``down`` start, show
 and stop the local stack (``weir.stack``: Kinesis-API server, consumer, API, dashboard,
 Airflow). ``consume`` runs the Kinesis consumers (one per dataset, sharing shards with other
 ``weir consume`` processes) until SIGINT or SIGTERM; ``serve`` runs the ingest API
@@ -339,8 +342,14 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         compact=not args.no_compact,
         expire=not args.no_expire,
         retain_last=args.retain_last,
-        max_snapshot_age=timedelta(hours=args.max_age_hours),
+        max_snapshot_age=None
+        if args.max_age_hours is None
+        else timedelta(hours=args.max_age_hours),
     )
+    if args.orphans_older_than_hours is not None:
+        reports += weir.lake.delete_orphan_files(
+            args.table or None, older_than=timedelta(hours=args.orphans_older_than_hours)
+        )
     for report in reports:
         print(json.dumps(report))
     return 0
@@ -424,6 +433,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         "on_failure": args.on_failure,
         "retries": args.retries,
         "lease_ttl_s": args.lease_ttl,
+        "maintenance": not args.no_maintenance,
     }
     if args.consumer_id:
         options["consumer_id"] = args.consumer_id
@@ -876,17 +886,29 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(run=cmd_demo)
 
     maintain = commands.add_parser(
-        "maintain", help="compact small files and expire old snapshots of lake tables"
+        "maintain",
+        help="run the maintenance policy ([lake.maintenance]) on lake tables, or explicit steps",
+        description="Without options: the maintenance policy consumers run in the background "
+        "(tiered compaction, manifest merging, snapshot expiry keeping the time-travel window "
+        "and checkpoints, orphan files). --retain-last, --max-age-hours, --no-compact or "
+        "--no-expire run the explicit compaction and expiry steps instead.",
     )
     maintain.add_argument(
         "--table", action="append", help="namespace.table (repeatable; default: all)"
     )
-    maintain.add_argument("--retain-last", type=int, default=10, help="snapshots always kept")
     maintain.add_argument(
-        "--max-age-hours", type=float, default=168.0, help="older snapshots expire"
+        "--retain-last", type=int, help="explicit expiry: snapshots always kept (10)"
     )
-    maintain.add_argument("--no-compact", action="store_true")
-    maintain.add_argument("--no-expire", action="store_true")
+    maintain.add_argument(
+        "--max-age-hours", type=float, help="explicit expiry: older snapshots expire (168)"
+    )
+    maintain.add_argument("--no-compact", action="store_true", help="explicit steps: no compaction")
+    maintain.add_argument("--no-expire", action="store_true", help="explicit steps: no expiry")
+    maintain.add_argument(
+        "--orphans-older-than-hours",
+        type=float,
+        help="also delete unreferenced files older than this (the policy uses its own age)",
+    )
     maintain.set_defaults(run=cmd_maintain)
 
     up = commands.add_parser(
@@ -932,6 +954,11 @@ def main(argv: list[str] | None = None) -> int:
         help="after the retries: dead-letter the batch and go on, or stop",
     )
     consume.add_argument("--consumer-id", help="name in leases and metrics (default: from the pid)")
+    consume.add_argument(
+        "--no-maintenance",
+        action="store_true",
+        help="do not run the maintenance policy ([lake.maintenance]) in the background",
+    )
     consume.set_defaults(run=cmd_consume)
 
     serve = commands.add_parser("serve", help="run the ingest API (FastAPI on uvicorn)")

@@ -8,8 +8,8 @@ Read in this order, later sources winning:
    ``<state>/warehouse``, where ``<state>`` is ``$WEIR_STATE_DIR`` or ``<home>/.weir``; the
    local Kinesis server ``weir up`` starts;
 2. a TOML file: ``$WEIR_CONFIG``, else ``<home>/weir.toml`` when it exists (tables
-   ``[lake]``, ``[lake.s3]``, ``[lake.write]``, ``[kinesis]``, ``[api]``, ``[dashboard]``,
-   ``[alerts]``);
+   ``[lake]``, ``[lake.s3]``, ``[lake.write]``, ``[lake.maintenance]``, ``[kinesis]``,
+   ``[api]``, ``[dashboard]``, ``[alerts]``);
 3. ``WEIR_*`` environment variables (an empty one counts as unset, except
    ``WEIR_KINESIS_ENDPOINT``, where empty means AWS), then the ``AWS_*`` ones where they
    apply.
@@ -201,7 +201,8 @@ class _Settings:
 class LakeSettings(_Settings):
     """Where the Iceberg catalog and data live, as Rust validated them.
 
-    ``LakeSettings(metastore, warehouse, s3={...}, write={...})`` builds one from values
+    ``LakeSettings(metastore, warehouse, s3={...}, write={...}, maintenance={...})`` builds
+    one from values
     (keys as ``weir.toml`` spells them, checked like configured ones);
     :func:`lake_settings` reads the configured ones. ``properties()`` is what
     ``weir._native.Lake`` takes.
@@ -217,12 +218,14 @@ class LakeSettings(_Settings):
         warehouse: str,
         s3: Mapping[str, object] | None = None,
         write: Mapping[str, object] | None = None,
+        maintenance: Mapping[str, object] | None = None,
     ) -> None:
         values = {
             "metastore": metastore,
             "warehouse": warehouse,
             "s3": s3 or {},
             "write": write or {},
+            "maintenance": maintenance or {},
         }
         self._set(_keyword_sources("", values))
 
@@ -245,6 +248,12 @@ class LakeSettings(_Settings):
     def write(self) -> dict[str, int]:
         """How data files are written, keyed as ``[lake.write]`` spells them."""
         return self._config.write
+
+    @property
+    def maintenance(self) -> dict[str, Any]:
+        """The maintenance policy consumers run on their tables, keyed as
+        ``[lake.maintenance]`` spells it."""
+        return self._config.maintenance
 
     @property
     def is_s3(self) -> bool:

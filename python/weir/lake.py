@@ -8,13 +8,16 @@
     weir.lake.snapshots("raw.shop_events")   # pyarrow.Table, one row per snapshot
     weir.lake.files("raw.shop_events")       # live data files with partition and size
     weir.lake.register_snapshot(ctx, "then", "raw.shop_events", as_of=some_datetime)
-    weir.lake.maintain()                      # compact small files, expire old snapshots
+    weir.lake.maintain()                      # the maintenance policy, once per table
+    weir.lake.delete_orphan_files(older_than=timedelta(hours=6))
 
 Settings (metastore, warehouse, S3) come from :mod:`weir.config`. Each dataset's tables,
 ``raw.<dataset>`` (partitioned as its contract's ``x-weir-partition`` says),
 ``raw.<dataset>_rejected`` and ``raw.<dataset>_dead_letter``, are created from its contract
 and pipeline SQL on first use; any other table (``marts.*``, ``ops.*``) with
 :func:`create_table`. Every write is one snapshot with zstd Parquet and one audit log line.
+Consumers run the maintenance policy (``[lake.maintenance]``) on their tables in the
+background, so continuously written tables keep flat commits and bounded metadata.
 pyiceberg (``catalog()``) and DuckDB (``duckdb_connection()``, ``metadata_location()``) read
 the same tables.
 """
@@ -236,7 +239,9 @@ def read(
 
 
 def snapshots(table: str, *, settings: LakeSettings | None = None) -> pa.Table:
-    """One row per snapshot: id, parent, commit time, operation, record and file counts, and
+    """One row per snapshot: id, parent, commit time, operation, record and file counts,
+    the consumer batch's counts (``batch_events``, ``batch_valid``, ``batch_rejected``,
+    ``batch_dead_lettered``) and ``contract_version`` where a consumer committed it, and
     the summary (with Weir's own keys, such as checkpoints) as JSON."""
     return pa.table(open_lake(settings).snapshots(table))
 
@@ -413,16 +418,31 @@ def maintain(
     *,
     compact: bool = True,
     expire: bool = True,
-    retain_last: int = 10,
-    max_snapshot_age: timedelta = timedelta(days=7),
+    retain_last: int | None = None,
+    max_snapshot_age: timedelta | None = None,
     settings: LakeSettings | None = None,
 ) -> list[dict[str, Any]]:
-    """Compacts small files (per partition) and expires snapshots older than
-    ``max_snapshot_age`` beyond the newest ``retain_last``, deleting files only they used.
-    Default tables: every table in the lake. Returns one report per table and step."""
+    """Keeps tables small and fast. Default tables: every table in the lake.
+
+    By default this runs the maintenance policy (``[lake.maintenance]``, the one consumers
+    run in the background every ``interval_seconds``) once per table: size-tiered compaction
+    of small files, manifest merging, snapshot expiry that keeps the time-travel window (and
+    one snapshot an hour for ``history_hours``) and the consumer checkpoints, and deletion of
+    orphan files older than ``orphan_age_hours``; one report per table (``"step":
+    "policy"``).
+
+    Given ``retain_last`` or ``max_snapshot_age``, or with ``compact`` or ``expire`` off, it
+    runs the explicit steps instead: compaction of all small files per partition, then
+    expiry of snapshots older than ``max_snapshot_age`` (default 7 days) beyond the newest
+    ``retain_last`` (default 10), deleting files only they used; one report per table and
+    step."""
     lake = open_lake(settings)
     reports: list[dict[str, Any]] = []
+    explicit = retain_last is not None or max_snapshot_age is not None
     for table in tables or lake.table_names():
+        if compact and expire and not explicit:
+            reports.append({"step": "policy", **lake.maintain(table)})
+            continue
         if compact:
             started = time.perf_counter()
             report = lake.compact(table)
@@ -430,10 +450,27 @@ def maintain(
                 {"step": "compact", "seconds": round(time.perf_counter() - started, 3), **report}
             )
         if expire:
-            cutoff = datetime.now(UTC) - max_snapshot_age
+            age = timedelta(days=7) if max_snapshot_age is None else max_snapshot_age
+            cutoff = datetime.now(UTC) - age
             started = time.perf_counter()
-            report = lake.expire_snapshots(table, _millis(cutoff), retain_last, True)
+            report = lake.expire_snapshots(
+                table, _millis(cutoff), 10 if retain_last is None else retain_last, True
+            )
             reports.append(
                 {"step": "expire", "seconds": round(time.perf_counter() - started, 3), **report}
             )
     return reports
+
+
+def delete_orphan_files(
+    tables: list[str] | None = None,
+    *,
+    older_than: timedelta = timedelta(hours=6),
+    settings: LakeSettings | None = None,
+) -> list[dict[str, Any]]:
+    """Deletes files under each table's ``data/`` and ``metadata/`` folders that no snapshot
+    or metadata file references and that are older than ``older_than`` (younger ones may
+    belong to a commit still in flight). Default tables: every table in the lake."""
+    lake = open_lake(settings)
+    seconds = older_than.total_seconds()
+    return [lake.delete_orphan_files(table, seconds) for table in tables or lake.table_names()]

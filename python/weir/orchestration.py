@@ -5,7 +5,7 @@
     orchestration.check_raw()                 # the contract suites on new raw rows
     orchestration.publish_marts()             # marts.* from dbt's tables
     orchestration.check_marts()               # the marts' suites
-    orchestration.maintain()                  # compaction and snapshot expiry
+    orchestration.maintain()                  # the maintenance policy on every table
     orchestration.mark_processed(snapshots)   # what the next run starts after
 
 New data starts a run by itself: :class:`weir.triggers.NewSnapshotTrigger` (the asset
@@ -172,17 +172,19 @@ def publish_marts() -> dict[str, Any]:
     return out
 
 
-def maintain(
-    retain_last: int = 10, max_snapshot_age: timedelta = timedelta(days=7)
-) -> dict[str, Any]:
-    """Compaction and snapshot expiry of every table (``weir maintain``)."""
+def maintain() -> dict[str, Any]:
+    """The maintenance policy on every table (``weir maintain``): consumers already run it on
+    the tables they write; this covers the others (marts, batch loads) and catches up."""
     from weir import lake
 
-    with _step(
-        "maintain", retain_last=retain_last, max_age_hours=max_snapshot_age / timedelta(hours=1)
-    ) as out:
-        reports = lake.maintain(retain_last=retain_last, max_snapshot_age=max_snapshot_age)
-        out |= {"reports": len(reports)}
+    with _step("maintain") as out:
+        reports = lake.maintain()
+        out |= {
+            "tables": len(reports),
+            "snapshots_expired": sum(r.get("snapshots_expired", 0) for r in reports),
+            "files_compacted": sum(r.get("files_compacted", 0) for r in reports),
+            "orphans_deleted": sum(r.get("orphans_deleted", 0) for r in reports),
+        }
     return out
 
 

@@ -204,7 +204,8 @@ def consumer(
 ) -> _native.Consumer:
     """A consumer of ``dataset`` (not yet holding shards: call ``balance()`` or ``assign()``).
     ``options``: consumer_id, commit_interval_s, max_records_per_shard, poll_interval_s,
-    retries, retry_backoff_s, lease_ttl_s, on_failure ("dead_letter" | "halt"), start_from."""
+    retries, retry_backoff_s, lease_ttl_s, on_failure ("dead_letter" | "halt"), start_from,
+    maintenance (run the lake's maintenance policy in the background; default True)."""
     settings = settings or kinesis_settings()
     return _native.Consumer(
         open_lake(lake), settings.properties(), processor(dataset), options or None

@@ -1,6 +1,6 @@
 //! The lakehouse against a real SQLite metastore and a local warehouse in a temporary folder:
-//! tables from the shop_events contract, appends, compaction (also racing an appender) and
-//! snapshot expiry. Run with `cargo test --release --workspace`.
+//! tables from the shop_events contract, appends, compaction (also racing an appender),
+//! snapshot expiry and the maintenance policy. Run with `cargo test --release --workspace`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -10,7 +10,8 @@ use datafusion::arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use futures::TryStreamExt;
 use weir_planner::dataset::dataset_tables;
 use weir_planner::lake::{
-    Checkpoint, CheckpointAdvance, CompactOptions, ExpireOptions, Lake, LakeConfig, ShardAdvance, WriteMode,
+    Checkpoint, CheckpointAdvance, CompactOptions, ExpireOptions, Lake, LakeConfig, MaintenancePolicy, ShardAdvance,
+    WriteMode,
 };
 use weir_planner::{Contract, InputFormat, PipelineSql, Processor};
 
@@ -200,6 +201,115 @@ async fn sqlite_commits_leave_checkpoints_to_the_background() {
     // Without checkpoints each round adds about as much as the first.
     assert!(sizes[0] > 1_000_000, "{sizes:?}");
     assert!(sizes[2] < sizes[0] * 3 / 2, "the log was not reused after a checkpoint: {sizes:?}");
+}
+
+/// Files under a table folder's subfolder (`data` or `metadata`).
+fn files_in(dir: &std::path::Path, sub: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let mut folders = vec![dir.join("warehouse/raw/shop_events").join(sub)];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                folders.push(entry.path());
+            } else {
+                out.insert(entry.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The maintenance policy: keeps its window (here the newest 5 snapshots), the snapshot
+/// chain back to the consumer checkpoint when another tool committed on top, every row;
+/// merges manifests; bounds the metadata files (those out of the log deleted once old
+/// enough, here at once); and removes orphans, which are files nothing references.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_keeps_window_checkpoint_and_rows_and_bounds_metadata() {
+    use iceberg::transaction::{ApplyTransactionAction, Transaction};
+    let dir = tempdir();
+    let mut config =
+        LakeConfig::new(dir.join("metastore.db").display().to_string(), dir.join("warehouse").display().to_string());
+    config.maintenance = MaintenancePolicy {
+        max_snapshots: 5,
+        history_hours: 0,
+        merge_manifests_at: 10,
+        compact_min_files: 1000, // no compaction: manifests are merged on their own
+        metadata_versions: 4,
+        orphan_age_hours: 0,
+        ..MaintenancePolicy::default()
+    };
+    let policy = config.maintenance.clone();
+    let lake = Arc::new(Lake::open(config).await.unwrap());
+    let processor = processor();
+    let valid = dataset_tables(&processor, lake.config()).await.unwrap().valid;
+    lake.ensure_table(&valid).await.unwrap();
+    for k in 0..12 {
+        append_events(&lake, &processor, k * 10, 10).await;
+    }
+    // Commits delete no metadata file (a reader may have pinned one): creation + 12.
+    let metadata_json = |d: &std::path::Path| files_in(d, "metadata").iter().filter(|f| f.ends_with(".metadata.json")).count();
+    assert_eq!(metadata_json(&dir), 13);
+
+    // Two commits by another tool, without Weir's checkpoint in their summaries.
+    for n in 0..2 {
+        let table = lake.load_table("raw.shop_events").await.unwrap();
+        let tx = Transaction::new(&table);
+        let action = tx.fast_append().set_snapshot_properties(HashMap::from([("other-tool".to_string(), n.to_string())]));
+        action.apply(tx).unwrap().commit(lake.catalog().as_ref()).await.unwrap();
+    }
+    // An orphan: a data file no snapshot lists.
+    let orphan = dir.join("warehouse/raw/shop_events/data/orphan-from-a-crash.parquet");
+    std::fs::write(&orphan, b"not committed").unwrap();
+
+    let report = lake.maintain("raw.shop_events", &policy).await.unwrap();
+    assert!(report.manifests_merged.is_some(), "12 manifests, merged at 10: {report:?}");
+    // The orphan, and the metadata files beyond the log of 4 (and the current one).
+    assert!(report.orphans.orphans_deleted > 1, "{report:?}");
+    assert_eq!(metadata_json(&dir), 5);
+    assert!(!orphan.exists());
+    let table = lake.load_table("raw.shop_events").await.unwrap();
+    let kept = table.metadata().snapshots().count();
+    // The newest 5 (merge, two foreign, the last two appends) plus nothing else: the chain to
+    // the checkpoint (merge → foreign → foreign → last append) is within them.
+    assert_eq!(kept, 5, "{report:?}");
+    assert_eq!(
+        Checkpoint::of_table("raw.shop_events", table.metadata()).unwrap().position("test", "shard-0"),
+        Some("110"),
+        "the checkpoint survives expiry"
+    );
+    assert_eq!(event_ids(&lake).await.len(), 120);
+
+    // With a window of one snapshot, the chain back to the checkpoint still stays.
+    for n in 2..5 {
+        let table = lake.load_table("raw.shop_events").await.unwrap();
+        let tx = Transaction::new(&table);
+        let action = tx.fast_append().set_snapshot_properties(HashMap::from([("other-tool".to_string(), n.to_string())]));
+        action.apply(tx).unwrap().commit(lake.catalog().as_ref()).await.unwrap();
+    }
+    let tight = MaintenancePolicy { max_snapshots: 1, ..policy.clone() };
+    lake.maintain("raw.shop_events", &tight).await.unwrap();
+    let table = lake.load_table("raw.shop_events").await.unwrap();
+    // merge (has the checkpoint, carried forward) → three foreign snapshots.
+    assert_eq!(table.metadata().snapshots().count(), 4);
+    assert_eq!(
+        Checkpoint::of_table("raw.shop_events", table.metadata()).unwrap().position("test", "shard-0"),
+        Some("110")
+    );
+    // Every file left is referenced: no data file of an expired snapshot stays behind.
+    let live: HashSet<String> = {
+        let batch = weir_planner::lake::inspect::data_files(&table, "raw.shop_events", None).await.unwrap();
+        let paths = batch.column_by_name("file_path").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        (0..paths.len()).map(|i| paths.value(i).to_string()).collect()
+    };
+    assert_eq!(files_in(&dir, "data"), live);
+    // Metadata: the current file and its log, one manifest list per snapshot, and the merged
+    // manifest (the foreign appends added no files, so no manifests).
+    let metadata = files_in(&dir, "metadata");
+    let lists = metadata.iter().filter(|f| f.contains("/snap-")).count();
+    let manifests = metadata.iter().filter(|f| f.ends_with(".avro") && !f.contains("/snap-")).count();
+    assert_eq!((lists, manifests), (4, 1), "{metadata:?}");
+    assert!(metadata_json(&dir) <= 5, "{metadata:?}");
+    assert_eq!(event_ids(&lake).await.len(), 120);
 }
 
 fn valid_schema() -> datafusion::arrow::datatypes::Schema {

@@ -121,6 +121,23 @@ impl PyLakeConfig {
         Ok(write)
     }
 
+    /// The maintenance policy, as weir.toml names the settings (`[lake.maintenance]`).
+    #[getter]
+    fn maintenance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let policy = &self.inner.maintenance;
+        let out = PyDict::new(py);
+        out.set_item("enabled", policy.enabled)?;
+        out.set_item("interval_seconds", policy.interval_seconds)?;
+        out.set_item("snapshot_window_minutes", policy.snapshot_window_minutes)?;
+        out.set_item("max_snapshots", policy.max_snapshots)?;
+        out.set_item("history_hours", policy.history_hours)?;
+        out.set_item("merge_manifests_at", policy.merge_manifests_at)?;
+        out.set_item("compact_min_files", policy.compact_min_files)?;
+        out.set_item("metadata_versions", policy.metadata_versions)?;
+        out.set_item("orphan_age_hours", policy.orphan_age_hours)?;
+        Ok(out)
+    }
+
     #[getter]
     fn commit_attempts(&self) -> u32 {
         self.inner.commit_attempts

@@ -16,7 +16,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict};
 use weir_planner::dataset;
 use weir_planner::lake::{
-    self, inspect, CompactOptions, ExpireOptions, LakeConfig, LakeError, PartitionField, TableDef, WriteMode,
+    self, inspect, CompactOptions, ExpireOptions, LakeConfig, LakeError, PartitionField, SupersededMetadata, TableDef,
+    WriteMode,
 };
 
 use crate::arrow_stream::{read_arrow_stream, ArrowTable};
@@ -269,7 +270,7 @@ impl Lake {
         min_files: usize,
     ) -> PyResult<Bound<'py, PyDict>> {
         let lake = self.inner.clone();
-        let options = CompactOptions { small_file_bytes, min_files };
+        let options = CompactOptions { small_file_bytes, min_files, tier_factor: None };
         let r = self.run(py, async move { lake.compact(&table, &options).await })?;
         dict(py, vec![
             ("table", r.table.into_pyobject(py)?.into_any()),
@@ -300,6 +301,44 @@ impl Lake {
             ("snapshots_expired", r.snapshots_expired.into_pyobject(py)?.into_any()),
             ("snapshots_kept", r.snapshots_kept.into_pyobject(py)?.into_any()),
             ("files_deleted", r.files_deleted.into_pyobject(py)?.into_any()),
+        ])
+    }
+
+    /// Runs the lake's maintenance policy (`[lake.maintenance]`) once on `table`: tiered
+    /// compaction, manifest merging, snapshot expiry by the time-travel window, orphan files.
+    fn maintain<'py>(&self, py: Python<'py>, table: String) -> PyResult<Bound<'py, PyDict>> {
+        let lake = self.inner.clone();
+        let policy = lake.config().maintenance.clone();
+        let r = self.run(py, async move { lake.maintain(&table, &policy).await })?;
+        dict(py, vec![
+            ("table", r.table.into_pyobject(py)?.into_any()),
+            ("seconds", r.seconds.into_pyobject(py)?.into_any()),
+            ("properties_set", r.properties_set.into_pyobject(py)?.to_owned().into_any()),
+            ("partitions_compacted", r.compaction.partitions_compacted.into_pyobject(py)?.into_any()),
+            ("files_compacted", r.compaction.files_removed.into_pyobject(py)?.into_any()),
+            ("files_added", r.compaction.files_added.into_pyobject(py)?.into_any()),
+            ("manifests_merged", r.manifests_merged.is_some().into_pyobject(py)?.to_owned().into_any()),
+            ("snapshots_expired", r.expiry.snapshots_expired.into_pyobject(py)?.into_any()),
+            ("snapshots_kept", r.expiry.snapshots_kept.into_pyobject(py)?.into_any()),
+            ("files_deleted", r.expiry.files_deleted.into_pyobject(py)?.into_any()),
+            ("orphans_deleted", r.orphans.orphans_deleted.into_pyobject(py)?.into_any()),
+            ("orphan_bytes_deleted", r.orphans.bytes_deleted.into_pyobject(py)?.into_any()),
+            ("orphans_kept_young", r.orphans.orphans_kept_young.into_pyobject(py)?.into_any()),
+        ])
+    }
+
+    /// Deletes the files under `table`'s folders that nothing references and that are at
+    /// least `min_age_s` seconds old (superseded metadata files too).
+    fn delete_orphan_files<'py>(&self, py: Python<'py>, table: String, min_age_s: f64) -> PyResult<Bound<'py, PyDict>> {
+        let lake = self.inner.clone();
+        let age = std::time::Duration::from_secs_f64(min_age_s.max(0.0));
+        let r = self.run(py, async move { lake.delete_orphan_files(&table, age, SupersededMetadata { min_age: age, keep_newest: usize::MAX }).await })?;
+        dict(py, vec![
+            ("table", r.table.into_pyobject(py)?.into_any()),
+            ("files_listed", r.files_listed.into_pyobject(py)?.into_any()),
+            ("orphans_deleted", r.orphans_deleted.into_pyobject(py)?.into_any()),
+            ("orphan_bytes_deleted", r.bytes_deleted.into_pyobject(py)?.into_any()),
+            ("orphans_kept_young", r.orphans_kept_young.into_pyobject(py)?.into_any()),
         ])
     }
 

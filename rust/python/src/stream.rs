@@ -202,7 +202,8 @@ fn option<'py, T: for<'a> FromPyObject<'a, 'py>>(options: Option<&Bound<'py, PyD
 impl Consumer {
     /// A consumer of `processor`'s dataset. `options` (all optional): consumer_id,
     /// commit_interval_s, max_records_per_shard, poll_interval_s, retries, retry_backoff_s,
-    /// lease_ttl_s, on_failure ("dead_letter" | "halt"), start_from ("oldest" | "newest").
+    /// lease_ttl_s, on_failure ("dead_letter" | "halt"), start_from ("oldest" | "newest"),
+    /// maintenance (run the lake's maintenance policy in the background; default true).
     #[new]
     #[pyo3(signature = (lake, properties, processor, options=None))]
     fn new(
@@ -242,6 +243,9 @@ impl Consumer {
                 "halt" => OnFailure::Halt,
                 other => return Err(PyValueError::new_err(format!("on_failure: expected dead_letter or halt, got {other:?}"))),
             };
+        }
+        if let Some(v) = option::<bool>(options, "maintenance")? {
+            o.maintenance = v;
         }
         if let Some(v) = option::<String>(options, "start_from")? {
             o.start_from = match v.as_str() {

@@ -71,6 +71,13 @@ pub struct Lake {
     config: LakeConfig,
     catalog: Arc<SqlCatalog>,
     pool: AnyPool,
+    /// What manifest lists and manifests hold (they never change once written): manifest
+    /// paths, or live data file paths. Maintenance reads each one once per process.
+    listings: std::sync::Mutex<HashMap<String, Arc<Vec<String>>>>,
+    /// The last loaded or committed state of each table: a load whose catalog pointer has
+    /// not moved reuses it instead of reading and parsing `metadata.json` again (which at a
+    /// thousand snapshots is most of a commit's time).
+    tables: std::sync::Mutex<HashMap<String, Table>>,
 }
 
 impl Lake {
@@ -126,11 +133,25 @@ impl Lake {
             }
             start_checkpointer(&url);
         }
-        Ok(Self { config, catalog: Arc::new(catalog), pool })
+        Ok(Self { config, catalog: Arc::new(catalog), pool, listings: Default::default(), tables: Default::default() })
     }
 
     pub fn config(&self) -> &LakeConfig {
         &self.config
+    }
+
+    /// What the manifest list or manifest `path` holds, if it was read before.
+    pub(crate) fn remembered(&self, path: &str) -> Option<Arc<Vec<String>>> {
+        self.listings.lock().unwrap_or_else(|e| e.into_inner()).get(path).cloned()
+    }
+
+    pub(crate) fn remember(&self, path: String, files: Vec<String>) {
+        self.listings.lock().unwrap_or_else(|e| e.into_inner()).insert(path, Arc::new(files));
+    }
+
+    /// Drops what is remembered of a deleted file.
+    pub(crate) fn forget(&self, path: &str) {
+        self.listings.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
     }
 
     /// The metastore database, where Weir keeps jobs, shard leases and batch metrics beside
@@ -158,8 +179,17 @@ impl Lake {
 
     pub async fn load_table(&self, name: &str) -> LakeResult<Table> {
         let ident = Self::ident(name)?;
+        let cached = self.tables.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        if let Some(cached) = cached {
+            if self.metadata_pointer(&ident).await?.as_deref() == cached.metadata_location() {
+                return Ok(cached);
+            }
+        }
         match self.catalog.load_table(&ident).await {
-            Ok(table) => Ok(table),
+            Ok(table) => {
+                self.remember_table(name, table.clone());
+                Ok(table)
+            }
             Err(e) if matches!(e.kind(), ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound) => {
                 Err(LakeError::Table { table: name.to_string(), message: "no such table in the lake".into() })
             }
@@ -207,6 +237,8 @@ impl Lake {
             match self.catalog.create_namespace(&namespace, HashMap::new()).await {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => {}
+                // The SQL catalog reports a racing creator as a unique-key violation.
+                Err(_) if self.catalog.namespace_exists(&namespace).await.unwrap_or(false) => {}
                 Err(e) => return Err(e).context(&name, "cannot create the namespace"),
             }
         }
@@ -227,6 +259,7 @@ impl Lake {
                 Ok(table)
             }
             Err(e) if e.kind() == ErrorKind::TableAlreadyExists => self.load_table(&name).await,
+            Err(_) if self.catalog.table_exists(&ident).await.unwrap_or(false) => self.load_table(&name).await,
             Err(e) => Err(e).context(&name, "cannot create the table"),
         }
     }
@@ -234,6 +267,34 @@ impl Lake {
     /// Moves the catalog pointer of `table` from `expected` to `new_location` if no other
     /// writer moved it first (the same compare-and-swap iceberg-catalog-sql performs).
     /// Returns false on a lost race.
+    /// Keeps `table` as the state of `name` that [`Lake::load_table`] returns while the
+    /// catalog still points at its metadata file.
+    pub(crate) fn remember_table(&self, name: &str, table: Table) {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), table);
+    }
+
+    /// The metadata file the catalog points at for `table` (one indexed read).
+    async fn metadata_pointer(&self, table: &TableIdent) -> LakeResult<Option<String>> {
+        use sqlx::Row;
+        let sql = if self.config.is_postgres() {
+            "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3"
+        } else {
+            "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?"
+        };
+        let row = sqlx::query(sql)
+            .bind(CATALOG_NAME)
+            .bind(table.namespace().join("."))
+            .bind(table.name())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| LakeError::Iceberg {
+                table: table.to_string(),
+                context: "cannot read the catalog".into(),
+                source: Box::new(iceberg::Error::new(ErrorKind::Unexpected, e.to_string())),
+            })?;
+        Ok(row.and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten()))
+    }
+
     pub(crate) async fn swap_metadata_location(
         &self,
         table: &TableIdent,

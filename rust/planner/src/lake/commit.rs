@@ -31,7 +31,7 @@ use iceberg::{MetadataLocation, TableUpdate};
 use super::catalog::Lake;
 use super::checkpoint::{Checkpoint, CheckpointAdvance, CHECKPOINT_PROPERTY};
 use super::error::{IcebergContext, LakeError, LakeResult};
-use super::inspect::live_entries;
+use super::inspect::{live_entries_cached, ManifestEntries};
 
 /// What a commit changes.
 pub(crate) enum Change<'a> {
@@ -97,6 +97,8 @@ pub(crate) async fn commit_snapshot(
 ) -> LakeResult<Committed> {
     let ident = Lake::ident(name)?;
     let attempts = lake.config().commit_attempts;
+    // Manifests read by earlier attempts: a retry reads only those committed meanwhile.
+    let mut manifests_read = ManifestEntries::new();
     for attempt in 1..=attempts {
         let table = lake.load_table(name).await?;
         let metadata = table.metadata();
@@ -138,7 +140,7 @@ pub(crate) async fn commit_snapshot(
             Change::Replace { .. } | Change::Overwrite { .. } => {
                 let added = change.added();
                 let entries = match (&change, current.as_ref()) {
-                    (_, Some(parent)) => live_entries(&table, name, parent).await?,
+                    (_, Some(parent)) => live_entries_cached(&table, name, parent, &mut manifests_read).await?,
                     (Change::Overwrite { .. }, None) => Vec::new(),
                     _ => {
                         return Err(LakeError::Table {
@@ -241,13 +243,24 @@ pub(crate) async fn commit_snapshot(
         for update in updates {
             builder = update.apply(builder).context(name, "cannot build the new metadata")?;
         }
-        let new_metadata = builder.build().context(name, "cannot build the new metadata")?.metadata;
+        let built = builder.build().context(name, "cannot build the new metadata")?;
+        let (new_metadata, superseded) = (built.metadata, built.expired_metadata_logs);
         let new_location = MetadataLocation::from_str(&current_location)
             .context(name, "unexpected metadata file name")?
             .with_next_version()
             .with_new_metadata(&new_metadata);
         new_metadata.write_to(file_io, &new_location).await.context(name, "cannot write table metadata")?;
         if lake.swap_metadata_location(&ident, &current_location, &new_location.to_string()).await? {
+            // The next load of this table (this writer's next commit) starts from here.
+            if let Ok(committed) = Table::builder()
+                .metadata(new_metadata)
+                .metadata_location(new_location.to_string())
+                .identifier(ident.clone())
+                .file_io(file_io.clone())
+                .build()
+            {
+                lake.remember_table(name, committed);
+            }
             let added = change.added();
             tracing::info!(
                 target: "weir::audit",
@@ -264,6 +277,9 @@ pub(crate) async fn commit_snapshot(
                 checkpoint = advance.is_some(),
                 attempts = attempt,
             );
+            if deletes_superseded_metadata(metadata) {
+                delete_superseded_metadata(&table, name, &superseded).await;
+            }
             return Ok(Committed::Snapshot { snapshot_id, attempts: attempt });
         }
         // Lost the race: back off a little (with jitter, so racing writers spread out) and
@@ -273,6 +289,30 @@ pub(crate) async fn commit_snapshot(
     }
     Err(LakeError::Conflict { table: name.to_string(), attempts })
 }
+
+/// Whether the table asks writers to delete the metadata files that fall out of its
+/// metadata log (`write.metadata.delete-after-commit.enabled`). Weir's tables leave it off:
+/// a reader may have pinned a recent metadata file (DuckDB's `iceberg_scan`, the dbt and
+/// quality views), so maintenance deletes them once older than the time-travel window.
+fn deletes_superseded_metadata(metadata: &iceberg::spec::TableMetadata) -> bool {
+    metadata.properties().get(DELETE_AFTER_COMMIT_PROPERTY).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// Deletes metadata files the last commit dropped from the log (beyond
+/// `write.metadata.previous-versions-max`). Best effort: a file left behind is an orphan,
+/// which maintenance removes later.
+async fn delete_superseded_metadata(table: &Table, name: &str, superseded: &[iceberg::spec::MetadataLog]) {
+    for log in superseded {
+        if let Err(e) = table.file_io().delete(&log.metadata_file).await {
+            tracing::warn!(component = "lake", event = "metadata_not_deleted", table = %name, file = %log.metadata_file, error = %e);
+        }
+    }
+}
+
+/// Table property: delete metadata files that fall out of the metadata log after a commit.
+pub(crate) const DELETE_AFTER_COMMIT_PROPERTY: &str = "write.metadata.delete-after-commit.enabled";
+/// Table property: how many previous metadata files the metadata log lists.
+pub(crate) const PREVIOUS_VERSIONS_PROPERTY: &str = "write.metadata.previous-versions-max";
 
 /// Writes one manifest: `added` as ADDED, and for a replace every live entry, DELETED if
 /// its path is in `removed`, EXISTING otherwise.

@@ -50,6 +50,8 @@ pub struct LakeConfig {
     pub zstd_level: i32,
     /// Commit attempts before a conflict with other writers is reported (default 100).
     pub commit_attempts: u32,
+    /// How continuously written tables are kept small and fast (`[lake.maintenance]`).
+    pub maintenance: MaintenancePolicy,
     /// Extra catalog properties passed through (e.g. `pool.max-connections`).
     pub extra: HashMap<String, String>,
     /// `defaults`, then the files and variables that contributed, joined by ` < `.
@@ -59,7 +61,7 @@ pub struct LakeConfig {
 }
 
 /// The settings `weir.toml` may hold under `[lake]` (keys as properties spell them).
-const TOML_KEYS: [&str; 11] = [
+const TOML_KEYS: [&str; 20] = [
     "metastore",
     "warehouse",
     "s3.endpoint",
@@ -71,6 +73,15 @@ const TOML_KEYS: [&str; 11] = [
     "write.target-file-size-bytes",
     "write.row-group-rows",
     "write.zstd-level",
+    "maintenance.enabled",
+    "maintenance.interval-seconds",
+    "maintenance.snapshot-window-minutes",
+    "maintenance.max-snapshots",
+    "maintenance.history-hours",
+    "maintenance.merge-manifests-at",
+    "maintenance.compact-min-files",
+    "maintenance.metadata-versions",
+    "maintenance.orphan-age-hours",
 ];
 
 /// Settings only the callers give: the state folder the default metastore and warehouse are
@@ -101,11 +112,11 @@ fn lake_key(source: &SettingSource) -> LakeResult<String> {
     if raw == "lake" {
         return Err(config_error(source, "expected a table ([lake])".into()));
     }
-    if key == "s3" || key == "write" {
+    if key == "s3" || key == "write" || key == "maintenance" {
         return Err(config_error(source, format!("expected a table ([lake.{key}])")));
     }
     let section = match key.split_once('.') {
-        Some((section @ ("s3" | "write"), _)) => Some(section),
+        Some((section @ ("s3" | "write" | "maintenance"), _)) => Some(section),
         _ => None,
     };
     let mut known: Vec<String> = Vec::new();
@@ -228,6 +239,107 @@ fn location(
     Err(LakeError::Config { setting: key.into(), message: "is required".into() })
 }
 
+/// How Weir keeps tables that are written continuously (a commit a second) small and fast:
+/// what [`Lake::maintain`](super::Lake::maintain) does and how often consumers run it. Keys
+/// under `[lake.maintenance]` (`maintenance.*` as properties); defaults in [`Default`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaintenancePolicy {
+    /// Consumers run the policy in the background (one consumer per table at a time).
+    pub enabled: bool,
+    /// Seconds between two runs on a table (default 60).
+    pub interval_seconds: u64,
+    /// Every snapshot of the last this many minutes stays readable by time travel (default 15).
+    pub snapshot_window_minutes: u64,
+    /// At most this many snapshots are kept from the window, the newest (default 1,000): at
+    /// one commit a second a 15-minute window holds 900; several writers may commit faster.
+    pub max_snapshots: usize,
+    /// Older than the window, one snapshot per hour is kept for this many hours (default 24).
+    pub history_hours: u64,
+    /// Manifests of the current snapshot that are merged into one (default 100).
+    pub merge_manifests_at: usize,
+    /// Small files of a similar size (within 4x) in one partition that are compacted into
+    /// one (default 16): files grow in tiers, so no row is rewritten more than a few times.
+    pub compact_min_files: usize,
+    /// Previous metadata files listed in `metadata.json` (Iceberg's
+    /// `write.metadata.previous-versions-max`, default 20); files that fell out of the list
+    /// are deleted once older than the window (readers may have pinned one).
+    pub metadata_versions: usize,
+    /// Files under a table's folder that no snapshot references are deleted once they are
+    /// this many hours old (default 6; younger ones may belong to a commit in flight).
+    pub orphan_age_hours: u64,
+}
+
+impl Default for MaintenancePolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_seconds: 60,
+            snapshot_window_minutes: 15,
+            max_snapshots: 1000,
+            history_hours: 24,
+            merge_manifests_at: 100,
+            compact_min_files: 16,
+            metadata_versions: 20,
+            orphan_age_hours: 6,
+        }
+    }
+}
+
+impl MaintenancePolicy {
+    fn read(&mut self, settings: &mut SettingSources<'_>) -> LakeResult<()> {
+        if let Some(source) = settings.take("maintenance.enabled") {
+            self.enabled = source.flag().map_err(|m| config_error(source, m))?;
+        }
+        let positive = "a positive whole number";
+        let whole = "a whole number (0 or more)";
+        if let Some(n) = number_setting(settings, "maintenance.interval-seconds", 1..=86_400, "a whole number from 1 to 86400")? {
+            self.interval_seconds = n;
+        }
+        if let Some(n) = number_setting(settings, "maintenance.snapshot-window-minutes", 0..=u32::MAX as u64, whole)? {
+            self.snapshot_window_minutes = n;
+        }
+        if let Some(n) = number_setting(settings, "maintenance.max-snapshots", 1..=u32::MAX as u64, positive)? {
+            self.max_snapshots = n as usize;
+        }
+        if let Some(n) = number_setting(settings, "maintenance.history-hours", 0..=u32::MAX as u64, whole)? {
+            self.history_hours = n;
+        }
+        if let Some(n) = number_setting(settings, "maintenance.merge-manifests-at", 2..=u32::MAX as u64, "a whole number of at least 2")? {
+            self.merge_manifests_at = n as usize;
+        }
+        if let Some(n) = number_setting(settings, "maintenance.compact-min-files", 2..=u32::MAX as u64, "a whole number of at least 2")? {
+            self.compact_min_files = n as usize;
+        }
+        if let Some(n) = number_setting(settings, "maintenance.metadata-versions", 1..=u32::MAX as u64, positive)? {
+            self.metadata_versions = n as usize;
+        }
+        if let Some(n) = number_setting(settings, "maintenance.orphan-age-hours", 0..=u32::MAX as u64, whole)? {
+            self.orphan_age_hours = n;
+        }
+        Ok(())
+    }
+
+    /// The policy as properties, keyed as [`LakeConfig::from_properties`] reads them.
+    pub fn to_properties(&self) -> Vec<(String, String)> {
+        self.values().into_iter().map(|(key, value)| (format!("maintenance.{key}"), value)).collect()
+    }
+
+    /// `(key, value)` pairs, keys as properties spell them after `maintenance.`.
+    pub fn values(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("enabled", self.enabled.to_string()),
+            ("interval-seconds", self.interval_seconds.to_string()),
+            ("snapshot-window-minutes", self.snapshot_window_minutes.to_string()),
+            ("max-snapshots", self.max_snapshots.to_string()),
+            ("history-hours", self.history_hours.to_string()),
+            ("merge-manifests-at", self.merge_manifests_at.to_string()),
+            ("compact-min-files", self.compact_min_files.to_string()),
+            ("metadata-versions", self.metadata_versions.to_string()),
+            ("orphan-age-hours", self.orphan_age_hours.to_string()),
+        ]
+    }
+}
+
 impl LakeConfig {
     /// A config with every default and no validation (tests and tools that know their paths).
     pub fn new(metastore: impl Into<String>, warehouse: impl Into<String>) -> Self {
@@ -239,6 +351,7 @@ impl LakeConfig {
             row_group_rows: 128 * 1024,
             zstd_level: 3,
             commit_attempts: 100,
+            maintenance: MaintenancePolicy::default(),
             extra: HashMap::new(),
             source: "defaults".into(),
             origins: BTreeMap::new(),
@@ -305,6 +418,7 @@ impl LakeConfig {
         if let Some(n) = number_setting(&mut settings, "commit.attempts", 1..=u32::MAX as u64, positive)? {
             config.commit_attempts = n as u32;
         }
+        config.maintenance.read(&mut settings)?;
         for key in settings.keys_with_prefix("pool.") {
             if let Some(value) = text_setting(&mut settings, &key)? {
                 config.extra.insert(key, value);
@@ -336,6 +450,7 @@ impl LakeConfig {
         props.insert("write.row-group-rows".into(), self.row_group_rows.to_string());
         props.insert("write.zstd-level".into(), self.zstd_level.to_string());
         props.insert("commit.attempts".into(), self.commit_attempts.to_string());
+        props.extend(self.maintenance.to_properties());
         props.extend(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         props
     }

@@ -14,14 +14,32 @@ use super::error::{IcebergContext, LakeError, LakeResult};
 
 /// Every live entry (added or existing, data or delete file) of `snapshot`.
 pub async fn live_entries(table: &Table, name: &str, snapshot: &SnapshotRef) -> LakeResult<Vec<ManifestEntryRef>> {
+    live_entries_cached(table, name, snapshot, &mut ManifestEntries::new()).await
+}
+
+/// The live entries of manifests already read, by manifest path (manifests never change).
+pub type ManifestEntries = HashMap<String, Arc<Vec<ManifestEntryRef>>>;
+
+/// [`live_entries`], reading only the manifests `cache` does not hold yet (and adding them):
+/// a commit that retries after a race reads just the manifests committed meanwhile.
+pub async fn live_entries_cached(
+    table: &Table,
+    name: &str,
+    snapshot: &SnapshotRef,
+    cache: &mut ManifestEntries,
+) -> LakeResult<Vec<ManifestEntryRef>> {
     let list = table.manifest_list_reader(snapshot).load().await.context(name, "cannot read the manifest list")?;
-    let manifests = list.consume_entries().into_iter().map(|manifest| {
+    let manifests: Vec<_> = list.consume_entries().into_iter().collect();
+    let missing = manifests.iter().filter(|m| !cache.contains_key(&m.manifest_path)).map(|manifest| {
         let file_io = table.file_io().clone();
-        async move { manifest.load_manifest(&file_io).await }
+        async move { manifest.load_manifest(&file_io).await.map(|loaded| (manifest.manifest_path.clone(), loaded)) }
     });
+    for (path, loaded) in futures::future::try_join_all(missing).await.context(name, "cannot read a manifest")? {
+        cache.insert(path, Arc::new(loaded.entries().iter().filter(|e| e.is_alive()).cloned().collect()));
+    }
     let mut entries = Vec::new();
-    for manifest in futures::future::try_join_all(manifests).await.context(name, "cannot read a manifest")? {
-        entries.extend(manifest.entries().iter().filter(|e| e.is_alive()).cloned());
+    for manifest in &manifests {
+        entries.extend(cache[&manifest.manifest_path].iter().cloned());
     }
     Ok(entries)
 }
@@ -110,12 +128,18 @@ pub fn snapshots_schema() -> SchemaRef {
         Field::new("added_data_files", DataType::Int64, true),
         Field::new("total_records", DataType::Int64, true),
         Field::new("total_data_files", DataType::Int64, true),
+        Field::new("batch_events", DataType::Int64, true),
+        Field::new("batch_valid", DataType::Int64, true),
+        Field::new("batch_rejected", DataType::Int64, true),
+        Field::new("batch_dead_lettered", DataType::Int64, true),
+        Field::new("contract_version", DataType::Utf8, true),
         Field::new("summary", DataType::Utf8, false),
     ]))
 }
 
-/// Every snapshot still in the table's metadata, oldest first, with its summary as JSON
-/// (Weir's own keys, such as a consumer checkpoint, included).
+/// Every snapshot still in the table's metadata, oldest first: its counts, the consumer
+/// batch's counts and contract version (for snapshots a consumer committed), and its
+/// summary as JSON (Weir's own keys, such as a consumer checkpoint, included).
 pub fn snapshots(table: &Table) -> LakeResult<RecordBatch> {
     let mut list: Vec<&SnapshotRef> = table.metadata().snapshots().collect();
     list.sort_by_key(|s| (s.timestamp_ms(), s.sequence_number()));
@@ -133,6 +157,11 @@ pub fn snapshots(table: &Table) -> LakeResult<RecordBatch> {
         Arc::new(Int64Array::from_iter(list.iter().map(|s| count(s, "added-data-files")))),
         Arc::new(Int64Array::from_iter(list.iter().map(|s| count(s, "total-records")))),
         Arc::new(Int64Array::from_iter(list.iter().map(|s| count(s, "total-data-files")))),
+        Arc::new(Int64Array::from_iter(list.iter().map(|s| count(s, "weir.batch.events")))),
+        Arc::new(Int64Array::from_iter(list.iter().map(|s| count(s, "weir.batch.valid")))),
+        Arc::new(Int64Array::from_iter(list.iter().map(|s| count(s, "weir.batch.rejected")))),
+        Arc::new(Int64Array::from_iter(list.iter().map(|s| count(s, "weir.batch.dead-lettered")))),
+        Arc::new(StringArray::from_iter(list.iter().map(|s| s.summary().additional_properties.get("weir.contract-version").cloned()))),
         Arc::new(StringArray::from_iter_values(list.iter().map(|s| summary(s)))),
     ];
     Ok(RecordBatch::try_new(snapshots_schema(), columns)?)

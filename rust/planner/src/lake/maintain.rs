@@ -25,12 +25,28 @@ pub struct CompactOptions {
     pub small_file_bytes: Option<u64>,
     /// A partition is compacted only when it has at least this many small files (default 2).
     pub min_files: usize,
+    /// Size tiers: when set, only files within this factor of each other's size are
+    /// compacted together (`min_files` of them per tier), so a large compacted file is not
+    /// rewritten each time a few small ones arrive. `None`: all small files of a partition.
+    pub tier_factor: Option<u64>,
 }
 
 impl Default for CompactOptions {
     fn default() -> Self {
-        Self { small_file_bytes: None, min_files: 2 }
+        Self { small_file_bytes: None, min_files: 2, tier_factor: None }
     }
+}
+
+/// The size tier of a file: files in one tier are within `factor` of each other's size.
+fn size_tier(bytes: u64, factor: u64) -> u32 {
+    let factor = factor.max(2);
+    let mut tier = 0;
+    let mut bound = 64 * 1024; // files up to 64 KiB are one tier
+    while bytes > bound && tier < 64 {
+        bound = bound.saturating_mul(factor);
+        tier += 1;
+    }
+    tier
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -78,7 +94,8 @@ impl Lake {
         for entry in live_entries(&table, name, &snapshot).await? {
             if entry.content_type() == DataContentType::Data && entry.file_size_in_bytes() < small {
                 let partition = entry.data_file().partition().clone();
-                groups.entry(format!("{partition:?}")).or_insert_with(|| (partition, Vec::new())).1.push(entry);
+                let tier = options.tier_factor.map(|f| size_tier(entry.file_size_in_bytes(), f));
+                groups.entry(format!("{partition:?}/{tier:?}")).or_insert_with(|| (partition, Vec::new())).1.push(entry);
             }
         }
         groups.retain(|_, (_, entries)| entries.len() >= options.min_files.max(2));
@@ -147,6 +164,42 @@ impl Lake {
         Ok(report)
     }
 
+    /// Merges the manifests of the current snapshot into one when it has at least `at` of
+    /// them (every fast append adds one, so a table committed every second gains 3,600 an
+    /// hour): a "replace" snapshot with the same files. Returns its id, if one was committed.
+    pub async fn merge_manifests(&self, name: &str, at: usize) -> LakeResult<Option<i64>> {
+        let table = self.load_table(name).await?;
+        let Some(snapshot) = table.metadata().current_snapshot().cloned() else { return Ok(None) };
+        let list = table.manifest_list_reader(&snapshot).load().await.context(name, "cannot read the manifest list")?;
+        if list.entries().len() < at.max(2) {
+            return Ok(None);
+        }
+        let properties = HashMap::from([("weir.maintenance".to_string(), "merge-manifests".to_string())]);
+        let nothing = HashSet::new();
+        match commit_snapshot(self, name, Change::Replace { removed: &nothing, added: &[] }, None, &properties).await? {
+            Committed::Snapshot { snapshot_id, .. } => Ok(Some(snapshot_id)),
+            Committed::Superseded => Ok(None),
+        }
+    }
+
+    /// Expires the snapshots `ids` (those still there, never the current one), then deletes
+    /// the files that only they referenced. The commit retries on a race like any other.
+    pub async fn expire_snapshot_ids(&self, name: &str, ids: &[i64]) -> LakeResult<ExpireReport> {
+        let table = self.load_table(name).await?;
+        let current = table.metadata().current_snapshot_id();
+        let ids: Vec<i64> = ids.iter().copied().filter(|id| Some(*id) != current).collect();
+        let before: HashSet<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
+        let mut report = ExpireReport { table: name.to_string(), snapshots_kept: before.len(), ..Default::default() };
+        if ids.is_empty() {
+            return Ok(report);
+        }
+        let tx = Transaction::new(&table);
+        let tx = tx.expire_snapshots().expire_snapshot_ids(ids).apply(tx).context(name, "cannot prepare snapshot expiry")?;
+        let updated = tx.commit(self.catalog().as_ref()).await.context(name, "cannot expire snapshots")?;
+        self.finish_expiry(name, &table, &updated, before, true, &mut report).await?;
+        Ok(report)
+    }
+
     /// Expires snapshots older than `older_than_ms`, always keeping the newest
     /// `retain_last`, then (optionally) deletes files no kept snapshot references.
     pub async fn expire_snapshots(&self, name: &str, options: &ExpireOptions) -> LakeResult<ExpireReport> {
@@ -159,22 +212,35 @@ impl Lake {
             .retain_last(options.retain_last.max(1));
         let tx = action.apply(tx).context(name, "cannot prepare snapshot expiry")?;
         let updated = tx.commit(self.catalog().as_ref()).await.context(name, "cannot expire snapshots")?;
+        let mut report = ExpireReport { table: name.to_string(), ..Default::default() };
+        self.finish_expiry(name, &table, &updated, before, options.delete_files, &mut report).await?;
+        Ok(report)
+    }
+
+    /// After an expiry commit: counts what went, deletes (optionally) the files only expired
+    /// snapshots referenced, and writes the audit event.
+    async fn finish_expiry(
+        &self,
+        name: &str,
+        table: &iceberg::table::Table,
+        updated: &iceberg::table::Table,
+        before: HashSet<i64>,
+        delete_files: bool,
+        report: &mut ExpireReport,
+    ) -> LakeResult<()> {
         let kept: HashSet<i64> = updated.metadata().snapshots().map(|s| s.snapshot_id()).collect();
         let expired: Vec<i64> = before.difference(&kept).copied().collect();
-        let mut report = ExpireReport {
-            table: name.to_string(),
-            snapshots_expired: expired.len(),
-            snapshots_kept: kept.len(),
-            files_deleted: 0,
-        };
-        if options.delete_files && !expired.is_empty() {
-            let kept_files = referenced_files(&updated, name, updated.metadata().snapshots().cloned().collect()).await?;
+        report.snapshots_expired = expired.len();
+        report.snapshots_kept = kept.len();
+        if delete_files && !expired.is_empty() {
+            let kept_files = self.referenced_files(updated, name, updated.metadata().snapshots().cloned().collect()).await?;
             let expired_snapshots = expired.iter().filter_map(|id| table.metadata().snapshot_by_id(*id).cloned()).collect();
-            let expired_files = referenced_files(&table, name, expired_snapshots).await?;
+            let expired_files = self.referenced_files(table, name, expired_snapshots).await?;
             for path in expired_files.difference(&kept_files) {
                 if table.file_io().delete(path).await.is_ok() {
                     report.files_deleted += 1;
                 }
+                self.forget(path);
             }
         }
         tracing::info!(
@@ -186,30 +252,49 @@ impl Lake {
             kept = report.snapshots_kept,
             files_deleted = report.files_deleted,
         );
-        Ok(report)
+        Ok(())
     }
-}
 
-/// Every file the given snapshots reference: manifest lists, manifests, and the data files
-/// live in them. Manifests shared between snapshots are read once.
-async fn referenced_files(
-    table: &iceberg::table::Table,
-    name: &str,
-    snapshots: Vec<iceberg::spec::SnapshotRef>,
-) -> LakeResult<HashSet<String>> {
-    let mut files = HashSet::new();
-    let mut manifests = HashMap::new();
-    for snapshot in &snapshots {
-        files.insert(snapshot.manifest_list().to_string());
-        let list = table.manifest_list_reader(snapshot).load().await.context(name, "cannot read a manifest list")?;
-        for manifest in list.consume_entries() {
-            manifests.entry(manifest.manifest_path.clone()).or_insert(manifest);
+    /// Every file the given snapshots reference: manifest lists, manifests, and the data
+    /// files live in them. Manifests shared between snapshots are read once, and what a
+    /// manifest list or manifest holds is remembered (they never change), so maintenance
+    /// that runs every minute reads only the files committed since its last run.
+    pub(crate) async fn referenced_files(
+        &self,
+        table: &iceberg::table::Table,
+        name: &str,
+        snapshots: Vec<iceberg::spec::SnapshotRef>,
+    ) -> LakeResult<HashSet<String>> {
+        let mut files = HashSet::new();
+        let mut manifests_seen: HashSet<String> = HashSet::new();
+        let mut to_read: HashMap<String, iceberg::spec::ManifestFile> = HashMap::new();
+        for snapshot in &snapshots {
+            let list_path = snapshot.manifest_list().to_string();
+            files.insert(list_path.clone());
+            if let Some(manifests) = self.remembered(&list_path) {
+                if manifests.iter().all(|m| self.remembered(m).is_some()) {
+                    manifests_seen.extend(manifests.iter().cloned());
+                    continue;
+                }
+            }
+            let list = table.manifest_list_reader(snapshot).load().await.context(name, "cannot read a manifest list")?;
+            let entries: Vec<_> = list.consume_entries().into_iter().collect();
+            self.remember(list_path, entries.iter().map(|m| m.manifest_path.clone()).collect());
+            for manifest in entries {
+                manifests_seen.insert(manifest.manifest_path.clone());
+                if self.remembered(&manifest.manifest_path).is_none() {
+                    to_read.entry(manifest.manifest_path.clone()).or_insert(manifest);
+                }
+            }
         }
+        for (path, manifest) in to_read {
+            let loaded = manifest.load_manifest(table.file_io()).await.context(name, "cannot read a manifest")?;
+            self.remember(path, loaded.entries().iter().filter(|e| e.is_alive()).map(|e| e.file_path().to_string()).collect());
+        }
+        for path in manifests_seen {
+            files.extend(self.remembered(&path).unwrap_or_default().iter().cloned());
+            files.insert(path);
+        }
+        Ok(files)
     }
-    for (path, manifest) in manifests {
-        let loaded = manifest.load_manifest(table.file_io()).await.context(name, "cannot read a manifest")?;
-        files.extend(loaded.entries().iter().filter(|e| e.is_alive()).map(|e| e.file_path().to_string()));
-        files.insert(path);
-    }
-    Ok(files)
 }

@@ -18,13 +18,17 @@ mod config;
 mod error;
 pub mod inspect;
 pub mod maintain;
+mod orphans;
+pub mod policy;
 pub mod tables;
 mod write;
 
 pub use append::{CommitInfo, WriteMode};
 pub use catalog::Lake;
 pub use checkpoint::{compare_sequence_numbers, Checkpoint, CheckpointAdvance, ShardAdvance, CHECKPOINT_PROPERTY};
-pub use config::{LakeConfig, S3Settings, CATALOG_NAME};
+pub use config::{LakeConfig, MaintenancePolicy, S3Settings, CATALOG_NAME};
 pub use error::{LakeError, LakeResult};
 pub use maintain::{CompactOptions, CompactReport, ExpireOptions, ExpireReport};
+pub use orphans::{OrphanReport, SupersededMetadata};
+pub use policy::MaintenanceReport;
 pub use tables::{ingested_at_type, PartitionField, TableDef, INGESTED_AT_COLUMN};

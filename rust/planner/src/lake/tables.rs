@@ -9,6 +9,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema as ArrowSchem
 use iceberg::arrow::arrow_schema_to_schema_auto_assign_ids;
 use iceberg::spec::{PartitionSpec, Schema, Transform, UnboundPartitionSpec};
 
+use super::commit::PREVIOUS_VERSIONS_PROPERTY;
 use super::config::LakeConfig;
 use super::error::{LakeError, LakeResult};
 
@@ -151,8 +152,9 @@ impl TableDef {
 }
 
 /// Properties every Weir table gets: zstd Parquet (also declared for other writers, such as
-/// pyiceberg, that honour it), the target file size, and a commit retry budget generous
-/// enough for many concurrent writers.
+/// pyiceberg, that honour it), the target file size, a commit retry budget generous
+/// enough for many concurrent writers, and a bounded metadata log (the files that fall out
+/// of it are deleted by maintenance once they are older than the time-travel window).
 fn table_properties(config: &LakeConfig) -> HashMap<String, String> {
     HashMap::from([
         ("write.format.default".to_string(), "parquet".to_string()),
@@ -164,6 +166,7 @@ fn table_properties(config: &LakeConfig) -> HashMap<String, String> {
         ("commit.retry.max-wait-ms".to_string(), "1000".to_string()),
         ("commit.retry.total-timeout-ms".to_string(), "600000".to_string()),
         ("weir.managed".to_string(), "true".to_string()),
+        (PREVIOUS_VERSIONS_PROPERTY.to_string(), config.maintenance.metadata_versions.to_string()),
     ])
 }
 

@@ -17,6 +17,9 @@
 //! A failing batch is retried (default 3 more times, with backoff); then its records go to
 //! the dead-letter table with the error, their jobs become `failed`, and the consumer goes on
 //! (or halts, if so configured). The checkpoint never moves past records that are not stored.
+//!
+//! Between batches the consumer starts the lake's maintenance policy on its tables in the
+//! background ([`super::maintainer`]), so they stay fast however long it runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use tokio::sync::Mutex;
 
 use super::error::{StreamError, StreamResult};
 use super::kinesis::Kinesis;
+use super::maintainer::{Maintainer, MAINTENANCE_SCOPE};
 use super::metastore::{now_ms, BatchMetrics, JobRecord, Metastore};
 use super::source::{read_shards, ReadLimits, ShardCursor, SourceRecord, StartPosition};
 use super::unpack::{dead_letter_batch, failed_job_records, job_records, label_rejected, unpack, Unpacked};
@@ -75,6 +79,9 @@ pub struct ConsumerOptions {
     pub start_from: StartFrom,
     /// How long a shard lease lasts without renewal (a dead consumer's shards wait this long).
     pub lease_ttl: Duration,
+    /// Run the lake's maintenance policy on the dataset's tables in the background (when
+    /// `[lake.maintenance] enabled`, the default; see [`super::maintainer`]).
+    pub maintenance: bool,
 }
 
 impl Default for ConsumerOptions {
@@ -90,6 +97,7 @@ impl Default for ConsumerOptions {
             on_failure: OnFailure::DeadLetter,
             start_from: StartFrom::Oldest,
             lease_ttl: Duration::from_secs(10),
+            maintenance: true,
         }
     }
 }
@@ -114,6 +122,7 @@ pub struct Consumer {
     options: ConsumerOptions,
     shards: BTreeMap<String, ShardState>,
     last_job_sweep: Instant,
+    maintainer: Option<Maintainer>,
 }
 
 /// How often a consumer finalizes jobs another process left open.
@@ -147,6 +156,10 @@ impl Consumer {
         kinesis.ensure_stream(&stream).await?;
         let metastore = Metastore::open(&lake).await?;
         let output_schema = processor.output_schema().await?;
+        let maintainer = options.maintenance.then(|| {
+            let tables = vec![valid.clone(), rejected.clone(), dead_letter.clone()];
+            Maintainer::new(lake.clone(), metastore.clone(), tables, options.consumer_id.clone())
+        });
         Ok(Self {
             lake,
             kinesis,
@@ -159,6 +172,7 @@ impl Consumer {
             options,
             shards: BTreeMap::new(),
             last_job_sweep: Instant::now(),
+            maintainer,
         })
     }
 
@@ -196,6 +210,10 @@ impl Consumer {
     /// Gives back this consumer's leases (on a clean stop).
     pub async fn release(&mut self) -> StreamResult<()> {
         self.shards.clear();
+        if let Some(maintainer) = self.maintainer.as_mut() {
+            maintainer.stop().await;
+            self.metastore.release_leases(MAINTENANCE_SCOPE, &self.options.consumer_id).await?;
+        }
         self.metastore.release_leases(&self.stream, &self.options.consumer_id).await
     }
 
@@ -269,6 +287,9 @@ impl Consumer {
         };
         let batch = self.collect_and_store().await;
         heartbeat.abort();
+        if let Some(maintainer) = self.maintainer.as_mut() {
+            maintainer.poll();
+        }
         batch
     }
 

@@ -762,6 +762,34 @@ impl Metastore {
         Ok(mine)
     }
 
+    /// Takes or renews the lease named `name` under `scope` for `owner` until `ttl_ms` from
+    /// now, if it is free, expired or already `owner`'s. Returns whether `owner` holds it.
+    /// Leases of scopes that are not stream names (`weir:maintenance`) elect one process for
+    /// a job several could do, such as maintaining a table.
+    pub async fn take_lease(&self, scope: &str, name: &str, owner: &str, ttl_ms: i64) -> StreamResult<bool> {
+        let leases = db(LEASES_TABLE);
+        let now = now_ms();
+        let insert = self.sql(
+            "INSERT INTO weir_shard_leases (stream, shard_id, owner, expires_at_ms) VALUES (?, ?, NULL, 0) ON CONFLICT DO NOTHING",
+        );
+        sqlx::query(&insert).bind(scope).bind(name).execute(&self.pool).await.map_err(&leases)?;
+        let take = self.sql(
+            "UPDATE weir_shard_leases SET owner = ?, expires_at_ms = ? \
+             WHERE stream = ? AND shard_id = ? AND (owner = ? OR owner IS NULL OR expires_at_ms < ?)",
+        );
+        let taken = sqlx::query(&take)
+            .bind(owner)
+            .bind(now + ttl_ms)
+            .bind(scope)
+            .bind(name)
+            .bind(owner)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(&leases)?;
+        Ok(taken.rows_affected() == 1)
+    }
+
     /// Extends this consumer's unexpired leases (and its liveness) by `ttl_ms`, during a batch.
     pub async fn renew_leases(&self, stream: &str, consumer_id: &str, ttl_ms: i64) -> StreamResult<()> {
         let now = now_ms();

@@ -18,6 +18,7 @@ mod error;
 mod ingest;
 mod kinesis;
 mod ledger;
+pub mod maintainer;
 pub mod metastore;
 mod producer;
 pub mod record;
