@@ -95,6 +95,15 @@ def test_events_come_out_exactly_with_rejected_records_and_final_jobs(stream_env
         assert total == sum(r.stats[stat] for r in expected), (count, batches)
     assert all(s["weir.batch.dead-lettered"] == "0" for s in batches)
     assert all(int(s.get("added-records", 0)) == int(s["weir.batch.valid"]) for s in batches)
+    # weir.lake.snapshots() shows them as columns.
+    snapshots = weir.lake.snapshots("raw.shop_events").to_pylist()
+    consumer_rows = [s for s in snapshots if s["batch_valid"] is not None]
+    assert len(consumer_rows) == len(batches)
+    assert sum(s["batch_valid"] for s in consumer_rows) == sum(r.stats["valid"] for r in expected)
+    assert sum(s["batch_events"] for s in consumer_rows) == sum(
+        r.stats["records"] for r in expected
+    )
+    assert {s["contract_version"] for s in consumer_rows} == {version}
 
 
 def wait_for_log_event(capfd: pytest.CaptureFixture[str], event: str, timeout: float) -> dict:

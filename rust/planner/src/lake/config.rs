@@ -643,13 +643,15 @@ mod tests {
 
         for (sources, expected) in [
             (vec![text("metastore", "mysql://u:secret@h/db", "WEIR_METASTORE"), text("state", "/s", "defaults")], "WEIR_METASTORE: unsupported database \"mysql\""),
-            (vec![text("lake.bogus", "1", &format!("{file}: lake.bogus"))], "lake.bogus: unknown setting (known: metastore, warehouse, s3, write)"),
+            (vec![text("lake.bogus", "1", &format!("{file}: lake.bogus"))], "lake.bogus: unknown setting (known: metastore, warehouse, s3, write, maintenance)"),
             (vec![text("lake.s3.bogus", "1", "f: lake.s3.bogus")], "f: lake.s3.bogus: unknown setting (known: endpoint, region, access_key_id, secret_access_key, session_token, path_style_access)"),
             (vec![text("lake.state", "/x", "f: lake.state")], "f: lake.state: unknown setting"),
             (vec![text("lake.s3", "x", "f: lake.s3")], "expected a table ([lake.s3])"),
             (vec![text("state", "/s", "defaults"), text("s3.endpoint", "ftp://x", "WEIR_S3_ENDPOINT")], "WEIR_S3_ENDPOINT: expected http://host:port"),
             (vec![text("state", "/s", "defaults"), text("s3.path-style-access", "maybe", "WEIR_S3_PATH_STYLE_ACCESS")], "WEIR_S3_PATH_STYLE_ACCESS: expected true or false, got \"maybe\""),
             (vec![text("state", "/s", "defaults"), SettingSource::new("lake.write.zstd_level", SettingValue::Integer(30), "f: lake.write.zstd_level")], "f: lake.write.zstd_level: expected a whole number from 1 to 22, got 30"),
+            (vec![text("state", "/s", "defaults"), SettingSource::new("lake.maintenance.interval_seconds", SettingValue::Integer(0), "f: lake.maintenance.interval_seconds")], "f: lake.maintenance.interval_seconds: expected a whole number from 1 to 86400, got 0"),
+            (vec![text("state", "/s", "defaults"), text("lake.maintenance.window", "5", "f: lake.maintenance.window")], "unknown setting (known: enabled, interval_seconds, snapshot_window_minutes"),
         ] {
             let err = LakeConfig::from_sources(&sources).unwrap_err().to_string();
             assert!(err.contains(expected), "{err}");

@@ -98,7 +98,7 @@ impl Lake {
         let cutoff = now.checked_sub(min_age).unwrap_or(SystemTime::UNIX_EPOCH);
         let metadata_cutoff = now.checked_sub(superseded.min_age).unwrap_or(SystemTime::UNIX_EPOCH);
         let mut unreferenced: Vec<Listed> = listed.into_iter().filter(|f| !referenced.contains(&f.path)).collect();
-        unreferenced.sort_by(|a, b| b.modified.cmp(&a.modified)); // newest first
+        unreferenced.sort_by_key(|f| std::cmp::Reverse(f.modified)); // newest first
         let mut newer_metadata = 0usize;
         for file in unreferenced {
             let young = if file.path.ends_with(".metadata.json") {
