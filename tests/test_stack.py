@@ -56,8 +56,15 @@ def read_stream(client, stream: str) -> dict[str, list[dict]]:
 def test_records_round_trip_through_every_shard(kinesis_endpoint: str) -> None:
     client = kinesis_client(kinesis_endpoint)
     client.create_stream(StreamName="weir-roundtrip", ShardCount=4)
-    summary = client.describe_stream_summary(StreamName="weir-roundtrip")
-    assert summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"  # createStreamMs 0
+    # createStreamMs is 0: the stream turns ACTIVE on kinesalite's next tick (a loaded
+    # machine may answer the first describe before it).
+    deadline = time.monotonic() + 5
+    while True:
+        summary = client.describe_stream_summary(StreamName="weir-roundtrip")
+        if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+            break
+        assert time.monotonic() < deadline, summary["StreamDescriptionSummary"]
+        time.sleep(0.05)
     assert summary["StreamDescriptionSummary"]["OpenShardCount"] == 4
 
     rng = random.Random(11)
