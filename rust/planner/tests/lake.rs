@@ -1,6 +1,7 @@
 //! The lakehouse against a real SQLite metastore and a local warehouse in a temporary folder:
 //! tables from the shop_events contract, appends, compaction (also racing an appender),
-//! snapshot expiry and the maintenance policy. Run with `cargo test --release --workspace`.
+//! snapshot expiry and the maintenance policy (also beside a writer committing back to
+//! back). Run with `cargo test --release --workspace`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -310,6 +311,52 @@ async fn the_policy_keeps_window_checkpoint_and_rows_and_bounds_metadata() {
     assert_eq!((lists, manifests), (4, 1), "{metadata:?}");
     assert!(metadata_json(&dir) <= 5, "{metadata:?}");
     assert_eq!(event_ids(&lake).await.len(), 120);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_takes_turns_with_a_writer_committing_back_to_back() {
+    // One attempt per commit: in one process, the writer's commits and maintenance's must
+    // take turns instead of racing (a consumer committing back to back would otherwise win
+    // every race, and maintenance would never commit).
+    let dir = tempdir();
+    let mut config =
+        LakeConfig::new(dir.join("metastore.db").display().to_string(), dir.join("warehouse").display().to_string());
+    config.commit_attempts = 1;
+    config.maintenance = MaintenancePolicy {
+        max_snapshots: 10,
+        history_hours: 0,
+        merge_manifests_at: 20,
+        compact_min_files: 1000,
+        ..MaintenancePolicy::default() // orphans only after 6 hours: the writer's files are young
+    };
+    let policy = config.maintenance.clone();
+    let lake = Arc::new(Lake::open(config).await.unwrap());
+    let processor = processor();
+    let valid = dataset_tables(&processor, lake.config()).await.unwrap().valid;
+    lake.ensure_table(&valid).await.unwrap();
+    for k in 0..30 {
+        append_events(&lake, &processor, k * 10, 10).await;
+    }
+    let writer = {
+        let lake = lake.clone();
+        let processor = processor.clone();
+        tokio::spawn(async move {
+            for k in 30..90 {
+                append_events(&lake, &processor, k * 10, 10).await;
+            }
+        })
+    };
+    let mut runs = Vec::new();
+    while !writer.is_finished() {
+        runs.push(lake.maintain("raw.shop_events", &policy).await.expect("maintenance commits beside the writer"));
+    }
+    writer.await.expect("every append commits beside maintenance");
+    assert!(runs.iter().any(|r| r.manifests_merged.is_some()), "{runs:?}");
+    assert!(runs.iter().any(|r| r.expiry.snapshots_expired > 0), "{runs:?}");
+    let ids = event_ids(&lake).await;
+    assert_eq!((ids.len(), ids.iter().collect::<HashSet<_>>().len()), (900, 900));
+    let table = lake.load_table("raw.shop_events").await.unwrap();
+    assert_eq!(Checkpoint::of_table("raw.shop_events", table.metadata()).unwrap().position("test", "shard-0"), Some("890"));
 }
 
 fn valid_schema() -> datafusion::arrow::datatypes::Schema {

@@ -16,9 +16,16 @@
 //!   race are replaced too (the overwrite is ordered after them).
 //!
 //! Every committed snapshot writes one audit event (`target: weir::audit`, `event: commit`).
+//!
+//! Commits to one table from one process take turns ([`commit_turn`], first come first
+//! served): a consumer committing back to back would otherwise win every race against the
+//! maintenance running beside it, whose attempts take longer, and maintenance would never
+//! commit. A writer waits at most for one other commit attempt; other processes still race
+//! with compare-and-swap.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use iceberg::spec::{
@@ -88,6 +95,17 @@ struct Counts {
 
 /// Commits `change` to table `name` in one snapshot whose summary carries `properties`, the
 /// parent's checkpoint, and `advance` (checked against the parent's checkpoint first).
+/// One turnstile per table (warehouse location and name) for the whole process.
+static TURNS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+
+/// Waits for this process's turn to commit to table `name` (first come, first served); the
+/// turn lasts until the guard is dropped. Hold it from loading the table to the pointer swap.
+pub(crate) async fn commit_turn(lake: &Lake, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    let key = format!("{}#{name}", lake.config().warehouse_location());
+    let turn = TURNS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entry(key).or_default().clone();
+    turn.lock_owned().await
+}
+
 pub(crate) async fn commit_snapshot(
     lake: &Lake,
     name: &str,
@@ -100,6 +118,7 @@ pub(crate) async fn commit_snapshot(
     // Manifests read by earlier attempts: a retry reads only those committed meanwhile.
     let mut manifests_read = ManifestEntries::new();
     for attempt in 1..=attempts {
+        let turn = commit_turn(lake, name).await;
         let table = lake.load_table(name).await?;
         let metadata = table.metadata();
         let current_location = table.metadata_location_result().context(name, "table has no metadata location")?.to_string();
@@ -282,8 +301,10 @@ pub(crate) async fn commit_snapshot(
             }
             return Ok(Committed::Snapshot { snapshot_id, attempts: attempt });
         }
-        // Lost the race: back off a little (with jitter, so racing writers spread out) and
-        // rebuild on the winner's state. The unreferenced metadata files are left behind.
+        // Lost the race to another process: back off a little (with jitter, so racing
+        // writers spread out) and rebuild on the winner's state. The unreferenced metadata
+        // files are left behind.
+        drop(turn);
         let jitter = (uuid::Uuid::new_v4().as_u128() % 20) as u64;
         tokio::time::sleep(Duration::from_millis((5 * attempt as u64).min(200) + jitter)).await;
     }

@@ -14,7 +14,7 @@ use iceberg::spec::{DataContentType, ManifestEntryRef, Struct};
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
 use super::catalog::Lake;
-use super::commit::{commit_snapshot, Change, Committed};
+use super::commit::{commit_snapshot, commit_turn, Change, Committed};
 use super::error::{IcebergContext, LakeError, LakeResult};
 use super::inspect::live_entries;
 use super::write::{conform_batches, table_arrow_schema, write_data_files};
@@ -185,6 +185,7 @@ impl Lake {
     /// Expires the snapshots `ids` (those still there, never the current one), then deletes
     /// the files that only they referenced. The commit retries on a race like any other.
     pub async fn expire_snapshot_ids(&self, name: &str, ids: &[i64]) -> LakeResult<ExpireReport> {
+        let turn = commit_turn(self, name).await;
         let table = self.load_table(name).await?;
         let current = table.metadata().current_snapshot_id();
         let ids: Vec<i64> = ids.iter().copied().filter(|id| Some(*id) != current).collect();
@@ -196,6 +197,7 @@ impl Lake {
         let tx = Transaction::new(&table);
         let tx = tx.expire_snapshots().expire_snapshot_ids(ids).apply(tx).context(name, "cannot prepare snapshot expiry")?;
         let updated = tx.commit(self.catalog().as_ref()).await.context(name, "cannot expire snapshots")?;
+        drop(turn);
         self.finish_expiry(name, &table, &updated, before, true, &mut report).await?;
         Ok(report)
     }
@@ -203,6 +205,7 @@ impl Lake {
     /// Expires snapshots older than `older_than_ms`, always keeping the newest
     /// `retain_last`, then (optionally) deletes files no kept snapshot references.
     pub async fn expire_snapshots(&self, name: &str, options: &ExpireOptions) -> LakeResult<ExpireReport> {
+        let turn = commit_turn(self, name).await;
         let table = self.load_table(name).await?;
         let before: HashSet<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
         let tx = Transaction::new(&table);
@@ -212,6 +215,7 @@ impl Lake {
             .retain_last(options.retain_last.max(1));
         let tx = action.apply(tx).context(name, "cannot prepare snapshot expiry")?;
         let updated = tx.commit(self.catalog().as_ref()).await.context(name, "cannot expire snapshots")?;
+        drop(turn);
         let mut report = ExpireReport { table: name.to_string(), ..Default::default() };
         self.finish_expiry(name, &table, &updated, before, options.delete_files, &mut report).await?;
         Ok(report)

@@ -30,7 +30,7 @@ use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
 use super::catalog::Lake;
 use super::checkpoint::CHECKPOINT_PROPERTY;
-use super::commit::PREVIOUS_VERSIONS_PROPERTY;
+use super::commit::{commit_turn, PREVIOUS_VERSIONS_PROPERTY};
 use super::config::MaintenancePolicy;
 use super::error::{IcebergContext, LakeResult};
 use super::maintain::{CompactOptions, CompactReport, ExpireReport};
@@ -176,6 +176,7 @@ impl Lake {
     /// Sets `write.metadata.previous-versions-max` where it differs from the policy (tables
     /// made before Weir set it). Returns whether anything was committed.
     async fn set_metadata_log_properties(&self, name: &str, policy: &MaintenancePolicy) -> LakeResult<bool> {
+        let _turn = commit_turn(self, name).await;
         let table = self.load_table(name).await?;
         let wanted = policy.metadata_versions.to_string();
         if table.metadata().properties().get(PREVIOUS_VERSIONS_PROPERTY) == Some(&wanted) {
