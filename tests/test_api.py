@@ -145,11 +145,17 @@ def test_every_format_is_accepted_and_a_job_reaches_committed(api, running_consu
         assert set(steps) == {"check", "ledger", "kinesis"}, steps
         assert all(float(ms) > 0 for ms in steps.values()), steps
     assert [a["received"] for a in accepted] == [1, 9, 20, 10]
-    logged = [
-        json.loads(line)
-        for line in (tmp_path / "api.log").read_text().splitlines()
-        if line.startswith("{") and '"path": "/v1/ingest/shop_events"' in line
-    ]
+    # The access log line is written once the response is sent: the last one may lag.
+    deadline = time.monotonic() + 5
+    while True:
+        logged = [
+            json.loads(line)
+            for line in (tmp_path / "api.log").read_text().splitlines()
+            if line.startswith("{") and '"path": "/v1/ingest/shop_events"' in line
+        ]
+        if len(logged) >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(logged) == 4 and all(r["status"] == 202 for r in logged), logged
     for r in logged:  # the same steps in the access log, within the request's duration
         steps = r["check_ms"] + r["ledger_ms"] + r["kinesis_ms"]

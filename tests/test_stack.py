@@ -53,19 +53,23 @@ def read_stream(client, stream: str) -> dict[str, list[dict]]:
     return {shard["ShardId"]: read_shard(client, stream, shard["ShardId"]) for shard in shards}
 
 
+def wait_until_active(client, stream: str) -> dict:
+    """The stream's summary once it is ACTIVE: createStreamMs is 0, so a new stream turns
+    ACTIVE on kinesalite's next tick (a loaded machine may answer before it, and a put to a
+    CREATING stream is refused as not found)."""
+    deadline = time.monotonic() + 5
+    while True:
+        summary = client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+        if summary["StreamStatus"] == "ACTIVE":
+            return summary
+        assert time.monotonic() < deadline, summary
+        time.sleep(0.05)
+
+
 def test_records_round_trip_through_every_shard(kinesis_endpoint: str) -> None:
     client = kinesis_client(kinesis_endpoint)
     client.create_stream(StreamName="weir-roundtrip", ShardCount=4)
-    # createStreamMs is 0: the stream turns ACTIVE on kinesalite's next tick (a loaded
-    # machine may answer the first describe before it).
-    deadline = time.monotonic() + 5
-    while True:
-        summary = client.describe_stream_summary(StreamName="weir-roundtrip")
-        if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
-            break
-        assert time.monotonic() < deadline, summary["StreamDescriptionSummary"]
-        time.sleep(0.05)
-    assert summary["StreamDescriptionSummary"]["OpenShardCount"] == 4
+    assert wait_until_active(client, "weir-roundtrip")["OpenShardCount"] == 4
 
     rng = random.Random(11)
     payloads = [f"record {i} ".encode() + rng.randbytes(rng.randrange(0, 2048)) for i in range(600)]
@@ -208,6 +212,7 @@ def test_up_status_down_keep_records_across_restarts(stack_env: dict[str, str]) 
 
     client = kinesis_client(endpoint)
     client.create_stream(StreamName="weir-durable", ShardCount=2)
+    wait_until_active(client, "weir-durable")
     records = [{"Data": f"event {i}".encode(), "PartitionKey": str(i)} for i in range(50)]
     assert client.put_records(StreamName="weir-durable", Records=records)["FailedRecordCount"] == 0
 

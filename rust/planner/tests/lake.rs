@@ -357,6 +357,17 @@ async fn maintenance_takes_turns_with_a_writer_committing_back_to_back() {
     assert_eq!((ids.len(), ids.iter().collect::<HashSet<_>>().len()), (900, 900));
     let table = lake.load_table("raw.shop_events").await.unwrap();
     assert_eq!(Checkpoint::of_table("raw.shop_events", table.metadata()).unwrap().position("test", "shard-0"), Some("890"));
+    // Appends list the manifests of the list the previous commit wrote without reading it
+    // back: each manifest keeps the sequence number of the snapshot that added it.
+    let current = table.metadata().current_snapshot().unwrap();
+    let list = table.manifest_list_reader(current).load().await.unwrap();
+    assert!(list.entries().len() > 1);
+    for manifest in list.entries() {
+        if let Some(added) = table.metadata().snapshot_by_id(manifest.added_snapshot_id) {
+            assert_eq!(manifest.sequence_number, added.sequence_number(), "{manifest:?}");
+        }
+        assert!(manifest.min_sequence_number >= 1 && manifest.min_sequence_number <= manifest.sequence_number);
+    }
 }
 
 fn valid_schema() -> datafusion::arrow::datatypes::Schema {

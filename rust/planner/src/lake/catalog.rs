@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use iceberg::spec::ManifestFile;
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
@@ -78,6 +79,9 @@ pub struct Lake {
     /// not moved reuses it instead of reading and parsing `metadata.json` again (which at a
     /// thousand snapshots is most of a commit's time).
     tables: std::sync::Mutex<HashMap<String, Table>>,
+    /// The manifests of the manifest list each table's last commit from here wrote, so the
+    /// next append (which lists them all again) need not read the list back.
+    last_lists: std::sync::Mutex<HashMap<String, (String, Arc<Vec<ManifestFile>>)>>,
 }
 
 impl Lake {
@@ -133,7 +137,7 @@ impl Lake {
             }
             start_checkpointer(&url);
         }
-        Ok(Self { config, catalog: Arc::new(catalog), pool, listings: Default::default(), tables: Default::default() })
+        Ok(Self { config, catalog: Arc::new(catalog), pool, listings: Default::default(), tables: Default::default(), last_lists: Default::default() })
     }
 
     pub fn config(&self) -> &LakeConfig {
@@ -147,6 +151,16 @@ impl Lake {
 
     pub(crate) fn remember(&self, path: String, files: Vec<String>) {
         self.listings.lock().unwrap_or_else(|e| e.into_inner()).insert(path, Arc::new(files));
+    }
+
+    /// The manifests of manifest list `path` if this lake's last commit to `name` wrote it.
+    pub(crate) fn last_list(&self, name: &str, path: &str) -> Option<Arc<Vec<ManifestFile>>> {
+        let lists = self.last_lists.lock().unwrap_or_else(|e| e.into_inner());
+        lists.get(name).filter(|(last, _)| last == path).map(|(_, manifests)| manifests.clone())
+    }
+
+    pub(crate) fn remember_last_list(&self, name: &str, path: String, manifests: Vec<ManifestFile>) {
+        self.last_lists.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), (path, Arc::new(manifests)));
     }
 
     /// Drops what is remembered of a deleted file.

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use iceberg::spec::{
     DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotReference,
+    UNASSIGNED_SEQUENCE_NUMBER,
     SnapshotRetention, Summary, MAIN_BRANCH,
 };
 use iceberg::table::Table;
@@ -139,9 +140,16 @@ pub(crate) async fn commit_snapshot(
                     manifests.push(write_manifest(&table, name, snapshot_id, sequence_number, added, &[], &HashSet::new()).await?);
                 }
                 if let Some(parent) = &current {
-                    let list =
-                        table.manifest_list_reader(parent).load().await.context(name, "cannot read the manifest list")?;
-                    manifests.extend(list.entries().iter().cloned());
+                    if let Some(known) = lake.last_list(name, parent.manifest_list()) {
+                        manifests.extend(known.iter().cloned());
+                    } else {
+                        let list = table
+                            .manifest_list_reader(parent)
+                            .load()
+                            .await
+                            .context(name, "cannot read the manifest list")?;
+                        manifests.extend(list.entries().iter().cloned());
+                    }
                     let total = |key: &str| parent.summary().additional_properties.get(key).and_then(|v| v.parse::<u64>().ok());
                     counts.total_files = total("total-data-files");
                     counts.total_records = total("total-records");
@@ -220,7 +228,7 @@ pub(crate) async fn commit_snapshot(
             current.as_ref().map(|s| s.snapshot_id()),
             sequence_number,
         );
-        list.add_manifests(manifests.into_iter()).context(name, "cannot write a manifest list")?;
+        list.add_manifests(manifests.iter().cloned()).context(name, "cannot write a manifest list")?;
         list.close().await.context(name, "cannot write a manifest list")?;
 
         let mut summary = properties.clone();
@@ -247,7 +255,7 @@ pub(crate) async fn commit_snapshot(
             .with_parent_snapshot_id(current.as_ref().map(|s| s.snapshot_id()))
             .with_sequence_number(sequence_number)
             .with_timestamp_ms(timestamp_ms)
-            .with_manifest_list(list_path)
+            .with_manifest_list(list_path.clone())
             .with_summary(Summary { operation, additional_properties: summary })
             .with_schema_id(metadata.current_schema_id())
             .build();
@@ -270,15 +278,34 @@ pub(crate) async fn commit_snapshot(
             .with_new_metadata(&new_metadata);
         new_metadata.write_to(file_io, &new_location).await.context(name, "cannot write table metadata")?;
         if lake.swap_metadata_location(&ident, &current_location, &new_location.to_string()).await? {
-            // The next load of this table (this writer's next commit) starts from here.
-            if let Ok(committed) = Table::builder()
-                .metadata(new_metadata)
-                .metadata_location(new_location.to_string())
-                .identifier(ident.clone())
-                .file_io(file_io.clone())
-                .build()
-            {
-                lake.remember_table(name, committed);
+            // The next load of this table (this writer's next commit) starts from here
+            // instead of reading and parsing the metadata file just written.
+            let committed = iceberg::Runtime::try_current().and_then(|runtime| {
+                Table::builder()
+                    .metadata(new_metadata)
+                    .metadata_location(new_location.to_string())
+                    .identifier(ident.clone())
+                    .file_io(file_io.clone())
+                    .runtime(runtime)
+                    .build()
+            });
+            // As written: the list writer gave this snapshot's new manifests its sequence number.
+            let written = manifests
+                .into_iter()
+                .map(|mut m| {
+                    if m.sequence_number == UNASSIGNED_SEQUENCE_NUMBER {
+                        m.sequence_number = sequence_number;
+                    }
+                    if m.min_sequence_number == UNASSIGNED_SEQUENCE_NUMBER {
+                        m.min_sequence_number = sequence_number;
+                    }
+                    m
+                })
+                .collect();
+            lake.remember_last_list(name, list_path.clone(), written);
+            match committed {
+                Ok(committed) => lake.remember_table(name, committed),
+                Err(e) => tracing::warn!(component = "lake", event = "table_not_remembered", table = %name, error = %e),
             }
             let added = change.added();
             tracing::info!(
