@@ -2,7 +2,7 @@
 policy and without it, in the same run.
 
     .venv/bin/python bench/soak/run.py [--commits 86400] [--window 3600] \\
-        [--unmaintained-commits 5000] [--json-out bench/results/soak.json]
+        [--unmaintained-commits 5000] [--json-out bench/results/soak.json] [--keep]
 
 Each "second" commits one small batch to ``raw.shop_events`` (``--events`` events, each
 invalid with probability 5%, so about two seconds in three also commit their rejected rows
@@ -27,7 +27,8 @@ valid table's ``metadata/`` folder and ``data/`` folder, manifests of the curren
 snapshots kept, and the reader's planning time (``ctx.sql(...)`` plus the physical plan)
 p50 for a one-day count, and the policy's run time p50 on the valid table. At the end the
 rows are checked: the valid table holds every valid row committed, once (count and an
-order-independent checksum of ``event_id``).
+order-independent checksum of ``event_id``). Each run's lake (a temporary folder) is deleted
+at its end unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -186,7 +188,9 @@ def manifests_of_current(settings: LakeSettings) -> int:
     return len(list(read_manifest_list(listing)))
 
 
-def soak(commits: int, window: int, events: int, maintained: bool, batches: Batches) -> dict:
+def soak(
+    commits: int, window: int, events: int, maintained: bool, batches: Batches, keep: bool
+) -> dict:
     root = Path(tempfile.mkdtemp(prefix="weir-soak-"))
     settings = LakeSettings(str(root / "metastore.db"), str(root / "warehouse"))
     weir.lake.ensure_dataset("shop_events", settings)
@@ -257,6 +261,10 @@ def soak(commits: int, window: int, events: int, maintained: bool, batches: Batc
         problems.append(f"{label}: {len(stored)} rows stored for {valid_rows} committed")
     if event_checksum(stored) != checksum:
         problems.append(f"{label}: the stored event ids differ from the committed ones")
+    if keep:
+        print(f"{label}: lake kept in {root}", file=sys.stderr)
+    else:
+        shutil.rmtree(root, ignore_errors=True)  # the unmaintained lake alone is ~18 GB
     problems += [f"{label} reader: {e}" for e in reader.errors[:5]]
     if maintainer:
         problems += [f"{label} maintenance: {e}" for e in maintainer.errors[:5]]
@@ -284,13 +292,14 @@ def main() -> int:
     parser.add_argument("--unmaintained-window", type=int, default=500)
     parser.add_argument("--events", type=int, default=20, help="events per batch")
     parser.add_argument("--json-out", help="where to write the results (default: nowhere)")
+    parser.add_argument("--keep", action="store_true", help="keep each run's lake (temp folder)")
     args = parser.parse_args()
     batches = Batches(args.events)
     results: dict[str, object] = {"events_per_batch": args.events}
     results["unmaintained"] = soak(
-        args.unmaintained_commits, args.unmaintained_window, args.events, False, batches
+        args.unmaintained_commits, args.unmaintained_window, args.events, False, batches, args.keep
     )
-    results["maintained"] = soak(args.commits, args.window, args.events, True, batches)
+    results["maintained"] = soak(args.commits, args.window, args.events, True, batches, args.keep)
     maintained = results["maintained"]["windows"]
     first, last = maintained[0], maintained[-1]
     results["last_over_first_p99"] = round(last["commit_p99_ms"] / first["commit_p99_ms"], 2)
