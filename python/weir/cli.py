@@ -14,6 +14,7 @@
     weir api-key list [--format table|json] | weir api-key revoke NAME
     weir transform [--full-refresh] [--select MODEL ...] [--no-publish]
     weir quality check [--table raw.shop_events] [--full] [--no-alert]
+    weir contract check [--dataset D] | weir contract history D [--format table|json]
     weir sql "select ... from lake.raw.shop_events" [--format table|csv|json] [--limit 100]
     weir jobs [JOB_ID] [--dataset D] [--status S] [--limit 20] [--format table|csv|json]
     weir notebook [--port 8888] [--no-browser]
@@ -37,10 +38,13 @@ foreground until SIGINT or SIGTERM;
 publishes the marts as ``marts.<model>`` Iceberg tables (``weir.modeling``) and prints a
 summary: data files read, rows per model, how each mart was published. ``quality check``
 validates the lake with Great Expectations (``weir.quality``), exiting 1 when a critical
-expectation fails. ``sql`` runs one query on the lake through ``weir.connect()`` and prints
-the rows; ``jobs`` lists the newest ingestion jobs or shows one; ``notebook`` opens
-``notebooks/`` in JupyterLab; ``sample`` writes generated ``shop_events`` records (some
-broken on purpose) to try the processor and the API on.
+expectation fails. ``contract check`` compares each dataset's contract and pipeline SQL
+with its tables and lists what would change (exit 1 when a change is breaking);
+``contract history`` lists the contract versions a dataset's tables were used with. ``sql``
+runs one query on the lake through ``weir.connect()`` and prints the rows; ``jobs`` lists
+the newest ingestion jobs or shows one; ``notebook`` opens ``notebooks/`` in JupyterLab;
+``sample`` writes generated ``shop_events`` records (some broken on purpose) to try the
+processor and the API on.
 """
 
 from __future__ import annotations
@@ -355,6 +359,104 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+_WAY_FORWARD = (
+    "The tables can follow a new optional column, a column made optional and a wider type "
+    "(int to long, float to double, a larger decimal precision). To go on: put the old "
+    "column, type or partitioning back in the contract and pipeline SQL (a pipeline can still "
+    "derive a new column from it), or give the new shape a new dataset name (a new contract "
+    "file) and backfill it from the old tables with `weir sql` or a notebook."
+)
+
+
+def contract_report(datasets: list[str]) -> tuple[list[str], bool]:
+    """Lines describing what each dataset's contract and pipeline would change in its
+    tables, and whether any change is breaking. Changes nothing."""
+    lines: list[str] = []
+    breaking = False
+    for dataset in datasets:
+        lines.append(f"{dataset} (contract version {weir.processor(dataset).contract_version})")
+        for table in weir.lake.contract_changes(dataset):
+            if not table["exists"]:
+                lines.append(f"  {table['table']}: does not exist yet; created on first use")
+            elif not table["changes"]:
+                lines.append(f"  {table['table']}: matches the contract")
+            for change in table["changes"]:
+                verdict = "compatible, applied on start" if change["compatible"] else "BREAKING"
+                lines.append(f"  {table['table']}: {verdict}: {change['change']}")
+                breaking |= not change["compatible"]
+    return lines, breaking
+
+
+def cmd_contract_check(args: argparse.Namespace) -> int:
+    datasets = args.dataset or project.datasets()
+    unknown = sorted(set(datasets) - set(project.datasets()))
+    if unknown:
+        print(
+            f"weir contract check: no contract for {', '.join(unknown)} "
+            f"(contracts: {', '.join(project.datasets()) or 'none'})",
+            file=sys.stderr,
+        )
+        return 2
+    lines, breaking = contract_report(datasets)
+    print("\n".join(lines))
+    if breaking:
+        print(f"\nweir contract check: breaking changes; nothing was changed. {_WAY_FORWARD}")
+        return 1
+    return 0
+
+
+def cmd_contract_history(args: argparse.Namespace) -> int:
+    if args.dataset not in project.datasets():
+        print(
+            f"weir contract history: no contract for {args.dataset} "
+            f"(contracts: {', '.join(project.datasets()) or 'none'})",
+            file=sys.stderr,
+        )
+        return 2
+    history = weir.lake.contract_history(args.dataset)
+    if args.format == "json":
+        print(json.dumps(history, default=str, indent=2))
+        return 0
+    if not history:
+        print(f"{args.dataset}: no contract version recorded yet (no consumer has started)")
+        return 0
+    current = weir.processor(args.dataset).contract_version
+    print(
+        f"{'version':<24} {'since (UTC)':<20} {'schema':>6} {'first kept snapshot':>20} {'kept':>5}"
+    )
+    for entry in history:
+        first = entry["first_snapshot_id"] if entry["first_snapshot_id"] is not None else "expired"
+        print(
+            f"{entry['version']:<24} {entry['since']:%Y-%m-%d %H:%M:%S} {entry['schema_id']:>6} "
+            f"{first!s:>20} {entry['snapshots']:>5}"
+        )
+    if history[-1]["version"] != current:
+        print(f"the contract file is now {current}: a consumer start applies it")
+    return 0
+
+
+def refuse_breaking_contracts(
+    command: str, datasets: list[str], *, lake_optional: bool = False
+) -> None:
+    """Exits (status 1) with the report when a contract change would break its tables:
+    what ``weir consume`` and ``weir serve`` run before starting. With ``lake_optional``
+    (the API, which must start and report readiness even when the lake is unreachable) a
+    lake that cannot be opened is a note, not an error."""
+    try:
+        lines, breaking = contract_report(datasets)
+    except (weir.LakeError, weir.ConfigError) as e:
+        if not lake_optional:
+            raise
+        print(f"weir {command}: note: contracts not compared with the lake: {e}", file=sys.stderr)
+        return
+    if breaking:
+        report = "\n".join(lines)
+        raise SystemExit(
+            f"weir {command}: refusing to start: a contract change would break its tables; "
+            f"nothing was changed or dead-lettered.\n{report}\n{_WAY_FORWARD}"
+        )
+
+
 def _print_states(states: list[stack.ServiceState]) -> None:
     for state in states:
         pid = f" (pid {state.pid})" if state.pid is not None else ""
@@ -421,6 +523,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop_after_batch)
     weir.init_logging()
     datasets = args.dataset or None
+    refuse_breaking_contracts("consume", datasets or project.datasets())
     settings = config.kinesis_settings()
     print(
         f"weir consume: {', '.join(datasets or project.datasets())} from "
@@ -456,6 +559,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "401; make one with `weir api-key create`",
             file=sys.stderr,
         )
+    refuse_breaking_contracts("serve", project.datasets(), lake_optional=True)
     weir.init_logging()
     print(f"weir serve: http://{host}:{port} ({workers} worker(s)), docs at /docs", file=sys.stderr)
     uvicorn.run(
@@ -846,6 +950,7 @@ EXAMPLES = {
     "sql": 'weir sql "select event_type, count(*) from lake.raw.shop_events group by 1" '
     "--format csv",
     "jobs": "weir jobs --status failed   (or: weir jobs <job id>)",
+    "contract": "weir contract check --dataset shop_events   (exit status 1: a breaking change)",
     "sample": "weir sample 500 --invalid-fraction 0.02 --output events.ndjson",
 }
 
@@ -910,6 +1015,35 @@ def main(argv: list[str] | None = None) -> int:
         help="also delete unreferenced files older than this (the policy uses its own age)",
     )
     maintain.set_defaults(run=cmd_maintain)
+
+    contract = commands.add_parser(
+        "contract", help="compare the contracts with the lake's tables (schema evolution)"
+    )
+    contract_commands = contract.add_subparsers(dest="contract_command", required=True)
+    contract_check = contract_commands.add_parser(
+        "check",
+        help="show what each contract and pipeline would change in its tables; exit 1 if breaking",
+        description="Compares each dataset's contract and pipeline SQL with its live tables "
+        "and prints every change: compatible ones (a new column, a column made optional, a "
+        "wider type) are applied by weir consume when it starts; breaking ones (a removed or "
+        "renamed column, a narrowed or other type, a new partitioning) make weir consume and "
+        "weir serve refuse to start. Exit status 0: nothing breaks; 1: something breaks; "
+        "2: an unknown dataset.",
+    )
+    contract_check.add_argument(
+        "--dataset", action="append", help="dataset name (repeatable; default: all)"
+    )
+    contract_check.set_defaults(run=cmd_contract_check)
+    contract_history = contract_commands.add_parser(
+        "history",
+        help="list the contract versions a dataset's tables were used with",
+        description="Each contract version raw.<dataset> was ensured with (a consumer start), "
+        "oldest first: when, the table schema then, and the first snapshot still kept that "
+        "was committed under it (every consumer snapshot records weir.contract-version).",
+    )
+    contract_history.add_argument("dataset")
+    contract_history.add_argument("--format", choices=["table", "json"], default="table")
+    contract_history.set_defaults(run=cmd_contract_history)
 
     up = commands.add_parser(
         "up",

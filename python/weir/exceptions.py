@@ -94,6 +94,15 @@ class SchemaMismatchError(LakeError, ValueError):
     """Data whose columns do not fit the table; nothing was written."""
 
 
+class IncompatibleChangeError(SchemaMismatchError):
+    """A contract or pipeline change that the dataset's tables cannot follow (a removed or
+    renamed column, a narrowed or changed type, another partitioning); nothing was changed.
+    Attributes: ``table`` and ``changes`` (one sentence per breaking change). ``weir contract
+    check`` lists them with the way forward."""
+
+    changes: list[str] = []  # noqa: RUF012 - an instance attribute Rust sets
+
+
 class CommitConflictError(LakeError):
     """A commit that lost against other writers more often than the retry budget allows."""
 
@@ -116,6 +125,7 @@ __all__ = [
     "CommitConflictError",
     "ConfigError",
     "ContractError",
+    "IncompatibleChangeError",
     "KinesisError",
     "LakeError",
     "ParseError",

@@ -25,7 +25,9 @@ the same tables.
 from __future__ import annotations
 
 import functools
+import json
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,11 +36,14 @@ import pyarrow as pa
 
 from weir import _native, project
 from weir.config import LakeSettings, lake_settings
+from weir.exceptions import IncompatibleChangeError
 from weir.processor import ensure_logging, processor
 from weir.udfs import register_udfs
 
 #: The catalog name of Weir's tables in the metastore (pyiceberg's SqlCatalog name).
 CATALOG_NAME: str = _native.LakeConfig.CATALOG_NAME
+#: Property of ``raw.<dataset>`` listing the contract versions it was ensured with.
+CONTRACT_HISTORY_PROPERTY: str = _native.CONTRACT_HISTORY_PROPERTY
 
 #: What one append or overwrite committed: ``table``, ``snapshot_id`` (``None`` for an append
 #: of no rows), ``data_files``, ``record_count``, ``bytes`` and ``attempts`` (more than 1 when
@@ -59,17 +64,80 @@ def open_lake(settings: LakeSettings | None = None) -> _native.Lake:
     return _open(tuple(sorted(settings.properties().items())))
 
 
-_ensured: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+#: What :func:`ensure_dataset` ran for in this process (see :func:`_ensure_key`).
+_ensured: set[tuple[Any, ...]] = set()
+
+
+def _ensure_key(dataset: str, settings: LakeSettings) -> tuple[Any, ...]:
+    """The dataset's files as they are now (an edit makes a new key, so the tables are
+    ensured again and follow the change) and the lake."""
+    files = (project.contract_path(dataset), project.pipeline_sql_path(dataset))
+    versions = tuple(path.stat().st_mtime_ns if path else 0 for path in files)
+    return (dataset, versions, tuple(sorted(settings.properties().items())))
 
 
 def ensure_dataset(dataset: str, settings: LakeSettings | None = None) -> list[str]:
     """Creates ``raw.<dataset>``, ``raw.<dataset>_rejected`` and ``raw.<dataset>_dead_letter``
-    if missing; returns their names in that order."""
+    if missing, and evolves existing ones in one schema change each when the contract or
+    pipeline SQL changed them compatibly (a new column, a column made optional, int → long,
+    float → double, a wider decimal); returns their names in that order. A breaking change
+    raises :class:`weir.IncompatibleChangeError` before any table changes (see
+    :func:`contract_changes`)."""
     settings = settings or lake_settings()
-    key = (dataset, tuple(sorted(settings.properties().items())))
+    key = _ensure_key(dataset, settings)
     names = open_lake(settings).ensure_dataset(processor(dataset))
     _ensured.add(key)
     return names
+
+
+def contract_changes(dataset: str, settings: LakeSettings | None = None) -> list[dict[str, Any]]:
+    """What the dataset's contract and pipeline SQL (as they are now) would change in its
+    tables, without changing anything. One dict per table, in the order
+    ``raw.<dataset>_dead_letter``, ``raw.<dataset>_rejected``, ``raw.<dataset>``: ``table``,
+    ``exists``, and ``changes``, a list of dicts with ``kind`` (``add``, ``optional``,
+    ``promote``: compatible, applied by :func:`ensure_dataset` and therefore by ``weir
+    consume``; ``drop``, ``type``, ``partition``: breaking, refused), ``column``,
+    ``compatible`` and ``change`` (a sentence).
+    """
+    settings = settings or lake_settings()
+    return [
+        {"table": table, "exists": changes is not None, "changes": changes or []}
+        for table, changes in open_lake(settings).dataset_changes(processor(dataset))
+    ]
+
+
+def contract_history(dataset: str, settings: LakeSettings | None = None) -> list[dict[str, Any]]:
+    """The contract versions ``raw.<dataset>`` was ensured with (by a consumer starting, or
+    :func:`ensure_dataset`), oldest first: ``version`` (``sha256:...``, what each snapshot
+    summary records as ``weir.contract-version``), ``since`` (UTC datetime), ``schema_id``
+    (the table schema then), ``after_snapshot_id`` (the snapshot current then; the
+    version's rows come after it), and ``first_snapshot_id`` / ``snapshots``: the first kept
+    snapshot committed under the version and how many are kept (``None`` / 0 once expired).
+    """
+    settings = settings or lake_settings()
+    lake = open_lake(settings)
+    table = _native.dataset_tables(dataset)[0]
+    history = json.loads(lake.table_properties(table).get(CONTRACT_HISTORY_PROPERTY, "[]"))
+    kept = pa.table(lake.snapshots(table))
+    by_version: dict[str, list[int]] = {}
+    for snapshot_id, version in zip(
+        kept.column("snapshot_id").to_pylist(),
+        kept.column("contract_version").to_pylist(),
+        strict=True,
+    ):
+        if version:
+            by_version.setdefault(version, []).append(snapshot_id)
+    return [
+        {
+            "version": entry["version"],
+            "since": datetime.fromtimestamp(entry["since_ms"] / 1000, UTC),
+            "schema_id": entry["schema_id"],
+            "after_snapshot_id": entry.get("after_snapshot_id"),
+            "first_snapshot_id": (by_version.get(entry["version"]) or [None])[0],
+            "snapshots": len(by_version.get(entry["version"], [])),
+        }
+        for entry in history
+    ]
 
 
 def dataset_tables(dataset: str) -> list[str]:
@@ -81,8 +149,7 @@ def dataset_tables(dataset: str) -> list[str]:
 def _ensure_for(table: str, settings: LakeSettings) -> None:
     dataset = _native.dataset_of(table)
     dataset = dataset if dataset in project.datasets() else None
-    key = (dataset or "", tuple(sorted(settings.properties().items())))
-    if dataset and key not in _ensured:
+    if dataset and _ensure_key(dataset, settings) not in _ensured:
         ensure_dataset(dataset, settings)
 
 
@@ -182,9 +249,12 @@ def connect(settings: LakeSettings | None = None, *, read_only: bool = False) ->
 
     settings = settings or lake_settings()
     for dataset in [] if read_only else project.datasets():
-        key = (dataset, tuple(sorted(settings.properties().items())))
-        if key not in _ensured:
-            ensure_dataset(dataset, settings)
+        if _ensure_key(dataset, settings) not in _ensured:
+            try:
+                ensure_dataset(dataset, settings)
+            except IncompatibleChangeError as e:
+                # Reading stays possible (e.g. to backfill a new dataset from the old tables).
+                warnings.warn(f"{e}; its tables are read as they are", stacklevel=2)
     ctx = datafusion.SessionContext()
     ctx.register_catalog_provider("lake", open_lake(settings).catalog_provider())
     register_udfs(ctx)
@@ -395,8 +465,13 @@ def register_duckdb_views(
             added = added_files(table, since[table], snapshot_id=snapshot, settings=settings)
         new = files if added is None else added
         if new and len(new) < len(files):
+            # By name against the table's own (empty) scan: files written before a column
+            # was added read it as null, and a promoted column reads with its wider type.
             listed = ", ".join("'" + path.replace("'", "''") + "'" for path in new)
-            new_scan = f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+            new_scan = (
+                f"SELECT * FROM {scan} WHERE false UNION ALL BY NAME "
+                f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+            )
         elif new:
             new_scan = f"SELECT * FROM {scan}"
         else:

@@ -63,15 +63,21 @@ class RunningConsumer:
         assert not self.thread.is_alive(), "the consumer did not stop"
 
 
-def consume_command(consumer_id: str, *, commit_interval_s: float, lease_ttl_s: float) -> list[str]:
-    """``weir consume`` of shop_events as a named consumer."""
+def consume_command(
+    consumer_id: str,
+    *,
+    commit_interval_s: float,
+    lease_ttl_s: float,
+    dataset: str = "shop_events",
+) -> list[str]:
+    """``weir consume`` of ``dataset`` as a named consumer."""
     return [
         sys.executable,
         "-m",
         "weir.cli",
         "consume",
         "--dataset",
-        "shop_events",
+        dataset,
         "--commit-interval",
         str(commit_interval_s),
         "--lease-ttl",
@@ -90,9 +96,19 @@ class ConsumerProcess:
     its log lines parsed as they arrive so a test can wait for one (``wait_for``), and SIGSTOP
     / SIGCONT to pause it. Lines that are not JSON are kept as ``{"text": ...}``."""
 
-    def __init__(self, consumer_id: str, *, commit_interval_s: float, lease_ttl_s: float) -> None:
+    def __init__(
+        self,
+        consumer_id: str,
+        *,
+        commit_interval_s: float,
+        lease_ttl_s: float,
+        dataset: str = "shop_events",
+    ) -> None:
         command = consume_command(
-            consumer_id, commit_interval_s=commit_interval_s, lease_ttl_s=lease_ttl_s
+            consumer_id,
+            commit_interval_s=commit_interval_s,
+            lease_ttl_s=lease_ttl_s,
+            dataset=dataset,
         )
         env = {**os.environ, "WEIR_LOG": CONSUMER_LOG}
         self.process = subprocess.Popen(

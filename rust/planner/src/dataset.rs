@@ -13,7 +13,9 @@
 use datafusion::arrow::datatypes::{DataType, Field, Schema as ArrowSchema, TimeUnit};
 use iceberg::spec::Transform;
 
-use crate::lake::{ingested_at_type, Lake, LakeConfig, LakeError, PartitionField, TableDef, INGESTED_AT_COLUMN};
+use crate::lake::{
+    ingested_at_type, Lake, LakeConfig, LakeError, PartitionField, SchemaChange, TableDef, INGESTED_AT_COLUMN,
+};
 use crate::{Processor, ProcessorError};
 
 /// The namespace of the tables the ingestion path writes.
@@ -149,13 +151,68 @@ pub async fn dataset_tables(processor: &Processor, config: &LakeConfig) -> Resul
     Ok(DatasetTables { valid, rejected, dead_letter })
 }
 
-/// Creates the dataset's tables if missing (race-safe) and returns their definitions.
+/// Creates the dataset's tables if missing and evolves existing ones to the contract and
+/// pipeline's shape (both race-safe), then returns their definitions. A breaking change
+/// (see [`crate::lake::SchemaChange`]) fails with [`LakeError::Incompatible`] before any
+/// table is changed: every table is compared first.
 pub async fn ensure_dataset(lake: &Lake, processor: &Processor) -> Result<DatasetTables, DatasetError> {
     let tables = dataset_tables(processor, lake.config()).await?;
-    for def in tables.in_commit_order() {
-        lake.ensure_table(def).await?;
+    let changes = dataset_changes(lake, &tables).await?;
+    if let Some((table, breaking)) = changes.iter().find_map(|(table, changes)| {
+        let breaking: Vec<String> = changes.iter().flatten().filter(|c| !c.is_compatible()).map(ToString::to_string).collect();
+        (!breaking.is_empty()).then_some((table, breaking))
+    }) {
+        return Err(LakeError::Incompatible { table: table.clone(), changes: breaking }.into());
     }
+    for def in tables.in_commit_order() {
+        // A table created meanwhile by an older definition is evolved too.
+        lake.ensure_table(def).await?;
+        lake.evolve_table(def).await?;
+    }
+    record_contract_version(lake, &tables.valid.qualified_name(), &processor.contract().version).await?;
     Ok(tables)
+}
+
+/// Property of `raw.<dataset>`: the contract versions its tables were ensured with, oldest
+/// first, as a JSON list of `{"version", "since_ms", "schema_id", "after_snapshot_id"}`
+/// (the schema then current, and the snapshot the version's first rows come after). Kept
+/// in the table, so it outlives expired snapshots; `weir contract history` reads it.
+pub const CONTRACT_HISTORY_PROPERTY: &str = "weir.contract-history";
+
+/// Appends `version` to the table's [`CONTRACT_HISTORY_PROPERTY`] unless it is the last
+/// one there. Returns whether it was appended.
+async fn record_contract_version(lake: &Lake, table: &str, version: &str) -> Result<bool, LakeError> {
+    lake.update_properties(table, |metadata| {
+        let mut history: Vec<serde_json::Value> = metadata
+            .properties()
+            .get(CONTRACT_HISTORY_PROPERTY)
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
+        if history.last().and_then(|last| last.get("version")).and_then(|v| v.as_str()) == Some(version) {
+            return None;
+        }
+        history.push(serde_json::json!({
+            "version": version,
+            "since_ms": chrono::Utc::now().timestamp_millis(),
+            "schema_id": metadata.current_schema_id(),
+            "after_snapshot_id": metadata.current_snapshot().map(|s| s.snapshot_id()),
+        }));
+        Some(std::collections::HashMap::from([(CONTRACT_HISTORY_PROPERTY.to_string(), serde_json::Value::from(history).to_string())]))
+    })
+    .await
+}
+
+/// For each of the dataset's tables (in commit order), its name and what its definition
+/// would change in it; `None` for a table that does not exist yet.
+pub async fn dataset_changes(
+    lake: &Lake,
+    tables: &DatasetTables,
+) -> Result<Vec<(String, Option<Vec<SchemaChange>>)>, DatasetError> {
+    let mut changes = Vec::new();
+    for def in tables.in_commit_order() {
+        changes.push((def.qualified_name(), lake.schema_changes(def).await?));
+    }
+    Ok(changes)
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub enum ExceptionClass {
     Lake,
     Table,
     SchemaMismatch,
+    IncompatibleChange,
     CommitConflict,
     Stream,
     Kinesis,
@@ -32,7 +33,7 @@ pub enum ExceptionClass {
 }
 
 impl ExceptionClass {
-    pub const ALL: [ExceptionClass; 13] = [
+    pub const ALL: [ExceptionClass; 14] = [
         Self::Weir,
         Self::Contract,
         Self::UnsupportedFormat,
@@ -42,6 +43,7 @@ impl ExceptionClass {
         Self::Lake,
         Self::Table,
         Self::SchemaMismatch,
+        Self::IncompatibleChange,
         Self::CommitConflict,
         Self::Stream,
         Self::Kinesis,
@@ -60,6 +62,7 @@ impl ExceptionClass {
             Self::Lake => "LakeError",
             Self::Table => "TableError",
             Self::SchemaMismatch => "SchemaMismatchError",
+            Self::IncompatibleChange => "IncompatibleChangeError",
             Self::CommitConflict => "CommitConflictError",
             Self::Stream => "StreamError",
             Self::Kinesis => "KinesisError",
@@ -69,7 +72,7 @@ impl ExceptionClass {
 
     /// The class object, imported on first use and cached.
     fn class<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyType>> {
-        static CLASSES: [PyOnceLock<Py<PyType>>; 13] = [const { PyOnceLock::new() }; 13];
+        static CLASSES: [PyOnceLock<Py<PyType>>; 14] = [const { PyOnceLock::new() }; 14];
         let index = Self::ALL.iter().position(|c| *c == self).unwrap_or(0);
         CLASSES[index].import(py, "weir.exceptions", self.name()).cloned()
     }
@@ -155,6 +158,10 @@ impl ToPyErr for LakeError {
             LakeError::Config { setting, .. } => (ExceptionClass::Config, vec![("setting", text(py, setting))]),
             LakeError::Table { table, .. } => (ExceptionClass::Table, vec![("table", text(py, table))]),
             LakeError::Schema { table, .. } => (ExceptionClass::SchemaMismatch, vec![("table", text(py, table))]),
+            LakeError::Incompatible { table, changes } => (
+                ExceptionClass::IncompatibleChange,
+                vec![("table", text(py, table)), ("changes", PyList::new(py, changes).map(|l| l.into_any()).unwrap_or_else(|_| text(py, "")))],
+            ),
             LakeError::Conflict { table, .. } | LakeError::CheckpointMoved { table, .. } => {
                 (ExceptionClass::CommitConflict, vec![("table", text(py, table))])
             }

@@ -133,7 +133,9 @@ impl Lake {
     }
 
     /// Creates `raw.<dataset>`, `raw.<dataset>_rejected` and `raw.<dataset>_dead_letter` for
-    /// the processor's dataset if missing; returns their names in that order.
+    /// the processor's dataset if missing, and evolves existing ones when the contract or
+    /// pipeline changed them compatibly (a breaking change raises
+    /// `IncompatibleChangeError`); returns their names in that order.
     fn ensure_dataset(&self, py: Python<'_>, processor: &Processor) -> PyResult<Vec<String>> {
         let lake = self.inner.clone();
         let processor = processor.inner.clone();
@@ -141,6 +143,44 @@ impl Lake {
             .detach(|| runtime().block_on(dataset::ensure_dataset(&lake, &processor)))
             .map_err(|e| to_py_err(py, e))?;
         Ok(vec![tables.valid.qualified_name(), tables.rejected.qualified_name(), tables.dead_letter.qualified_name()])
+    }
+
+    /// What the processor's contract and pipeline would change in each of its dataset's
+    /// tables (in commit order): `(table, changes)` with `changes` a list of dicts (`kind`,
+    /// `column`, `compatible`, `change`), or `None` for a table that does not exist yet.
+    /// Changes nothing.
+    fn dataset_changes<'py>(&self, py: Python<'py>, processor: &Processor) -> PyResult<Vec<(String, Option<Vec<Bound<'py, PyDict>>>)>> {
+        let lake = self.inner.clone();
+        let processor = processor.inner.clone();
+        let changes = py
+            .detach(|| {
+                runtime().block_on(async {
+                    let tables = dataset::dataset_tables(&processor, lake.config()).await?;
+                    dataset::dataset_changes(&lake, &tables).await
+                })
+            })
+            .map_err(|e| to_py_err(py, e))?;
+        changes
+            .into_iter()
+            .map(|(table, changes)| {
+                let changes = changes
+                    .map(|changes| {
+                        changes
+                            .iter()
+                            .map(|change| {
+                                let d = PyDict::new(py);
+                                d.set_item("kind", change.kind())?;
+                                d.set_item("column", change.column())?;
+                                d.set_item("compatible", change.is_compatible())?;
+                                d.set_item("change", change.to_string())?;
+                                Ok(d)
+                            })
+                            .collect::<PyResult<Vec<_>>>()
+                    })
+                    .transpose()?;
+                Ok((table, changes))
+            })
+            .collect()
     }
 
     fn table_names(&self, py: Python<'_>) -> PyResult<Vec<String>> {
@@ -202,6 +242,12 @@ impl Lake {
             let loaded = lake.load_table(&table).await?;
             Ok(loaded.metadata_location().unwrap_or_default().to_string())
         })
+    }
+
+    /// The table's properties (Iceberg's and Weir's own, such as `weir.contract-history`).
+    fn table_properties(&self, py: Python<'_>, table: String) -> PyResult<HashMap<String, String>> {
+        let lake = self.inner.clone();
+        self.run(py, async move { Ok(lake.load_table(&table).await?.metadata().properties().clone()) })
     }
 
     /// `{field: transform(source)}` pairs of the default partition spec, e.g.

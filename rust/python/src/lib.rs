@@ -32,6 +32,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lake::dataset_tables, m)?)?;
     m.add_function(wrap_pyfunction!(lake::dataset_of, m)?)?;
     m.add("EXCEPTION_CLASSES", errors::class_names())?;
+    m.add("CONTRACT_HISTORY_PROPERTY", weir_planner::dataset::CONTRACT_HISTORY_PROPERTY)?;
     m.add_class::<records::Job>()?;
     m.add_class::<records::Publication>()?;
     m.add_class::<records::RecordReceipt>()?;

@@ -30,8 +30,7 @@ use std::time::Duration;
 
 use iceberg::spec::{
     DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotReference,
-    UNASSIGNED_SEQUENCE_NUMBER,
-    SnapshotRetention, Summary, MAIN_BRANCH,
+    SnapshotRetention, Summary, TableMetadata, MAIN_BRANCH, UNASSIGNED_SEQUENCE_NUMBER,
 };
 use iceberg::table::Table;
 use iceberg::{MetadataLocation, TableUpdate};
@@ -114,7 +113,6 @@ pub(crate) async fn commit_snapshot(
     advance: Option<&CheckpointAdvance>,
     properties: &HashMap<String, String>,
 ) -> LakeResult<Committed> {
-    let ident = Lake::ident(name)?;
     let attempts = lake.config().commit_attempts;
     // Manifests read by earlier attempts: a retry reads only those committed meanwhile.
     let mut manifests_read = ManifestEntries::new();
@@ -272,23 +270,7 @@ pub(crate) async fn commit_snapshot(
         }
         let built = builder.build().context(name, "cannot build the new metadata")?;
         let (new_metadata, superseded) = (built.metadata, built.expired_metadata_logs);
-        let new_location = MetadataLocation::from_str(&current_location)
-            .context(name, "unexpected metadata file name")?
-            .with_next_version()
-            .with_new_metadata(&new_metadata);
-        new_metadata.write_to(file_io, &new_location).await.context(name, "cannot write table metadata")?;
-        if lake.swap_metadata_location(&ident, &current_location, &new_location.to_string()).await? {
-            // The next load of this table (this writer's next commit) starts from here
-            // instead of reading and parsing the metadata file just written.
-            let committed = iceberg::Runtime::try_current().and_then(|runtime| {
-                Table::builder()
-                    .metadata(new_metadata)
-                    .metadata_location(new_location.to_string())
-                    .identifier(ident.clone())
-                    .file_io(file_io.clone())
-                    .runtime(runtime)
-                    .build()
-            });
+        if publish_metadata(lake, name, &table, &current_location, new_metadata).await?.is_some() {
             // As written: the list writer gave this snapshot's new manifests its sequence number.
             let written = manifests
                 .into_iter()
@@ -303,10 +285,6 @@ pub(crate) async fn commit_snapshot(
                 })
                 .collect();
             lake.remember_last_list(name, list_path.clone(), written);
-            match committed {
-                Ok(committed) => lake.remember_table(name, committed),
-                Err(e) => tracing::warn!(component = "lake", event = "table_not_remembered", table = %name, error = %e),
-            }
             let added = change.added();
             tracing::info!(
                 target: "weir::audit",
@@ -328,14 +306,108 @@ pub(crate) async fn commit_snapshot(
             }
             return Ok(Committed::Snapshot { snapshot_id, attempts: attempt });
         }
-        // Lost the race to another process: back off a little (with jitter, so racing
-        // writers spread out) and rebuild on the winner's state. The unreferenced metadata
-        // files are left behind.
+        // Lost the race to another process: back off a little and rebuild on the winner's
+        // state. The unreferenced metadata files are left behind.
         drop(turn);
-        let jitter = (uuid::Uuid::new_v4().as_u128() % 20) as u64;
-        tokio::time::sleep(Duration::from_millis((5 * attempt as u64).min(200) + jitter)).await;
+        back_off(attempt).await;
     }
     Err(LakeError::Conflict { table: name.to_string(), attempts })
+}
+
+/// Waits a little after a lost race, longer after each, with jitter so racing writers
+/// spread out.
+async fn back_off(attempt: u32) {
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 20) as u64;
+    tokio::time::sleep(Duration::from_millis((5 * attempt as u64).min(200) + jitter)).await;
+}
+
+/// Commits a change of table `name`'s metadata alone (its schema, its properties), with the
+/// same turn and compare-and-swap as snapshot commits. `change` sees the table's metadata
+/// and metadata file as they are at each attempt and returns the new metadata with
+/// whatever the caller wants back, or `None` when there is nothing to change (then nothing
+/// is committed). Returns that value and the attempts taken.
+pub(crate) async fn commit_metadata_change<T>(
+    lake: &Lake,
+    name: &str,
+    mut change: impl FnMut(&TableMetadata, &str) -> LakeResult<Option<(TableMetadata, T)>>,
+) -> LakeResult<Option<(T, u32)>> {
+    let attempts = lake.config().commit_attempts;
+    for attempt in 1..=attempts {
+        let turn = commit_turn(lake, name).await;
+        let table = lake.load_table(name).await?;
+        let current_location = table.metadata_location_result().context(name, "table has no metadata location")?.to_string();
+        let Some((new_metadata, outcome)) = change(table.metadata(), &current_location)? else {
+            return Ok(None);
+        };
+        if publish_metadata(lake, name, &table, &current_location, new_metadata).await?.is_some() {
+            return Ok(Some((outcome, attempt)));
+        }
+        drop(turn);
+        back_off(attempt).await;
+    }
+    Err(LakeError::Conflict { table: name.to_string(), attempts })
+}
+
+impl Lake {
+    /// Sets table properties in one metadata commit: `update` sees the table's metadata as
+    /// it is (at each attempt) and returns the properties to set, or `None` to leave them.
+    /// Returns whether a commit was made.
+    pub async fn update_properties(
+        &self,
+        name: &str,
+        mut update: impl FnMut(&TableMetadata) -> Option<HashMap<String, String>>,
+    ) -> LakeResult<bool> {
+        let committed = commit_metadata_change(self, name, |metadata, location| {
+            let Some(properties) = update(metadata) else { return Ok(None) };
+            let built = metadata
+                .clone()
+                .into_builder(Some(location.to_string()))
+                .set_properties(properties)
+                .and_then(|builder| builder.build())
+                .context(name, "cannot set table properties")?;
+            Ok(Some((built.metadata, ())))
+        })
+        .await?;
+        Ok(committed.is_some())
+    }
+}
+
+/// Writes `new_metadata` as the next metadata file of `table` (loaded from
+/// `current_location`) and moves the catalog pointer to it if no other writer moved it
+/// first. Returns the new location, or `None` on a lost race (the file written is left
+/// behind for maintenance). A won swap is remembered, so the next load of the table starts
+/// from it instead of reading and parsing the file just written.
+pub(crate) async fn publish_metadata(
+    lake: &Lake,
+    name: &str,
+    table: &Table,
+    current_location: &str,
+    new_metadata: TableMetadata,
+) -> LakeResult<Option<String>> {
+    let ident = Lake::ident(name)?;
+    let file_io = table.file_io();
+    let new_location = MetadataLocation::from_str(current_location)
+        .context(name, "unexpected metadata file name")?
+        .with_next_version()
+        .with_new_metadata(&new_metadata);
+    new_metadata.write_to(file_io, &new_location).await.context(name, "cannot write table metadata")?;
+    if !lake.swap_metadata_location(&ident, current_location, &new_location.to_string()).await? {
+        return Ok(None);
+    }
+    let committed = iceberg::Runtime::try_current().and_then(|runtime| {
+        Table::builder()
+            .metadata(new_metadata)
+            .metadata_location(new_location.to_string())
+            .identifier(ident)
+            .file_io(file_io.clone())
+            .runtime(runtime)
+            .build()
+    });
+    match committed {
+        Ok(committed) => lake.remember_table(name, committed),
+        Err(e) => tracing::warn!(component = "lake", event = "table_not_remembered", table = %name, error = %e),
+    }
+    Ok(Some(new_location.to_string()))
 }
 
 /// Whether the table asks writers to delete the metadata files that fall out of its

@@ -20,6 +20,12 @@ pub enum LakeError {
     #[error("table {table}: data does not match the table schema: {message}")]
     Schema { table: String, message: String },
 
+    /// A definition (for a dataset's tables: its contract and pipeline SQL) changes the table
+    /// in a way Iceberg cannot evolve: a removed or renamed column, a narrowed or changed
+    /// type, another partitioning. Nothing was changed.
+    #[error("table {table}: incompatible change: {}; nothing was changed (keep the old column, type or partitioning in the contract and pipeline, or write to a new dataset and backfill it from this one)", changes.join("; "))]
+    Incompatible { table: String, changes: Vec<String> },
+
     /// The commit lost against other writers more times than the retry budget allows.
     #[error("table {table}: commit conflicted {attempts} times with other writers; nothing was committed")]
     Conflict { table: String, attempts: u32 },

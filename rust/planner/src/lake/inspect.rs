@@ -185,10 +185,23 @@ pub async fn read_table(
     snapshot_id: Option<i64>,
 ) -> LakeResult<(SchemaRef, Vec<RecordBatch>)> {
     use futures::TryStreamExt;
-    let schema = Arc::new(
-        iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
-            .context(name, "cannot convert the table schema")?,
-    );
+    // A snapshot reads with the schema it was written with, as iceberg-rust's scan does
+    // (time travel across a schema change shows the columns of then).
+    let metadata = table.metadata();
+    let snapshot = match snapshot_id {
+        Some(id) => Some(
+            metadata
+                .snapshot_by_id(id)
+                .ok_or_else(|| LakeError::Table { table: name.to_string(), message: format!("no snapshot {id}") })?,
+        ),
+        None => metadata.current_snapshot(),
+    };
+    let iceberg_schema = match snapshot {
+        Some(snapshot) => snapshot.schema(metadata).context(name, "cannot find the snapshot's schema")?,
+        None => metadata.current_schema().clone(),
+    };
+    let schema =
+        Arc::new(iceberg::arrow::schema_to_arrow_schema(&iceberg_schema).context(name, "cannot convert the table schema")?);
     let plain = Arc::new(Schema::new(
         schema.fields().iter().map(|f| f.as_ref().clone().with_metadata(HashMap::new())).collect::<Vec<_>>(),
     ));

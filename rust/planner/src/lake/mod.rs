@@ -6,8 +6,9 @@
 //! ([`TableDef`]; a dataset's come from `crate::dataset`), appends Arrow batches as zstd
 //! Parquet in one fast-append snapshot per call ([`Lake::append`]) or replaces a table's
 //! contents in one snapshot ([`Lake::write`] with [`WriteMode::Overwrite`]), lists snapshots and data files for the
-//! dashboard ([`inspect`]), and keeps tables fast with compaction and snapshot expiry
-//! ([`maintain`]). pyiceberg (`SqlCatalog` named [`CATALOG_NAME`]) and DuckDB
+//! dashboard ([`inspect`]), keeps tables fast with compaction and snapshot expiry
+//! ([`maintain`]), and evolves a table's schema when its definition changes compatibly
+//! ([`Lake::evolve_table`]). pyiceberg (`SqlCatalog` named [`CATALOG_NAME`]) and DuckDB
 //! (`iceberg_scan`) read the same tables.
 
 mod append;
@@ -16,6 +17,7 @@ mod checkpoint;
 mod commit;
 mod config;
 mod error;
+mod evolve;
 pub mod inspect;
 pub mod maintain;
 mod orphans;
@@ -28,6 +30,7 @@ pub use catalog::Lake;
 pub use checkpoint::{compare_sequence_numbers, Checkpoint, CheckpointAdvance, ShardAdvance, CHECKPOINT_PROPERTY};
 pub use config::{LakeConfig, MaintenancePolicy, S3Settings, CATALOG_NAME};
 pub use error::{LakeError, LakeResult};
+pub use evolve::{SchemaChange, SCHEMA_ID_PROPERTY};
 pub use maintain::{CompactOptions, CompactReport, ExpireOptions, ExpireReport};
 pub use orphans::{OrphanReport, SupersededMetadata};
 pub use policy::MaintenanceReport;

@@ -23,16 +23,15 @@
 //! the next run does it. A crash between steps, or inside one, leaves the table readable: at
 //! worst files no snapshot references, which step 5 removes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
 use super::catalog::Lake;
 use super::checkpoint::CHECKPOINT_PROPERTY;
-use super::commit::{commit_turn, PREVIOUS_VERSIONS_PROPERTY};
+use super::commit::PREVIOUS_VERSIONS_PROPERTY;
 use super::config::MaintenancePolicy;
-use super::error::{IcebergContext, LakeResult};
+use super::error::LakeResult;
 use super::maintain::{CompactOptions, CompactReport, ExpireReport};
 use super::orphans::{OrphanReport, SupersededMetadata};
 
@@ -176,17 +175,12 @@ impl Lake {
     /// Sets `write.metadata.previous-versions-max` where it differs from the policy (tables
     /// made before Weir set it). Returns whether anything was committed.
     async fn set_metadata_log_properties(&self, name: &str, policy: &MaintenancePolicy) -> LakeResult<bool> {
-        let _turn = commit_turn(self, name).await;
-        let table = self.load_table(name).await?;
         let wanted = policy.metadata_versions.to_string();
-        if table.metadata().properties().get(PREVIOUS_VERSIONS_PROPERTY) == Some(&wanted) {
-            return Ok(false);
-        }
-        let tx = Transaction::new(&table);
-        let action = tx.update_table_properties().set(PREVIOUS_VERSIONS_PROPERTY.to_string(), wanted);
-        let tx = action.apply(tx).context(name, "cannot prepare the metadata-log property")?;
-        tx.commit(self.catalog().as_ref()).await.context(name, "cannot set the metadata-log property")?;
-        Ok(true)
+        self.update_properties(name, |metadata| {
+            (metadata.properties().get(PREVIOUS_VERSIONS_PROPERTY) != Some(&wanted))
+                .then(|| HashMap::from([(PREVIOUS_VERSIONS_PROPERTY.to_string(), wanted.clone())]))
+        })
+        .await
     }
 }
 
