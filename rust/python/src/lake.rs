@@ -122,6 +122,9 @@ fn dict<'py>(py: Python<'py>, items: Vec<(&str, Bound<'py, PyAny>)>) -> PyResult
     Ok(d)
 }
 
+/// A table's name and its changes as dicts (`None`: the table does not exist yet).
+type TableChanges<'py> = (String, Option<Vec<Bound<'py, PyDict>>>);
+
 #[pymethods]
 impl Lake {
     /// Opens the lake described by `properties` (see `weir.config`).
@@ -149,7 +152,7 @@ impl Lake {
     /// tables (in commit order): `(table, changes)` with `changes` a list of dicts (`kind`,
     /// `column`, `compatible`, `change`), or `None` for a table that does not exist yet.
     /// Changes nothing.
-    fn dataset_changes<'py>(&self, py: Python<'py>, processor: &Processor) -> PyResult<Vec<(String, Option<Vec<Bound<'py, PyDict>>>)>> {
+    fn dataset_changes<'py>(&self, py: Python<'py>, processor: &Processor) -> PyResult<Vec<TableChanges<'py>>> {
         let lake = self.inner.clone();
         let processor = processor.inner.clone();
         let changes = py

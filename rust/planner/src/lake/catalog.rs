@@ -81,8 +81,11 @@ pub struct Lake {
     tables: std::sync::Mutex<HashMap<String, Table>>,
     /// The manifests of the manifest list each table's last commit from here wrote, so the
     /// next append (which lists them all again) need not read the list back.
-    last_lists: std::sync::Mutex<HashMap<String, (String, Arc<Vec<ManifestFile>>)>>,
+    last_lists: std::sync::Mutex<HashMap<String, LastList>>,
 }
+
+/// A manifest list's path and the manifests it lists.
+type LastList = (String, Arc<Vec<ManifestFile>>);
 
 impl Lake {
     /// Opens (and on first use creates) the catalog tables in the metastore and the
