@@ -117,6 +117,8 @@ def contract_history(dataset: str, settings: LakeSettings | None = None) -> list
     settings = settings or lake_settings()
     lake = open_lake(settings)
     table = _native.dataset_tables(dataset)[0]
+    if table not in lake.table_names():
+        return []  # no consumer has started yet
     history = json.loads(lake.table_properties(table).get(CONTRACT_HISTORY_PROPERTY, "[]"))
     kept = pa.table(lake.snapshots(table))
     by_version: dict[str, list[int]] = {}
