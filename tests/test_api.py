@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import weir
 from tests.support.servers import free_port, kinesis_client, stop_process
 from tests.support.stream_helpers import wait_final
 from tests.test_stack import read_stream
@@ -167,6 +168,7 @@ def test_every_format_is_accepted_and_a_job_reaches_committed(api, running_consu
         job = api.get(a["status_url"]).json()
         assert job["status"] == "committed", job
         assert job["valid"] == a["received"] and job["snapshot_ids"]
+        assert job["contract_versions"] == [weir.processor(a["dataset"]).contract_version]
 
 
 def test_strict_rejects_invalid_records_and_lenient_quarantines_them(api, running_consumer):
@@ -201,6 +203,13 @@ def test_errors_are_problem_details(api):
     for not_a_job_id in ("not-a-uuid", uuid.uuid4().hex, f"{{{uuid.uuid4()}}}"):
         assert "not a job id" in assert_problem(api.get(f"/v1/jobs/{not_a_job_id}"), 422)["detail"]
     assert_problem(api.get(f"/v1/jobs/{uuid.uuid4()}"), 404)
+    # A time-ordered job id (what Weir makes) from before the jobs' retention (30 days): 410.
+    days_ago = int((time.time() - 40 * 86_400) * 1000)
+    expired = uuid.UUID(int=days_ago << 80 | 0x7 << 76 | 0x2 << 62 | 12345)
+    gone = assert_problem(api.get(f"/v1/jobs/{expired}"), 410)
+    assert gone["type"].endswith("job-expired") and "job_retention_days" in gone["detail"]
+    recent = uuid.UUID(int=int(time.time() * 1000) << 80 | 0x7 << 76 | 0x2 << 62 | 12345)
+    assert_problem(api.get(f"/v1/jobs/{recent}"), 404)
     assert_problem(api.get("/v1/nothing"), 404)
     for mode in ("fast", ""):  # `?mode=` is no mode either
         assert_problem(post(api, ndjson([event]), "application/x-ndjson", mode=mode), 422)

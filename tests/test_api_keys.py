@@ -138,8 +138,9 @@ def test_a_rate_limited_key_gets_429_and_publishes_only_what_was_accepted(
     assert statuses.count(202) <= 8, statuses  # 5 in the bucket, plus what refilled meanwhile
     limited = assert_problem(next(a for a in answers if a.status_code == 429), 429)
     assert int(next(a for a in answers if a.status_code == 429).headers["retry-after"]) >= 1
-    assert "'slow'" in limited["detail"] and "nothing of this request was published" in (
-        limited["detail"]
+    assert (
+        "'slow'" in limited["detail"]
+        and "nothing of this request was published" in (limited["detail"])
     )
 
     # events/s: a 100-event request is let in, then the key waits until its debt is paid
@@ -177,8 +178,7 @@ def test_the_access_log_names_the_key_and_counts_429s(api, api_env, tmp_path) ->
     event = samples.generate_shop_events(1, seed=34)[0]
     within(1.0, lambda: api.get(f"/v1/jobs/{uuid.uuid4()}", headers=auth).status_code == 404)
     statuses = [
-        api.post("/v1/ingest/shop_events", json=event, headers=auth).status_code
-        for _ in range(3)
+        api.post("/v1/ingest/shop_events", json=event, headers=auth).status_code for _ in range(3)
     ]
     assert 429 in statuses
 

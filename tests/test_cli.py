@@ -100,6 +100,14 @@ def test_demo_runs_the_whole_path_and_maintain_compacts_it(tmp_path, monkeypatch
     compact, expire = reports
     assert compact["step"] == "compact" and compact["partitions_compacted"] >= 1
     assert expire["step"] == "expire" and expire["snapshots_kept"] == 1
+    # The whole lake: the policy on every table, then the jobs' retention (30 days), which
+    # keeps the demo's jobs.
+    jobs = weir.stream.jobs().num_rows
+    assert cli.main(["maintain"]) == 0
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["step"] for r in reports[:-1]] == ["policy"] * len(weir.lake.tables())
+    assert reports[-1] == {**reports[-1], "step": "prune", "jobs": 0, "job_records": 0}
+    assert weir.stream.jobs().num_rows == jobs > 0
 
 
 def dashboard_home(folder: Path) -> Path:

@@ -209,6 +209,9 @@ def test_compatible_changes_evolve_the_tables_while_events_flow(home: Path) -> N
     )
     assert json.loads(summaries[history[1]["after_snapshot_id"]])["weir.schema-id"] == "1"
     assert all(h["first_snapshot_id"] is not None and h["snapshots"] > 0 for h in history)
+    # Each job names the contract that judged it; the job queued under v1 was judged by v2.
+    versions = [h["version"] for h in history]
+    assert [final[j].contract_versions for j in jobs] == [[versions[0]]] + [[versions[1]]] * 4
     listed = weir_cli("contract", "history", DATASET)
     assert listed.returncode == 0, listed.stderr
     assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == [
@@ -289,3 +292,48 @@ def test_consumers_racing_to_apply_a_change_leave_one_schema_change(home: Path) 
     assert sorted(weir.lake.read(TABLE).column("reading_id").to_pylist()) == [
         f"r{i:05d}" for i in range(40)
     ]
+
+
+# The jobs tables as Weir made them before jobs recorded contract versions.
+OLD_METASTORE = """
+CREATE TABLE weir_jobs (job_id VARCHAR(64) PRIMARY KEY, dataset VARCHAR(255) NOT NULL,
+    status VARCHAR(32) NOT NULL, received BIGINT NOT NULL, records BIGINT, valid BIGINT,
+    rejected BIGINT, snapshot_ids TEXT, error TEXT, created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL);
+CREATE TABLE weir_job_records (job_id VARCHAR(64) NOT NULL, stream VARCHAR(255) NOT NULL,
+    shard_id VARCHAR(128) NOT NULL, sequence_number VARCHAR(128) NOT NULL,
+    events BIGINT NOT NULL, valid BIGINT NOT NULL, rejected BIGINT NOT NULL,
+    state VARCHAR(16) NOT NULL, snapshot_id BIGINT, error TEXT,
+    PRIMARY KEY (job_id, shard_id, sequence_number));
+INSERT INTO weir_jobs VALUES ('old-job', 'readings', 'committed', 3, 1, 3, 0, '7', NULL, 1, 2);
+"""
+
+
+def in_sqlite(path: Path, code: str) -> str:
+    """Runs Python ``code`` with ``db``, a sqlite3 connection to ``path``, in another process
+    (this one reads the metastore through Weir's own SQLite library, and two libraries in one
+    process undo each other's locks); returns what it printed."""
+    script = f"import sqlite3\ndb = sqlite3.connect({str(path)!r})\n{code}\ndb.commit()\n"
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def columns(path: Path, table: str) -> str:
+    return in_sqlite(path, f"print(*[r[1] for r in db.execute('PRAGMA table_info({table})')])")
+
+
+def test_a_metastore_made_before_contract_versions_gains_them_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEIR_HOME", str(tmp_path / "home"))
+    path = Path(weir.config.lake_settings().sqlite_path())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    in_sqlite(path, f"db.executescript({OLD_METASTORE!r})")
+
+    job = weir.stream.job("old-job")
+    assert job is not None and job.status == "committed" and job.snapshot_ids == [7]
+    assert job.contract_versions == [], "a job finished before the column has no versions"
+    assert "contract_versions" in columns(path, "weir_jobs").split()
+    assert "contract_version" in columns(path, "weir_job_records").split()
+    assert weir.stream.jobs().column("contract_versions").to_pylist() == [[]]

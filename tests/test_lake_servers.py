@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -105,5 +106,38 @@ def test_streaming_jobs_with_a_postgresql_metastore(
         assert (job.valid, job.rejected) == (result.valid.num_rows, result.rejected.num_rows)
         assert job.status == ("partially_rejected" if job.rejected else "committed")
         assert job.snapshot_ids
+        assert job.contract_versions == [weir.processor("shop_events").contract_version]
     valid = sum(r.valid.num_rows for r in expected)
     assert weir.lake.read("raw.shop_events").num_rows == valid
+    # The retention's set-based deletes: nothing is old enough, then everything is.
+    assert weir.stream.prune()["jobs"] == 0
+    pruned = weir.stream.prune(older_than=timedelta(0))
+    assert pruned["jobs"] == len(ids) and pruned["job_records"] >= len(records), pruned
+    assert weir.stream.jobs().num_rows == 0 and weir.stream.batches().num_rows == 0
+
+
+@pytest.mark.integration
+def test_a_postgresql_metastore_made_before_contract_versions_gains_them(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The column migration of ``Metastore::open`` on PostgreSQL (the SQLite one is in
+    ``test_contract_evolution.py``)."""
+    import psycopg2
+
+    from tests.test_contract_evolution import OLD_METASTORE
+
+    with psycopg2.connect(postgres_url) as db, db.cursor() as cursor:
+        cursor.execute(OLD_METASTORE)
+    monkeypatch.setenv("WEIR_METASTORE", postgres_url)
+    monkeypatch.setenv("WEIR_WAREHOUSE", str(tmp_path / "warehouse"))
+    job = weir.stream.job("old-job")
+    assert job is not None and job.snapshot_ids == [7] and job.contract_versions == []
+    with psycopg2.connect(postgres_url) as db, db.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE column_name LIKE 'contract_version%' ORDER BY table_name"
+        )
+        assert cursor.fetchall() == [
+            ("weir_job_records", "contract_version"),
+            ("weir_jobs", "contract_versions"),
+        ]

@@ -12,6 +12,7 @@ import collections
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import datafusion
@@ -348,3 +349,41 @@ def test_maintenance_runs_beside_the_consumer_and_loses_or_doubles_nothing(
     assert "weir.checkpoint" in summaries[-1]
     files = weir.lake.files("raw.shop_events")
     assert files.num_rows < commits, "compaction kept up with the commits"
+
+
+def test_retention_forgets_old_jobs_and_keeps_recent_ones_while_the_consumer_commits(
+    stream_env, running_consumer
+):
+    """``weir.stream.prune`` (what consumers run hourly and ``weir maintain`` runs) deletes
+    finished jobs, their per-record rows and batch metrics from before the cutoff, while the
+    consumer keeps committing: recent jobs and batches stay, the next job commits, and every
+    row and the checkpoint stay in the lake."""
+    inputs = [samples.to_ndjson(samples.generate_shop_events(50, seed=200 + k)) for k in range(6)]
+    with running_consumer() as consumer:
+        old = [weir.publish("shop_events", data, "ndjson").job_id for data in inputs[:3]]
+        wait_final(old)
+        time.sleep(0.1)
+        cutoff = datetime.now(UTC)
+        time.sleep(0.1)
+        recent = [weir.publish("shop_events", data, "ndjson").job_id for data in inputs[3:5]]
+        wait_final(recent)
+        before = weir.stream.batches()
+        report = weir.stream.prune(older_than=datetime.now(UTC) - cutoff)
+        late = weir.publish("shop_events", inputs[5], "ndjson").job_id
+        final = wait_final([late])
+    assert consumer.error is None, consumer.error
+
+    cutoff_ms = int(cutoff.timestamp() * 1000)
+    assert report["jobs"] == 3 and report["job_records"] >= 3, report
+    assert all(weir.stream.job(job_id) is None for job_id in old)
+    assert [weir.stream.job(job_id).status for job_id in recent] == ["committed"] * 2
+    assert final[late].status == "committed"
+    started = before.column("started_at_ms").to_pylist()
+    assert report["batches"] == sum(1 for ms in started if ms < cutoff_ms) > 0, report
+    assert min(weir.stream.batches().column("started_at_ms").to_pylist()) >= cutoff_ms
+    assert set(weir.stream.jobs().column("job_id").to_pylist()) == {*recent, late}
+
+    stored = rows("raw.shop_events")
+    assert stored.num_rows == 300 and len(set(stored.column("event_id").to_pylist())) == 300
+    summaries = weir.lake.snapshots("raw.shop_events").column("summary").to_pylist()
+    assert "weir.checkpoint" in json.loads(summaries[-1])

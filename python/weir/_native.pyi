@@ -50,6 +50,7 @@ class Job:
     error: str | None
     created_at_ms: int
     updated_at_ms: int
+    contract_versions: list[str]
     final: bool
 
 class BatchMetrics:
@@ -245,3 +246,4 @@ class OpsTables:
         self, dataset: str | None = None, since_ms: int = 0, limit: int = 1000
     ) -> list[Job]: ...
     def batches(self, dataset: str | None = None, since_ms: int = 0) -> list[BatchMetrics]: ...
+    def prune(self, before_ms: int) -> dict[str, int]: ...

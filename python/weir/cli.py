@@ -27,7 +27,8 @@ committed and Airflow's transform workflow has published the marts, and shows th
 (``.weir/`` by default, see ``weir.config``), the quality results, the marts and the URLs;
 ``maintain``
 runs the maintenance policy on lake tables (what consumers also run in the background), or
-explicit compaction and expiry steps. ``up``, ``status`` and ``down`` start, show
+explicit compaction and expiry steps, and without ``--table`` deletes finished jobs older
+than ``job_retention_days`` from the metastore. ``up``, ``status`` and ``down`` start, show
 and stop the local stack (``weir.stack``: Kinesis-API server, consumer, API, dashboard,
 Airflow). ``consume`` runs the Kinesis consumers (one per dataset, sharing shards with other
 ``weir consume`` processes) until SIGINT or SIGTERM; ``serve`` runs the ingest API
@@ -354,6 +355,8 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         reports += weir.lake.delete_orphan_files(
             args.table or None, older_than=timedelta(hours=args.orphans_older_than_hours)
         )
+    if not args.table:  # the whole lake: also the metastore's operational tables
+        reports.append({"step": "prune", **weir.stream.prune()})
     for report in reports:
         print(json.dumps(report))
     return 0
@@ -995,7 +998,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run the maintenance policy ([lake.maintenance]) on lake tables, or explicit steps",
         description="Without options: the maintenance policy consumers run in the background "
         "(tiered compaction, manifest merging, snapshot expiry keeping the time-travel window "
-        "and checkpoints, orphan files). --retain-last, --max-age-hours, --no-compact or "
+        "and checkpoints, orphan files), then, without --table, the deletion of finished "
+        "jobs and batch metrics older than job_retention_days from the metastore. "
+        "--retain-last, --max-age-hours, --no-compact or "
         "--no-expire run the explicit compaction and expiry steps instead.",
     )
     maintain.add_argument(

@@ -173,13 +173,17 @@ def publish_marts() -> dict[str, Any]:
 
 
 def maintain() -> dict[str, Any]:
-    """The maintenance policy on every table (``weir maintain``): consumers already run it on
-    the tables they write; this covers the others (marts, batch loads) and catches up."""
-    from weir import lake
+    """The maintenance policy on every table and the jobs' retention (``weir maintain``):
+    consumers already run both; this covers the tables they do not write (marts, batch
+    loads) and catches up."""
+    from weir import lake, stream
 
     with _step("maintain") as out:
         reports = lake.maintain()
+        pruned = stream.prune()
         out |= {
+            "jobs_pruned": pruned["jobs"],
+            "batches_pruned": pruned["batches"],
             "tables": len(reports),
             "snapshots_expired": sum(r.get("snapshots_expired", 0) for r in reports),
             "files_compacted": sum(r.get("files_compacted", 0) for r in reports),

@@ -5,6 +5,7 @@
     weir.stream.job(receipt.job_id)                        # accepted → published → committed
     weir.stream.jobs(since_ms=...)                         # the jobs table, newest first
     weir.stream.batches(since_ms=...)                      # per-batch consumer metrics
+    weir.stream.prune()                                    # forget jobs older than 30 days
     weir.stream.consume(stop=threading.Event())            # what `weir consume` runs
 
 A job's events travel packed many per Kinesis record (zstd, with a header naming the job),
@@ -23,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -48,8 +50,10 @@ RecordReceipt = _native.RecordReceipt
 #: ``record_bytes`` and ``records`` (``RecordReceipt`` s). Immutable; defined in Rust.
 Publication = _native.Publication
 #: One row of the jobs table: ``job_id``, ``dataset``, ``status``, ``received``, ``records``,
-#: ``valid``, ``rejected``, ``snapshot_ids``, ``error``, ``created_at_ms``, ``updated_at_ms``
-#: and ``final`` (whether the status is final). Immutable; defined in Rust.
+#: ``valid``, ``rejected``, ``snapshot_ids``, ``error``, ``created_at_ms``, ``updated_at_ms``,
+#: ``contract_versions`` (the versions of the contracts that judged its records, once final;
+#: see ``weir contract history``) and ``final`` (whether the status is final). Immutable;
+#: defined in Rust.
 Job = _native.Job
 #: Metrics of one consumer batch (a row of ``weir_consumer_batches``): ``batch_id``,
 #: ``consumer_id``, ``dataset``, ``status``, ``shards``, ``source_records``, ``events``,
@@ -138,7 +142,7 @@ def jobs(
 ) -> pa.Table:
     """The jobs table (``weir_jobs``), newest first: at most ``limit`` jobs created since
     ``since_ms`` (milliseconds since the epoch), of ``dataset`` or of every dataset; the
-    columns of :data:`Job`, with ``snapshot_ids`` as a list."""
+    columns of :data:`Job`, with ``snapshot_ids`` and ``contract_versions`` as lists."""
     rows = _ops_tables(settings).jobs(dataset, since_ms, limit)
     schema = pa.schema(
         [
@@ -153,6 +157,7 @@ def jobs(
             ("error", pa.string()),
             ("created_at_ms", pa.int64()),
             ("updated_at_ms", pa.int64()),
+            ("contract_versions", pa.list_(pa.string())),
             ("final", pa.bool_()),
         ]
     )
@@ -167,6 +172,20 @@ def batches(
     milliseconds, Kinesis lag, snapshot id and error."""
     rows = _ops_tables(settings).batches(dataset, since_ms)
     return pa.Table.from_pylist([as_dict(b) for b in rows])
+
+
+def prune(older_than: timedelta | None = None, settings: LakeSettings | None = None) -> dict:
+    """Deletes finished jobs (with their per-record rows) last updated more than
+    ``older_than`` ago, and the metrics of batches started before then; default age
+    ``[lake.maintenance] job_retention_days`` (30 days). Jobs not yet final stay. Consumers
+    do this once an hour; ``weir maintain`` does it too. Returns what was deleted:
+    ``{"jobs", "job_records", "batches", "before"}`` (``before``: the cutoff, UTC)."""
+    settings = settings or lake_settings()
+    if older_than is None:
+        older_than = timedelta(days=settings.maintenance["job_retention_days"])
+    before = datetime.now(UTC) - older_than
+    report = _ops_tables(settings).prune(int(before.timestamp() * 1000))
+    return {**report, "before": before.isoformat()}
 
 
 def wait_for_jobs(

@@ -129,6 +129,26 @@ class AccessLog:
             access_log.info("request", extra={"fields": fields})
 
 
+def _no_job(job_id: str) -> ProblemError:
+    """The problem for a job id the jobs table does not hold: 410 when the id (a UUID
+    version 7, which carries its creation time) is older than the jobs' retention, so its
+    row was likely deleted by the retention; 404 otherwise."""
+    parsed = uuid.UUID(job_id)
+    days = lake_settings().maintenance["job_retention_days"]
+    if parsed.version == 7:
+        created_ms = parsed.int >> 80
+        if created_ms < (time.time() - days * 86_400) * 1000:
+            created = datetime.fromtimestamp(created_ms / 1000, UTC).isoformat(timespec="seconds")
+            return ProblemError(
+                410,
+                "job-expired",
+                f"job {job_id} was created at {created}, more than {days} days ago; finished "
+                "jobs are deleted after [lake.maintenance] job_retention_days, so its status is "
+                "no longer kept (the rows it stored stay in the lake)",
+            )
+    return ProblemError(404, "unknown-job", f"no job {job_id}")
+
+
 def _setup_logging() -> None:
     for logger in (access_log, error_log):
         json_logger(logger.name, component="api")
@@ -192,6 +212,12 @@ JOB_SCHEMA: dict[str, Any] = _object(
         "rejected": {"type": ["integer", "null"]},
         "kinesis_records": {"type": ["integer", "null"]},
         "snapshot_ids": {"type": "array", "items": {"type": "integer"}},
+        "contract_versions": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Versions of the contracts that judged the job's records, once final "
+            "(see `weir contract history`): one, unless the contract changed meanwhile.",
+        },
         "error": {"type": ["string", "null"]},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
@@ -376,7 +402,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "description": "The job",
                 "content": {"application/json": {"schema": JOB_SCHEMA}},
             },
-            **_problem_responses(401, 403, 404, 422, 503),
+            **_problem_responses(401, 403, 404, 410, 422, 503),
         },
         openapi_extra={"security": SECURITY},
     )
@@ -402,7 +428,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
             ) from e
         if job is None:
-            raise ProblemError(404, "unknown-job", f"no job {job_id}")
+            raise _no_job(job_id)
         keys.require_scope(request.scope["state"]["key"], job.dataset)
         return JSONResponse(
             {
@@ -414,6 +440,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "rejected": job.rejected,
                 "kinesis_records": job.records,
                 "snapshot_ids": job.snapshot_ids,
+                "contract_versions": job.contract_versions,
                 "error": job.error,
                 "created_at": _iso(job.created_at_ms),
                 "updated_at": _iso(job.updated_at_ms),

@@ -135,6 +135,7 @@ impl PyLakeConfig {
         out.set_item("compact_min_files", policy.compact_min_files)?;
         out.set_item("metadata_versions", policy.metadata_versions)?;
         out.set_item("orphan_age_hours", policy.orphan_age_hours)?;
+        out.set_item("job_retention_days", policy.job_retention_days)?;
         Ok(out)
     }
 

@@ -44,6 +44,9 @@ mirror! {
         error: Option<String>,
         created_at_ms: i64,
         updated_at_ms: i64,
+        /// Versions of the contracts that judged the job's records (`Processor.contract_version`),
+        /// once final: one, unless the contract changed while the job was consumed.
+        contract_versions: Vec<String>,
     }
 }
 
@@ -57,8 +60,8 @@ impl Job {
 
     fn __repr__(&self) -> String {
         format!(
-            "Job(job_id={:?}, dataset={:?}, status={:?}, received={}, valid={:?}, rejected={:?}, snapshot_ids={:?}, error={:?})",
-            self.job_id, self.dataset, self.status, self.received, self.valid, self.rejected, self.snapshot_ids, self.error
+            "Job(job_id={:?}, dataset={:?}, status={:?}, received={}, valid={:?}, rejected={:?}, snapshot_ids={:?}, error={:?}, contract_versions={:?})",
+            self.job_id, self.dataset, self.status, self.received, self.valid, self.rejected, self.snapshot_ids, self.error, self.contract_versions
         )
     }
 }

@@ -143,6 +143,19 @@ impl OpsTables {
         Ok(jobs.into_iter().map(Job::from).collect())
     }
 
+    /// Deletes finished jobs (with their per-record rows) last updated before `before_ms`
+    /// and batch metrics of batches started before it (`Metastore::prune`):
+    /// `{"jobs", "job_records", "batches"}` deleted.
+    fn prune<'py>(&self, py: Python<'py>, before_ms: i64) -> PyResult<Bound<'py, PyDict>> {
+        let metastore = self.metastore.clone();
+        let report = run(py, async move { metastore.prune(before_ms).await })?;
+        let out = PyDict::new(py);
+        out.set_item("jobs", report.jobs)?;
+        out.set_item("job_records", report.job_records)?;
+        out.set_item("batches", report.batches)?;
+        Ok(out)
+    }
+
     /// Claims an ingest request's `Idempotency-Key` (see `Metastore::claim_idempotency_key`):
     /// `(job_id, request_hash, created_at_ms)` of the claim holding it now.
     fn claim_idempotency_key(

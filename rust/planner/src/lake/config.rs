@@ -61,7 +61,7 @@ pub struct LakeConfig {
 }
 
 /// The settings `weir.toml` may hold under `[lake]` (keys as properties spell them).
-const TOML_KEYS: [&str; 20] = [
+const TOML_KEYS: [&str; 21] = [
     "metastore",
     "warehouse",
     "s3.endpoint",
@@ -82,6 +82,7 @@ const TOML_KEYS: [&str; 20] = [
     "maintenance.compact-min-files",
     "maintenance.metadata-versions",
     "maintenance.orphan-age-hours",
+    "maintenance.job-retention-days",
 ];
 
 /// Settings only the callers give: the state folder the default metastore and warehouse are
@@ -269,6 +270,9 @@ pub struct MaintenancePolicy {
     /// Files under a table's folder that no snapshot references are deleted once they are
     /// this many hours old (default 6; younger ones may belong to a commit in flight).
     pub orphan_age_hours: u64,
+    /// Finished jobs (`weir_jobs`, with their `weir_job_records` rows) and consumer batch
+    /// metrics older than this many days are deleted from the metastore (default 30).
+    pub job_retention_days: u64,
 }
 
 impl Default for MaintenancePolicy {
@@ -283,6 +287,7 @@ impl Default for MaintenancePolicy {
             compact_min_files: 16,
             metadata_versions: 20,
             orphan_age_hours: 6,
+            job_retention_days: 30,
         }
     }
 }
@@ -318,6 +323,9 @@ impl MaintenancePolicy {
         if let Some(n) = number_setting(settings, "maintenance.orphan-age-hours", 0..=u32::MAX as u64, whole)? {
             self.orphan_age_hours = n;
         }
+        if let Some(n) = number_setting(settings, "maintenance.job-retention-days", 1..=36_500, "a whole number of days from 1 to 36500")? {
+            self.job_retention_days = n;
+        }
         Ok(())
     }
 
@@ -338,6 +346,7 @@ impl MaintenancePolicy {
             ("compact-min-files", self.compact_min_files.to_string()),
             ("metadata-versions", self.metadata_versions.to_string()),
             ("orphan-age-hours", self.orphan_age_hours.to_string()),
+            ("job-retention-days", self.job_retention_days.to_string()),
         ]
     }
 }

@@ -427,7 +427,7 @@ impl Consumer {
         metrics.valid = prepared.valid;
         metrics.rejected = prepared.rejected;
         metrics.dead_lettered = prepared.dead_lettered;
-        self.metastore.job_records_pending(&self.stream, &prepared.job_records).await?;
+        self.metastore.job_records_pending(&self.stream, &self.processor.contract().version, &prepared.job_records).await?;
         let committing = Instant::now();
         // The batch's counts and contract in every snapshot it makes, so quality checks and
         // workflows can judge a snapshot by its id, without scanning it.
@@ -561,7 +561,7 @@ impl Consumer {
                 .collect();
             let attempt = async {
                 let job_records = failed_job_records(records);
-                self.metastore.job_records_pending(&self.stream, &job_records).await?;
+                self.metastore.job_records_pending(&self.stream, &self.processor.contract().version, &job_records).await?;
                 let batch = dead_letter_batch(&self.stream, records, &rows)?;
                 let empty: (SchemaRef, Vec<RecordBatch>) = (Arc::new(Schema::empty()), Vec::new());
                 let chain = [(batch.schema(), vec![batch]), empty.clone(), empty];

@@ -8,6 +8,11 @@
 //! intervals, so a dead holder is replaced). The run is a spawned task: the consumer's
 //! batches and commits never wait for it, and its errors are logged, never raised; its
 //! commits race the consumer's like any writer's (compare-and-swap, retries).
+//!
+//! At most once an hour a run also prunes the metastore's operational tables
+//! ([`Metastore::prune`]: finished jobs and batch metrics older than
+//! `job_retention_days`), under the lease [`OPS_TABLES_LEASE`], so one consumer of the
+//! metastore does it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +24,10 @@ use crate::lake::{Lake, MaintenancePolicy};
 
 /// Lease scope under which one process per table runs maintenance.
 pub const MAINTENANCE_SCOPE: &str = "weir:maintenance";
+/// The lease (in [`MAINTENANCE_SCOPE`]) under which one process prunes the metastore.
+pub const OPS_TABLES_LEASE: &str = "weir:operational-tables";
+/// How often a consumer prunes the operational tables.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Starts maintenance runs for some tables, at most one at a time.
 pub struct Maintainer {
@@ -29,12 +38,13 @@ pub struct Maintainer {
     policy: MaintenancePolicy,
     running: Option<JoinHandle<()>>,
     last_started: Option<Instant>,
+    last_pruned: Option<Instant>,
 }
 
 impl Maintainer {
     pub fn new(lake: Arc<Lake>, metastore: Metastore, tables: Vec<String>, owner: String) -> Self {
         let policy = lake.config().maintenance.clone();
-        Self { lake, metastore, tables, owner, policy, running: None, last_started: None }
+        Self { lake, metastore, tables, owner, policy, running: None, last_started: None, last_pruned: None }
     }
 
     fn interval(&self) -> Duration {
@@ -54,6 +64,11 @@ impl Maintainer {
         let (lake, metastore) = (self.lake.clone(), self.metastore.clone());
         let (tables, owner, policy) = (self.tables.clone(), self.owner.clone(), self.policy.clone());
         let ttl_ms = 2 * self.interval().as_millis() as i64;
+        let prune = self.last_pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+        if prune {
+            self.last_pruned = Some(Instant::now());
+        }
+        let retention_ms = (policy.job_retention_days as i64).saturating_mul(86_400_000);
         self.running = Some(tokio::spawn(async move {
             for table in tables {
                 match metastore.take_lease(MAINTENANCE_SCOPE, &table, &owner, ttl_ms).await {
@@ -66,6 +81,13 @@ impl Maintainer {
                 }
                 if let Err(e) = lake.maintain(&table, &policy).await {
                     tracing::warn!(component = "maintenance", event = "maintenance_failed", table = %table, error = %e);
+                }
+            }
+            if prune && metastore.take_lease(MAINTENANCE_SCOPE, OPS_TABLES_LEASE, &owner, PRUNE_EVERY.as_millis() as i64).await.unwrap_or(false) {
+                match metastore.prune(super::metastore::now_ms() - retention_ms).await {
+                    Ok(report) => tracing::info!(component = "maintenance", event = "operational_tables_pruned",
+                        jobs = report.jobs, job_records = report.job_records, batches = report.batches),
+                    Err(e) => tracing::warn!(component = "maintenance", event = "prune_failed", error = %e),
                 }
             }
         }));

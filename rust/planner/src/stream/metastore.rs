@@ -44,7 +44,8 @@ const SCHEMA: &[&str] = &[
         snapshot_ids TEXT,
         error TEXT,
         created_at_ms BIGINT NOT NULL,
-        updated_at_ms BIGINT NOT NULL)",
+        updated_at_ms BIGINT NOT NULL,
+        contract_versions TEXT)",
     "CREATE INDEX IF NOT EXISTS weir_jobs_by_status ON weir_jobs (status, dataset)",
     "CREATE INDEX IF NOT EXISTS weir_jobs_by_time ON weir_jobs (created_at_ms)",
     "CREATE TABLE IF NOT EXISTS weir_job_records (
@@ -58,6 +59,7 @@ const SCHEMA: &[&str] = &[
         state VARCHAR(16) NOT NULL,
         snapshot_id BIGINT,
         error TEXT,
+        contract_version VARCHAR(64),
         PRIMARY KEY (job_id, shard_id, sequence_number))",
     "CREATE INDEX IF NOT EXISTS weir_job_records_by_state ON weir_job_records (stream, state)",
     "CREATE TABLE IF NOT EXISTS weir_consumer_batches (
@@ -101,6 +103,14 @@ const SCHEMA: &[&str] = &[
         created_at_ms BIGINT NOT NULL,
         PRIMARY KEY (owner, idempotency_key))",
     "CREATE INDEX IF NOT EXISTS weir_idempotency_keys_by_time ON weir_idempotency_keys (created_at_ms)",
+];
+
+/// Columns added after their table was first released: `(table, column, type)`. A metastore
+/// made by an older Weir gets them on open ([`Metastore::add_missing_columns`]); new ones
+/// have them from [`SCHEMA`].
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("weir_jobs", "contract_versions", "TEXT"),
+    ("weir_job_records", "contract_version", "VARCHAR(64)"),
 ];
 
 pub(crate) fn now_ms() -> i64 {
@@ -147,7 +157,25 @@ pub struct Job {
     pub error: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Versions of the contracts that judged the job's records (`Contract::version`), set
+    /// when the job is final: one, unless the contract changed while the job was consumed.
+    pub contract_versions: Vec<String>,
 }
+
+/// What [`Metastore::prune`] deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Finished jobs (`weir_jobs` rows).
+    pub jobs: u64,
+    /// Their per-record rows (`weir_job_records`).
+    pub job_records: u64,
+    /// Consumer batch metrics (`weir_consumer_batches` rows).
+    pub batches: u64,
+}
+
+/// Rows one prune statement deletes at most, so no write transaction holds the metastore
+/// for long while consumers and the API write beside it.
+const PRUNE_CHUNK: i64 = 500;
 
 /// Who holds an idempotency key: the job it was claimed for, the digest of the request's
 /// body, and when it was claimed.
@@ -210,7 +238,27 @@ impl Metastore {
         for statement in SCHEMA {
             sqlx::query(statement).execute(&store.pool).await.map_err(db("schema"))?;
         }
+        store.add_missing_columns().await?;
         Ok(store)
+    }
+
+    /// Adds the [`ADDED_COLUMNS`] a metastore made by an older Weir lacks. Another process
+    /// may add a column at the same moment: an `ALTER` that fails is fine if the column is
+    /// there afterwards.
+    async fn add_missing_columns(&self) -> StreamResult<()> {
+        for (table, column, kind) in ADDED_COLUMNS {
+            let probe = format!("SELECT {column} FROM {table} WHERE 1 = 0");
+            if sqlx::query(&probe).fetch_all(&self.pool).await.is_ok() {
+                continue;
+            }
+            let alter = format!("ALTER TABLE {table} ADD COLUMN {column} {kind}");
+            if let Err(e) = sqlx::query(&alter).execute(&self.pool).await {
+                if sqlx::query(&probe).fetch_all(&self.pool).await.is_err() {
+                    return Err(StreamError::metastore(table, e));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `?` placeholders in PostgreSQL's `$n` form when needed.
@@ -418,17 +466,18 @@ impl Metastore {
         Ok(done.rows_affected())
     }
 
-    /// Records what a batch found in each Kinesis record, before the batch commits. A record
-    /// seen before (a replay after a crash) keeps its first row: the counts are the same.
-    pub async fn job_records_pending(&self, stream: &str, records: &[JobRecord]) -> StreamResult<()> {
+    /// Records what a batch found in each Kinesis record, and the version of the contract
+    /// that judged it, before the batch commits. A record seen before (a replay after a
+    /// crash) keeps its first row: the counts are the same.
+    pub async fn job_records_pending(&self, stream: &str, contract_version: &str, records: &[JobRecord]) -> StreamResult<()> {
         let statement = |chunk: &[JobRecord]| {
             self.sql(&format!(
-                "INSERT INTO weir_job_records (job_id, stream, shard_id, sequence_number, events, valid, rejected, state) \
-                 VALUES {} ON CONFLICT DO NOTHING",
-                Self::placeholders(chunk.len(), 8)
+                "INSERT INTO weir_job_records (job_id, stream, shard_id, sequence_number, events, valid, rejected, state, \
+                 contract_version) VALUES {} ON CONFLICT DO NOTHING",
+                Self::placeholders(chunk.len(), 9)
             ))
         };
-        fn bind<'q>(sql: &'q str, chunk: &[JobRecord], stream: &str) -> AnyQuery<'q> {
+        fn bind<'q>(sql: &'q str, chunk: &[JobRecord], stream: &str, contract_version: &str) -> AnyQuery<'q> {
             let mut query = sqlx::query(sql);
             for r in chunk {
                 query = query
@@ -439,19 +488,20 @@ impl Metastore {
                     .bind(r.events)
                     .bind(r.valid)
                     .bind(r.rejected)
-                    .bind("pending");
+                    .bind("pending")
+                    .bind(contract_version.to_string());
             }
             query
         }
         if records.len() <= RECORDS_PER_STATEMENT {
             let sql = statement(records); // atomic alone: no transaction held across awaits
-            bind(&sql, records, stream).execute(&self.pool).await.map_err(db(JOB_RECORDS_TABLE))?;
+            bind(&sql, records, stream, contract_version).execute(&self.pool).await.map_err(db(JOB_RECORDS_TABLE))?;
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(db(JOB_RECORDS_TABLE))?;
         for chunk in records.chunks(RECORDS_PER_STATEMENT) {
             let sql = statement(chunk);
-            bind(&sql, chunk, stream).execute(&mut *tx).await.map_err(db(JOB_RECORDS_TABLE))?;
+            bind(&sql, chunk, stream, contract_version).execute(&mut *tx).await.map_err(db(JOB_RECORDS_TABLE))?;
         }
         tx.commit().await.map_err(db(JOB_RECORDS_TABLE))?;
         Ok(())
@@ -563,9 +613,10 @@ impl Metastore {
         let mut finalized = 0;
         for chunk in job_ids.chunks(200) {
             let sql = self.sql(&format!(
-                "SELECT j.job_id, j.records, r.state, r.valid, r.rejected, r.snapshot_id, r.error \
+                "SELECT j.job_id, j.records, r.state, r.valid, r.rejected, r.snapshot_id, r.error, r.contract_version \
                  FROM weir_jobs j JOIN weir_job_records r ON r.job_id = j.job_id \
-                 WHERE j.job_id IN ({}) AND j.status IN ('accepted', 'published') AND j.records IS NOT NULL",
+                 WHERE j.job_id IN ({}) AND j.status IN ('accepted', 'published') AND j.records IS NOT NULL \
+                 ORDER BY r.shard_id, r.sequence_number",
                 vec!["?"; chunk.len()].join(", ")
             ));
             let mut query = sqlx::query(&sql);
@@ -582,6 +633,7 @@ impl Metastore {
                 failed: bool,
                 snapshots: Vec<i64>,
                 error: Option<String>,
+                contracts: Vec<String>,
             }
             let mut tallies: HashMap<String, Tally> = HashMap::new();
             for row in rows {
@@ -608,6 +660,11 @@ impl Metastore {
                 if let Some(e) = row.try_get::<Option<String>, _>(6).map_err(get)? {
                     tally.error.get_or_insert(e);
                 }
+                if let Some(version) = row.try_get::<Option<String>, _>(7).map_err(get)? {
+                    if !tally.contracts.contains(&version) {
+                        tally.contracts.push(version);
+                    }
+                }
             }
             let complete: Vec<(String, Tally)> = tallies.into_iter().filter(|(_, t)| t.done == t.records).collect();
             if complete.is_empty() {
@@ -615,9 +672,9 @@ impl Metastore {
             }
             let update = self.sql(&format!(
                 "UPDATE weir_jobs SET status = v.column2, valid = v.column3, rejected = v.column4, snapshot_ids = v.column5, \
-                 error = v.column6, updated_at_ms = ? FROM (VALUES {}) AS v \
+                 error = v.column6, contract_versions = v.column7, updated_at_ms = ? FROM (VALUES {}) AS v \
                  WHERE weir_jobs.job_id = v.column1 AND weir_jobs.status IN ('accepted', 'published')",
-                Self::placeholders(complete.len(), 6)
+                Self::placeholders(complete.len(), 7)
             ));
             let mut query = sqlx::query(&update).bind(now_ms());
             for (job_id, tally) in &complete {
@@ -635,12 +692,64 @@ impl Metastore {
                     .bind(tally.valid)
                     .bind(tally.rejected)
                     .bind(Some(snapshots).filter(|s| !s.is_empty()))
-                    .bind(tally.error.clone());
+                    .bind(tally.error.clone())
+                    .bind(Some(tally.contracts.join(",")).filter(|s| !s.is_empty()));
             }
             query.execute(&self.pool).await.map_err(db(JOBS_TABLE))?;
             finalized += complete.len();
         }
         Ok(finalized)
+    }
+
+    /// Deletes what the operational tables keep of the time before `before_ms`: jobs in a
+    /// final state last updated before it, with their per-record rows, and the metrics of
+    /// batches started before it. Open jobs and their records stay whatever their age (a
+    /// consumer may still settle them). In chunks of [`PRUNE_CHUNK`] jobs or batches, each
+    /// its own short transaction, so a prune never blocks the writers for long and one
+    /// interrupted leaves whole jobs.
+    pub async fn prune(&self, before_ms: i64) -> StreamResult<PruneReport> {
+        let mut report = PruneReport::default();
+        let finals = status::FINAL.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+        let pick = self.sql(&format!(
+            "SELECT job_id FROM weir_jobs WHERE status IN ({finals}) AND updated_at_ms < ? ORDER BY updated_at_ms LIMIT ?"
+        ));
+        loop {
+            let rows = sqlx::query(&pick).bind(before_ms).bind(PRUNE_CHUNK).fetch_all(&self.pool).await.map_err(db(JOBS_TABLE))?;
+            let ids: Vec<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>().map_err(db(JOBS_TABLE))?;
+            if ids.is_empty() {
+                break;
+            }
+            let list = vec!["?"; ids.len()].join(", ");
+            let records = self.sql(&format!("DELETE FROM weir_job_records WHERE job_id IN ({list})"));
+            let jobs = self.sql(&format!("DELETE FROM weir_jobs WHERE job_id IN ({list})"));
+            let mut tx = self.pool.begin().await.map_err(db(JOBS_TABLE))?;
+            let mut query = sqlx::query(&records);
+            for id in &ids {
+                query = query.bind(id.as_str());
+            }
+            report.job_records += query.execute(&mut *tx).await.map_err(db(JOB_RECORDS_TABLE))?.rows_affected();
+            let mut query = sqlx::query(&jobs);
+            for id in &ids {
+                query = query.bind(id.as_str());
+            }
+            report.jobs += query.execute(&mut *tx).await.map_err(db(JOBS_TABLE))?.rows_affected();
+            tx.commit().await.map_err(db(JOBS_TABLE))?;
+            if (ids.len() as i64) < PRUNE_CHUNK {
+                break;
+            }
+        }
+        let batches = self.sql(
+            "DELETE FROM weir_consumer_batches WHERE batch_id IN \
+             (SELECT batch_id FROM weir_consumer_batches WHERE started_at_ms < ? LIMIT ?)",
+        );
+        loop {
+            let done = sqlx::query(&batches).bind(before_ms).bind(PRUNE_CHUNK).execute(&self.pool).await.map_err(db(BATCHES_TABLE))?;
+            report.batches += done.rows_affected();
+            if (done.rows_affected() as i64) < PRUNE_CHUNK {
+                break;
+            }
+        }
+        Ok(report)
     }
 
     /// Stores a batch's metrics.
@@ -854,8 +963,8 @@ impl Metastore {
 }
 
 /// The columns of a jobs-table row, in the order [`job_from_row`] reads them.
-const JOB_COLUMNS: &str =
-    "job_id, dataset, status, received, records, valid, rejected, snapshot_ids, error, created_at_ms, updated_at_ms";
+const JOB_COLUMNS: &str = "job_id, dataset, status, received, records, valid, rejected, snapshot_ids, error, \
+                           created_at_ms, updated_at_ms, contract_versions";
 
 fn job_from_row(row: &AnyRow) -> Result<Job, sqlx::Error> {
     let snapshot_ids: Option<String> = row.try_get(7)?;
@@ -873,5 +982,9 @@ fn job_from_row(row: &AnyRow) -> Result<Job, sqlx::Error> {
         error: row.try_get(8)?,
         created_at_ms: row.try_get(9)?,
         updated_at_ms: row.try_get(10)?,
+        contract_versions: row
+            .try_get::<Option<String>, _>(11)?
+            .map(|s| s.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
     })
 }
