@@ -92,7 +92,8 @@ def test_streaming_jobs_with_a_postgresql_metastore(
     monkeypatch.setenv("WEIR_KINESIS_STREAM_PREFIX", f"pg{uuid.uuid4().hex[:8]}-")
     events = samples.generate_shop_events(600, invalid_fraction=0.05, seed=31)
     bodies = [samples.to_ndjson(events[i : i + 20]) for i in range(0, 600, 20)]
-    producer = weir.stream.producer()
+    # Jobs published within the linger share records, however slow the machine is.
+    producer = weir.stream.producer(linger_ms=300)
     with RunningConsumer(), ThreadPoolExecutor(8) as pool:
         # Concurrent small jobs: the producer packs those waiting together into one record.
         receipts = list(pool.map(lambda body: producer.publish("shop_events", body), bodies))

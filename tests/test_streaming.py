@@ -1,14 +1,13 @@
 """Kinesis → Iceberg, end to end, against a real kinesalite server and a real lake (SQLite
 metastore, local warehouse) in a temporary folder: exact round trips in every format,
-rejected records with their jobs, records that are not Weir's, transient and permanent
-storage failures, latency, the Kinesis table provider in DataFusion, shard leases, and
-producer errors. The crash tests are in ``test_streaming_crash.py``, the paused (zombie)
-consumer in ``test_streaming_zombie.py``, producer retries and record sizes in
-``test_producer.py``."""
+rejected records with their jobs, transient and permanent storage failures, latency, the
+Kinesis table provider in DataFusion, shard leases, and producer errors. Records of other
+producers are in ``test_foreign_records.py``, the crash tests in
+``test_streaming_crash.py``, the paused (zombie) consumer in ``test_streaming_zombie.py``,
+producer retries and record sizes in ``test_producer.py``."""
 
 from __future__ import annotations
 
-import collections
 import json
 import time
 import uuid
@@ -20,10 +19,8 @@ import pyarrow as pa
 import pytest
 
 import weir
-from tests.support.servers import kinesis_client
 from tests.support.stream_helpers import break_folder, data_folder, private_streams, wait_final
 from weir import samples
-from weir.config import kinesis_settings
 
 
 @pytest.fixture
@@ -167,49 +164,6 @@ def test_a_permanent_failure_fails_the_jobs_and_keeps_the_records(stream_env, ru
     # The checkpoint moved past the dead-lettered records: only the later job is stored.
     stored = rows("raw.shop_events").column("event_id").to_pylist()
     assert sorted(stored) == sorted(e["event_id"] for e in later)
-
-
-def test_a_foreign_record_is_dead_lettered_until_issue_18_decodes_it(
-    stream_env, running_consumer, kinesis_endpoint, monkeypatch
-):
-    """Today's behaviour for a record another service put on the stream (a plain JSON event,
-    not a Weir record): it goes to the dead-letter table whole, with an error saying why,
-    and the stream goes on past it. Issue 18 (streaming for real producers) will decode such
-    records as events instead; this test changes with it."""
-    monkeypatch.setenv("WEIR_KINESIS_SHARDS", "1")  # one shard: the record sits between jobs
-    before = samples.generate_shop_events(40, seed=71)
-    after = samples.generate_shop_events(30, seed=72)
-    foreign_event = samples.generate_shop_events(1, seed=73)[0]
-    first = weir.publish("shop_events", samples.to_ndjson(before))
-    foreign = kinesis_client(kinesis_endpoint).put_record(
-        StreamName=kinesis_settings().stream_name("shop_events"),
-        Data=json.dumps(foreign_event).encode(),
-        PartitionKey="another-service",
-    )
-    last = weir.publish("shop_events", samples.to_ndjson(after))
-    position = int(foreign["SequenceNumber"])
-    assert int(first.records[-1].sequence_number) < position < int(last.records[0].sequence_number)
-    with running_consumer() as consumer:
-        jobs = wait_final([first.job_id, last.job_id])
-
-    dead = rows("raw.shop_events_dead_letter").to_pylist()
-    assert [(d["shard_id"], d["sequence_number"], d["job_id"], d["data"]) for d in dead] == [
-        (foreign["ShardId"], foreign["SequenceNumber"], None, json.dumps(foreign_event).encode())
-    ]
-    assert "not a Weir record" in dead[0]["error"], dead[0]["error"]
-    assert sum(b.dead_lettered for b in consumer.batches) == 1
-    # Weir's own jobs around it: each event stored once, the foreign event not at all.
-    stored = collections.Counter(rows("raw.shop_events").column("event_id").to_pylist())
-    assert stored == collections.Counter(e["event_id"] for e in before + after)
-    assert [(jobs[j].status, jobs[j].valid) for j in (first.job_id, last.job_id)] == [
-        ("committed", len(before)),
-        ("committed", len(after)),
-    ]
-    # The checkpoints of both tables moved past it: it is not read again.
-    for table in ("raw.shop_events", "raw.shop_events_dead_letter"):
-        summary = json.loads(weir.lake.snapshots(table).column("summary").to_pylist()[-1])
-        checkpoint = json.loads(summary["weir.checkpoint"])[first.stream]
-        assert int(checkpoint[foreign["ShardId"]]) >= position, (table, checkpoint)
 
 
 def test_new_data_is_queryable_within_seconds(stream_env, running_consumer):

@@ -3,7 +3,9 @@ processes (``weir consume``) are killed with SIGKILL at random moments at least 
 restarted; afterwards the lake holds exactly the produced events (each valid one once in
 ``raw.shop_events``, each invalid one once in ``raw.shop_events_rejected``) and every job is
 final. Once with one consumer on 2 shards, once with 2 consumers sharing 4 shards (one of
-them killed again and again, so leases move). Real kinesalite, real lake, real processes."""
+them killed again and again, so leases move), and once with records of other producers
+(JSON, CSV, gzip, KPL aggregated; put with boto3) instead of Weir's jobs. Real kinesalite,
+real lake, real processes."""
 
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ from typing import BinaryIO
 import pytest
 
 import weir
+from tests.support import foreign_producers as foreign
 from tests.support import stream_helpers
-from tests.support.servers import stop_process
+from tests.support.servers import kinesis_client, stop_process
 from weir import samples
+from weir.config import kinesis_settings
 
 EVENTS = 200_000
 JOB_SIZE = 2_000
@@ -132,14 +136,8 @@ def test_sigkilled_consumers_store_every_event_exactly_once(
     ]
     victim = Victim(env, out)
     producer.start()
-    rng = random.Random(99)
     try:
-        # The first kill comes right after a rejected commit (the victim lives until then):
-        # on a loaded machine most lives are too short to commit before a random kill.
-        assert victim.mid_batch_killed.wait(timeout=120), "the victim committed no rejected rows"
-        while victim.random_kills < KILLS or producer.is_alive():
-            time.sleep(rng.uniform(0.4, 2.5))
-            victim.kill_and_restart()
+        kill_until_done(victim, producer)
         producer.join()
         assert len(published) == len(jobs)
         final = weir.stream.wait_for_jobs(published, timeout=180)
@@ -185,3 +183,87 @@ def test_sigkilled_consumers_store_every_event_exactly_once(
         tables = ("raw.shop_events", "raw.shop_events_rejected")
         committers = {c.get("weir.consumer") for table in tables for c in commits(table)}
         assert {"steady-0", "victim"} <= committers
+
+
+def kill_until_done(victim: Victim, producer: threading.Thread) -> None:
+    """Kills the victim at random moments, at least ``KILLS`` times, until ``producer`` ends;
+    the first kill comes right after a rejected commit (the victim lives until then): on a
+    loaded machine most lives are too short to commit before a random kill."""
+    rng = random.Random(99)
+    assert victim.mid_batch_killed.wait(timeout=120), "the victim committed no rejected rows"
+    while victim.random_kills < KILLS or producer.is_alive():
+        time.sleep(rng.uniform(0.4, 2.5))
+        victim.kill_and_restart()
+
+
+def wait_stored(stream: str, positions: list[tuple[str, str]], timeout: float = 180) -> None:
+    """Waits until the valid table's checkpoint covers every one of ``positions``."""
+    last: dict[str, int] = {}
+    for shard, sequence in positions:
+        last[shard] = max(last.get(shard, 0), int(sequence))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reached: dict[str, int] = collections.defaultdict(int)
+        for summary in commits("raw.shop_events"):
+            for shard, sequence in (
+                json.loads(summary.get("weir.checkpoint", "{}")).get(stream, {}).items()
+            ):
+                reached[shard] = max(reached[shard], int(sequence))
+        if all(reached[shard] >= sequence for shard, sequence in last.items()):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"records not stored within {timeout} s: {dict(reached)} < {last}")
+
+
+@pytest.mark.slow
+def test_a_sigkilled_consumer_stores_other_producers_records_exactly_once(
+    tmp_path: Path, kinesis_endpoint: str, monkeypatch
+):
+    """Records as other services write them (every kind of tests/support/foreign_producers.py:
+    JSON, NDJSON, CSV, gzip, KPL aggregated, put with boto3) through the same kills: each
+    valid event stored once, each rejected one quarantined once with its Kinesis position."""
+    monkeypatch.setenv("WEIR_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("WEIR_KINESIS_STREAM_PREFIX", f"crashf{uuid.uuid4().hex[:8]}-")
+    monkeypatch.setenv("WEIR_KINESIS_SHARDS", "2")
+    monkeypatch.setenv("WEIR_LOG", stream_helpers.CONSUMER_LOG)
+    env = dict(os.environ)
+    events = samples.generate_shop_events(40_000, invalid_fraction=0.01, seed=4321)
+    records = foreign.records_of(events, list(foreign.KINDS), per_record=25)
+    weir.lake.ensure_dataset("shop_events")
+    stream = kinesis_settings().stream_name("shop_events")
+    weir.stream.producer().ensure_stream("shop_events")
+    client = kinesis_client(kinesis_endpoint)
+    log = tmp_path / "consumers.log"
+    out = log.open("ab")
+    positions: list[tuple[str, str]] = []
+
+    def produce() -> None:
+        for start in range(0, len(records), 20):
+            chunk = records[start : start + 20]
+            positions.extend(foreign.put_records(client, stream, [r.data for r in chunk]))
+            time.sleep(0.15)  # a steady stream over the kills, not one burst
+
+    producer = threading.Thread(target=produce)
+    victim = Victim(env, out)
+    producer.start()
+    try:
+        kill_until_done(victim, producer)
+        producer.join()
+        assert len(positions) == len(records)
+        wait_stored(stream, positions)
+    finally:
+        producer.join()
+        victim.stop()
+        out.close()
+    assert victim.random_kills >= KILLS and victim.mid_batch_kills >= 1
+    recorded = set(weir.stream.batches("shop_events").column("batch_id").to_pylist())
+    half_done = batch_ids("raw.shop_events_rejected") - batch_ids("raw.shop_events") - recorded
+    assert half_done, "no kill landed between the rejected and the valid commit of a batch"
+
+    want = foreign.expected(records, positions)
+    stored = collections.Counter(weir.lake.read("raw.shop_events").column("event_id").to_pylist())
+    assert sum(stored.values()) == sum(want.valid.values())
+    assert stored == want.valid, "valid events lost or stored twice"
+    got = foreign.stored_rejected(weir.lake.read("raw.shop_events_rejected").to_pylist())
+    assert len(got) == len(set(got)) == len(want.rejected) and set(got) == want.rejected
+    assert weir.lake.read("raw.shop_events_dead_letter").num_rows == 0

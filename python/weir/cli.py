@@ -8,6 +8,7 @@
     weir up [--no-dashboard] [--no-airflow] | weir status | weir down
     weir consume [--dataset shop_events] [--commit-interval 1.0] [--on-failure dead_letter]
                  [--no-maintenance]
+    weir replay --dataset D [--since 2026-12-01T08:00Z | --since 6h] [--dry-run] [--format json]
     weir serve [--host 127.0.0.1] [--port 8000] [--workers 1]
     weir dashboard [--host 127.0.0.1] [--port 8501]
     weir api-key create [--name N] [--datasets a,b] [--rate EVENTS/S] [--request-rate REQ/S]
@@ -31,7 +32,9 @@ explicit compaction and expiry steps, and without ``--table`` deletes finished j
 than ``job_retention_days`` from the metastore. ``up``, ``status`` and ``down`` start, show
 and stop the local stack (``weir.stack``: Kinesis-API server, consumer, API, dashboard,
 Airflow). ``consume`` runs the Kinesis consumers (one per dataset, sharing shards with other
-``weir consume`` processes) until SIGINT or SIGTERM; ``serve`` runs the ingest API
+``weir consume`` processes) until SIGINT or SIGTERM; ``replay`` runs a dataset's
+dead-lettered records through its current contract and pipeline SQL again, exactly once,
+and prints what was stored, rejected and still fails; ``serve`` runs the ingest API
 (``weir.api``); ``dashboard`` runs the Streamlit dashboard (``streamlit_app/``) in the
 foreground until SIGINT or SIGTERM;
 ``api-key create`` prints a new API key once and stores its hash; ``transform`` runs
@@ -56,7 +59,7 @@ import os
 import sys
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -547,6 +550,55 @@ def cmd_consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_since(text: str) -> datetime:
+    """``--since``: an ISO 8601 time (UTC unless it names an offset) or an age such as
+    ``90m``, ``6h`` or ``2d``."""
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(**{units[text[-1]]: float(text[:-1])})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an ISO 8601 time (2026-12-01T08:00Z) nor an age (6h, 2d)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    if args.dataset not in project.datasets():
+        print(
+            f"weir replay: no contract for {args.dataset} "
+            f"(contracts: {', '.join(project.datasets()) or 'none'})",
+            file=sys.stderr,
+        )
+        return 2
+    refuse_breaking_contracts("replay", [args.dataset])
+    weir.init_logging(os.environ.get("WEIR_LOG", "warn"))
+    report = weir.stream.replay(args.dataset, since=args.since, dry_run=args.dry_run)
+    if args.format == "json":
+        print(json.dumps(report))
+        return 0
+    would = "would be " if args.dry_run else ""
+    since = f" since {args.since:%Y-%m-%d %H:%M:%S} UTC" if args.since else ""
+    print(
+        f"{args.dataset}: {report['dead_letters']} dead-lettered records{since}, "
+        f"{report['already_replayed']} replayed before, {report['replayed']} {would}replayed now"
+    )
+    print(
+        f"  events {report['events']}: {report['valid']} {would}stored in raw.{args.dataset}, "
+        f"{report['rejected']} {would}quarantined in raw.{args.dataset}_rejected"
+    )
+    if not args.dry_run:
+        print(f"  jobs' records now stored: {report['job_records']}")
+        print(f"  replay id {report['replay_id']} (weir.replay-id of its snapshots)")
+    for shard, sequence, why in report["still_failing"]:
+        print(f"  still failing: shard {shard}, record {sequence}: {why}")
+    if args.dry_run:
+        print("dry run: nothing was written")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -943,6 +995,7 @@ EXAMPLES = {
     "down": "weir down",
     "status": "weir status",
     "consume": "weir consume --dataset shop_events --commit-interval 0.5",
+    "replay": "weir replay --dataset shop_events --since 6h --dry-run   (then without --dry-run)",
     "serve": "weir serve --port 8000 --workers 2",
     "dashboard": "weir dashboard --port 8502",
     "notebook": "weir notebook --port 8888 --no-browser",
@@ -1190,6 +1243,22 @@ def main(argv: list[str] | None = None) -> int:
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.add_argument("--limit", type=int, default=100, help="rows shown in the table format (100)")
     sql.set_defaults(run=cmd_sql)
+
+    replay = commands.add_parser(
+        "replay",
+        help="run a dataset's dead-lettered records through its contract and pipeline again",
+        description="Exactly once: records an earlier replay stored are skipped.",
+    )
+    replay.add_argument("--dataset", required=True, help="the dataset (a contract name)")
+    replay.add_argument(
+        "--since",
+        type=parse_since,
+        help="only records dead-lettered at or after this time (ISO 8601, UTC by default) "
+        "or within this age (90m, 6h, 2d)",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="report, write nothing")
+    replay.add_argument("--format", choices=["text", "json"], default="text")
+    replay.set_defaults(run=cmd_replay)
 
     jobs = commands.add_parser(
         "jobs",

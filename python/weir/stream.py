@@ -75,9 +75,11 @@ def as_dict(record: Any) -> dict[str, Any]:
 
 @functools.cache
 def _producer(
-    kinesis: tuple[tuple[str, str], ...], lake: tuple[tuple[str, str], ...]
+    kinesis: tuple[tuple[str, str], ...], lake: tuple[tuple[str, str], ...], linger_ms: int
 ) -> _native.Producer:
-    return _native.Producer(dict(kinesis), _native.Lake(dict(lake)) if lake else None)
+    return _native.Producer(
+        dict(kinesis), _native.Lake(dict(lake)) if lake else None, linger_ms=linger_ms
+    )
 
 
 def producer(
@@ -85,14 +87,20 @@ def producer(
     lake: LakeSettings | None = None,
     *,
     register_jobs: bool = True,
+    linger_ms: int = 0,
 ) -> _native.Producer:
     """The process's producer for these settings (default: the configured ones). With
-    ``register_jobs`` every job is recorded in the metastore's jobs table."""
+    ``register_jobs`` every job is recorded in the metastore's jobs table. ``linger_ms``
+    holds each PutRecords group open that long for other jobs' records to join it (like
+    the KPL's ``RecordMaxBufferedTime``): fewer, fuller records for a little latency; with
+    the default 0 only jobs published concurrently share records."""
+    if linger_ms < 0:
+        raise ValueError(f"linger_ms must be 0 or more, not {linger_ms}")
     settings = settings or kinesis_settings()
     lake_props = (
         tuple(sorted((lake or lake_settings()).properties().items())) if register_jobs else ()
     )
-    return _producer(tuple(sorted(settings.properties().items())), lake_props)
+    return _producer(tuple(sorted(settings.properties().items())), lake_props, linger_ms)
 
 
 def publish(
@@ -229,6 +237,32 @@ def consumer(
     return _native.Consumer(
         open_lake(lake), settings.properties(), processor(dataset), options or None
     )
+
+
+def replay(
+    dataset: str,
+    *,
+    since: datetime | None = None,
+    dry_run: bool = False,
+    settings: KinesisSettings | None = None,
+    lake: LakeSettings | None = None,
+) -> dict[str, Any]:
+    """Runs the records of ``raw.<dataset>_dead_letter`` (those dead-lettered at or after
+    ``since``, a timezone-aware datetime; all by default) through the dataset's current
+    contract and pipeline SQL again, into ``raw.<dataset>_rejected`` and ``raw.<dataset>``,
+    exactly once: a record an earlier replay stored is skipped, whichever process ran it.
+    Their jobs are finalized again. With ``dry_run`` nothing is written.
+
+    Returns a summary: ``dead_letters`` (considered), ``already_replayed``, ``replayed``,
+    ``events``, ``valid``, ``rejected``, ``still_failing`` (``(shard_id, sequence_number,
+    reason)`` of records that still cannot be read; they stay in the dead-letter table),
+    ``job_records`` (moved from failed to stored), ``snapshot_ids``, ``replay_id`` (in the
+    summary of every snapshot the replay made, as ``weir.replay-id``)."""
+    if since is not None and since.tzinfo is None:
+        raise ValueError("since must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
+    since_ms = int(since.timestamp() * 1000) if since is not None else None
+    c = consumer(dataset, settings=settings, lake=lake, maintenance=False)
+    return c.replay(since_ms, dry_run)
 
 
 def consume(

@@ -6,7 +6,8 @@
 //!   `x-weir-partition` declares (e.g. `["day(event_time)"]`); without a declaration, by day
 //!   of the output's first timestamp column.
 //! - `raw.<dataset>_rejected`: one row per rejected record (`record_index`, the `raw` text,
-//!   every violation, the ingest `job_id`) plus `ingested_at`, partitioned by `day(ingested_at)`.
+//!   every violation, the ingest `job_id`, the Kinesis position) plus `ingested_at`,
+//!   partitioned by `day(ingested_at)`.
 //! - `raw.<dataset>_dead_letter`: source records of consumer batches that failed every retry,
 //!   with the error, partitioned by `day(ingested_at)`.
 
@@ -72,15 +73,24 @@ impl DatasetTables {
 }
 
 /// Schema of `raw.<dataset>_rejected` (before `ingested_at`): the processor's rejected rows
-/// plus the ingest job, where `record_index` counts records within that job.
+/// plus the ingest job, where `record_index` counts records within that job, and the
+/// Kinesis record the event came in (`shard_id`, `sequence_number`, `arrival_time`). An
+/// event of another producer's record has no job: its `record_index` counts events within
+/// the Kinesis record or, for a KPL aggregated record, within the user record numbered
+/// `sub_sequence_number`. The position columns came after the first tables were made, so
+/// older rows have them null (a compatible change the tables evolve by).
 pub fn rejected_table_schema() -> ArrowSchema {
     let mut fields: Vec<Field> = crate::rejected_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(JOB_ID_COLUMN, DataType::Utf8, true));
+    fields.push(Field::new("shard_id", DataType::Utf8, true));
+    fields.push(Field::new("sequence_number", DataType::Utf8, true));
+    fields.push(Field::new("sub_sequence_number", DataType::Int64, true));
+    fields.push(Field::new("arrival_time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true));
     ArrowSchema::new(fields)
 }
 
 /// Schema of `raw.<dataset>_dead_letter` (before `ingested_at`): one row per source record of
-/// a batch that failed every attempt, with the error.
+/// a batch that failed every attempt (or that cannot be read), with the error.
 pub fn dead_letter_schema() -> ArrowSchema {
     ArrowSchema::new(vec![
         Field::new("stream", DataType::Utf8, false),
@@ -91,6 +101,10 @@ pub fn dead_letter_schema() -> ArrowSchema {
         Field::new("arrival_time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
         Field::new("data", DataType::Binary, false),
         Field::new("error", DataType::Utf8, false),
+        // Whether the record's rejected events were committed to `_rejected` by an attempt
+        // before the batch failed (a replay does not store them again). Added after the
+        // first tables were made: null in older rows.
+        Field::new("rejected_stored", DataType::Boolean, true),
     ])
 }
 

@@ -36,6 +36,6 @@ pub mod stream;
 pub use processor::{
     check_rules, conform_table, decode, rejected_schema, session_state, violations_batch,
     violations_schema, Contract, Decoded, FieldKind, FieldSpec, InputFormat, PipelineSql,
-    ProcessOutcome, ProcessStats, Processor, ProcessorError, Result, ValidationOutcome, Violation,
+    ProcessOutcome, ProcessStats, Processor, ProcessorError, RecordFormat, Result, ValidationOutcome, Violation,
     EVENTS_TABLE, RECORD_INDEX_COLUMN, SUPPORTED_INPUT_FORMATS,
 };

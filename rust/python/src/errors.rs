@@ -191,6 +191,7 @@ impl ToPyErr for StreamError {
             StreamError::Kinesis { stream, .. } => (ExceptionClass::Kinesis, vec![("stream", text(py, &stream))]),
             StreamError::Record { stream, .. } => (ExceptionClass::Stream, vec![("stream", text(py, &stream))]),
             StreamError::Input { .. } => (ExceptionClass::Unpublishable, vec![]),
+            StreamError::Replay { .. } => (ExceptionClass::Stream, vec![]),
             StreamError::Metastore { .. } => (ExceptionClass::Lake, vec![]),
             StreamError::Internal(_) => (ExceptionClass::Weir, vec![]),
         };

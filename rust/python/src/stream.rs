@@ -59,12 +59,25 @@ impl Producer {
 #[pymethods]
 impl Producer {
     /// A producer for the Kinesis settings `properties`; with `lake`, every published job is
-    /// registered in the metastore's jobs table.
+    /// registered in the metastore's jobs table. `linger_ms` is how long a group of records
+    /// waits for others to join it (0: none).
     #[new]
-    #[pyo3(signature = (properties, lake=None, zstd_level=1, max_attempts=10))]
-    fn new(py: Python<'_>, properties: HashMap<String, String>, lake: Option<&Lake>, zstd_level: i32, max_attempts: u32) -> PyResult<Self> {
+    #[pyo3(signature = (properties, lake=None, zstd_level=1, max_attempts=10, linger_ms=0))]
+    fn new(
+        py: Python<'_>,
+        properties: HashMap<String, String>,
+        lake: Option<&Lake>,
+        zstd_level: i32,
+        max_attempts: u32,
+        linger_ms: u64,
+    ) -> PyResult<Self> {
         let kinesis = connect(py, &properties)?;
-        let options = ProducerOptions { zstd_level, max_attempts: max_attempts.max(1), ..ProducerOptions::default() };
+        let options = ProducerOptions {
+            zstd_level,
+            max_attempts: max_attempts.max(1),
+            linger: std::time::Duration::from_millis(linger_ms),
+            ..ProducerOptions::default()
+        };
         let inner = {
             let _entered = runtime().enter();
             Arc::new(stream::Producer::new(kinesis, options))
@@ -309,6 +322,30 @@ impl Consumer {
     fn shard_ids(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let inner = self.inner.clone();
         Ok(py.detach(|| runtime().block_on(async move { inner.lock().await.shard_ids() })))
+    }
+
+    /// Replays the dead-letter table's records (dead-lettered at or after `since_ms`, all
+    /// when None) that no replay stored yet; with `dry_run` nothing is written. Returns the
+    /// report as a dict.
+    #[pyo3(signature = (since_ms=None, dry_run=false))]
+    fn replay<'py>(&self, py: Python<'py>, since_ms: Option<i64>, dry_run: bool) -> PyResult<Bound<'py, PyDict>> {
+        let inner = self.inner.clone();
+        let report = run(py, async move { inner.lock().await.replay(since_ms, dry_run).await })?;
+        let out = PyDict::new(py);
+        out.set_item("replay_id", report.replay_id)?;
+        out.set_item("dry_run", report.dry_run)?;
+        out.set_item("dead_letters", report.dead_letters)?;
+        out.set_item("already_replayed", report.already_replayed)?;
+        out.set_item("replayed", report.replayed)?;
+        out.set_item("events", report.events)?;
+        out.set_item("valid", report.valid)?;
+        out.set_item("rejected", report.rejected)?;
+        let failing: Vec<(String, String, String)> = report.still_failing;
+        out.set_item("still_failing", failing)?;
+        out.set_item("other_streams", report.other_streams)?;
+        out.set_item("job_records", report.job_records)?;
+        out.set_item("snapshot_ids", report.snapshot_ids)?;
+        Ok(out)
     }
 
     /// Collects, stores and commits one batch; its metrics, or None if nothing arrived.

@@ -8,7 +8,9 @@
 //! (`uuid`, `email`, `date-time`), `minimum`, `maximum`, `maxLength`; annotations
 //! (`title`, `description`, `examples`, `$schema`, `$id`, `$comment`, `x-*`) are ignored,
 //! except `x-weir-partition`: how the dataset's lake table is partitioned, a list such as
-//! `["day(event_time)"]` over the pipeline's output columns (see `dataset`).
+//! `["day(event_time)"]` over the pipeline's output columns (see `dataset`), and
+//! `x-weir-record-format`: how the consumer reads records on the dataset's stream that
+//! Weir's producer did not write ([`RecordFormat`]).
 //! Any other keyword is an error naming it, so a typo such as `maxlength` cannot silently
 //! switch a rule off.
 
@@ -101,12 +103,50 @@ pub struct Contract {
     /// `x-weir-partition`: partition fields of the dataset's table, e.g. `day(event_time)`;
     /// `None` when the contract does not declare them.
     pub partition: Option<Vec<String>>,
+    /// `x-weir-record-format`: how records other producers put on the stream are read.
+    pub record_format: RecordFormat,
     /// The contract's version: `sha256:` and the first 16 hex digits of the SHA-256 of its
     /// JSON with keys sorted and no white space, so reformatting or reordering the file
     /// keeps the version and any change of content makes a new one. Recorded in each
     /// snapshot the consumer commits (`weir.contract-version`).
     pub version: String,
     schema: SchemaRef,
+}
+
+/// How the consumer reads a record on the dataset's stream that is not a Weir record
+/// (`x-weir-record-format`). In every format but `weir`, a KPL aggregated record is
+/// de-aggregated and a gzip-compressed one decompressed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordFormat {
+    /// JSON when the record starts with `{` or `[` (one object, an array of them, or NDJSON
+    /// lines), otherwise CSV lines.
+    #[default]
+    Auto,
+    /// Weir records only: anything else is dead-lettered.
+    Weir,
+    /// One JSON object, an array of objects, or NDJSON lines.
+    Json,
+    /// CSV lines, with or without a header line (without one, the columns are the
+    /// contract's properties in order).
+    Csv,
+}
+
+impl RecordFormat {
+    pub const NAMES: [&'static str; 4] = ["auto", "weir", "json", "csv"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "auto" => Some(Self::Auto),
+            "weir" => Some(Self::Weir),
+            "json" => Some(Self::Json),
+            "csv" => Some(Self::Csv),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 const ANNOTATIONS: &[&str] = &["title", "description", "examples", "$comment", "default", "deprecated"];
@@ -186,6 +226,7 @@ impl Contract {
         let mut required: Vec<String> = Vec::new();
         let mut additional_properties = true;
         let mut partition = None;
+        let mut record_format = RecordFormat::default();
         for (keyword, value) in &top {
             let path = format!("/{keyword}");
             match keyword.as_str() {
@@ -199,6 +240,11 @@ impl Contract {
                                 err(&path, keyword, "expected an array of partition fields such as \"day(event_time)\"".into())
                             })?,
                     )
+                }
+                "x-weir-record-format" => {
+                    record_format = value.as_str().and_then(RecordFormat::parse).ok_or_else(|| {
+                        err(&path, keyword, format!("expected one of {}", RecordFormat::NAMES.map(|n| format!("{n:?}")).join(", ")))
+                    })?
                 }
                 k if is_annotation(k) => {}
                 "type" if value == "object" => {}
@@ -242,7 +288,7 @@ impl Contract {
                 .collect::<Vec<_>>(),
         ));
         let version = content_version(&Value::Object(top));
-        Ok(Self { name: title, fields, additional_properties, partition, version, schema })
+        Ok(Self { name: title, fields, additional_properties, partition, record_format, version, schema })
     }
 
     /// The Arrow schema of decoded records: one nullable column per field, in contract order.
@@ -390,6 +436,18 @@ mod tests {
 
     fn error_of(text: &str) -> String {
         compile(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_record_format_is_auto_unless_the_contract_names_another() {
+        let base = r#"{"type":"object","properties":{"id":{"type":"string"}}"#;
+        assert_eq!(compile(&format!("{base}}}")).unwrap().record_format, RecordFormat::Auto);
+        for name in RecordFormat::NAMES {
+            let c = compile(&format!(r#"{base},"x-weir-record-format":"{name}"}}"#)).unwrap();
+            assert_eq!(c.record_format.as_str(), name);
+        }
+        let error = error_of(&format!(r#"{base},"x-weir-record-format":"xml"}}"#));
+        assert!(error.contains("/x-weir-record-format") && error.contains(r#""auto", "weir", "json", "csv""#), "{error}");
     }
 
     #[test]

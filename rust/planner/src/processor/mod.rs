@@ -19,7 +19,7 @@ mod session;
 mod validate;
 mod violation;
 
-pub use contract::{Contract, FieldKind, FieldSpec};
+pub use contract::{Contract, FieldKind, FieldSpec, RecordFormat};
 pub(crate) use decode::json_is_line_delimited;
 pub use decode::{decode, Decoded, InputFormat, RECORD_INDEX_COLUMN, SUPPORTED_INPUT_FORMATS};
 pub use error::{ProcessorError, Result};

@@ -1,10 +1,11 @@
 //! The consumer: Kinesis → pipeline SQL → Iceberg, exactly once.
 //!
 //! Each batch reads the shards this consumer holds, concurrently from their cursors
-//! ([`read_shards`]), bounded by the commit interval (default 1 s) and size limits. Its Weir
-//! records are unpacked ([`super::unpack`]), run through the dataset's processor (contract +
+//! ([`read_shards`]), bounded by the commit interval (default 1 s) and size limits. Its
+//! records (Weir's, or other producers' JSON, CSV, gzip or KPL aggregated records) are
+//! unpacked ([`super::unpack`]), run through the dataset's processor (contract +
 //! `sql/pipeline/<dataset>.sql`), and committed table by table in a fixed order:
-//! `_dead_letter` (records that are not Weir records, or whole batches that failed every
+//! `_dead_letter` (records that cannot be read, or whole batches that failed every
 //! attempt), `_rejected`, then the valid table.
 //! Every commit advances that table's checkpoint (per shard, the last sequence number
 //! stored) in the same snapshot as the rows, fenced on the position this consumer last saw.
@@ -21,7 +22,7 @@
 //! Between batches the consumer starts the lake's maintenance policy on its tables in the
 //! background ([`super::maintainer`]), so they stay fast however long it runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,14 +31,17 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use tokio::sync::Mutex;
 
 use super::error::{StreamError, StreamResult};
-use super::kinesis::Kinesis;
+use super::kinesis::{Kinesis, ShardInfo};
 use super::maintainer::{Maintainer, MAINTENANCE_SCOPE};
 use super::metastore::{now_ms, BatchMetrics, JobRecord, Metastore};
 use super::source::{read_shards, ReadLimits, ShardCursor, SourceRecord, StartPosition};
-use super::unpack::{dead_letter_batch, failed_job_records, job_records, label_rejected, unpack, Unpacked};
+use super::unpack::{dead_letter_batch, failed_job_records, job_records, label_rejected, unpack, Input, Unpacked};
 use crate::dataset::{ensure_dataset, rejected_table_schema, DatasetTables};
 use crate::lake::{compare_sequence_numbers, CheckpointAdvance, Checkpoint, Lake, LakeError, ShardAdvance, WriteMode};
 use crate::Processor;
+
+mod replay;
+pub use replay::ReplayReport;
 
 /// Position of each table in the commit order (see [`DatasetTables::in_commit_order`]).
 const DEAD_LETTER: usize = 0;
@@ -121,6 +125,12 @@ pub struct Consumer {
     tables: [String; 3],
     options: ConsumerOptions,
     shards: BTreeMap<String, ShardState>,
+    /// Closed shards (split or merged) of the stream and their ending sequence numbers.
+    endings: HashMap<String, String>,
+    /// Shards that have parents: they start at their beginning, whatever `start_from` says.
+    children: HashSet<String>,
+    /// Closed shards whose every record is stored (never read again).
+    finished: HashSet<String>,
     last_job_sweep: Instant,
     maintainer: Option<Maintainer>,
 }
@@ -136,6 +146,8 @@ struct Prepared {
     valid: i64,
     rejected: i64,
     dead_lettered: i64,
+    /// Records that cannot be read (index in the batch, why), whether stored or not.
+    unreadable: Vec<(usize, String)>,
 }
 
 /// Where a batch's attempt stopped.
@@ -171,6 +183,9 @@ impl Consumer {
             tables: [dead_letter, rejected, valid],
             options,
             shards: BTreeMap::new(),
+            endings: HashMap::new(),
+            children: HashSet::new(),
+            finished: HashSet::new(),
             last_job_sweep: Instant::now(),
             maintainer,
         })
@@ -199,12 +214,68 @@ impl Consumer {
 
     /// Renews, takes and gives back shard leases (see [`Metastore::balance_leases`]) and reads
     /// the shards held from now on. Call between batches.
+    ///
+    /// Across a split or merge (resharding) it reads as the Kinesis Client Library does: a
+    /// child shard only once its parents are finished, i.e. closed and stored to their end
+    /// (see [`readable_shards`]), so the records of a partition key are stored in order and
+    /// each exactly once.
     pub async fn balance(&mut self) -> StreamResult<Vec<String>> {
-        let all = self.kinesis.shard_ids(&self.stream).await?;
+        let shards = self.kinesis.shards(&self.stream).await?;
+        self.endings =
+            shards.iter().filter_map(|s| Some((s.shard_id.clone(), s.ending_sequence_number.clone()?))).collect();
+        self.children = shards.iter().filter(|s| !s.parents.is_empty()).map(|s| s.shard_id.clone()).collect();
+        if self.endings.keys().any(|id| !self.finished.contains(id)) {
+            // A closed shard not known to be finished: has the valid table stored its end?
+            let loaded = self.lake.load_table(&self.tables[VALID]).await?;
+            let checkpoint = Checkpoint::of_table(&self.tables[VALID], loaded.metadata())?;
+            let done = finished_shards(&shards, |id| checkpoint.position(&self.stream, id).map(str::to_string));
+            self.finished.extend(done);
+        }
+        let readable = readable_shards(&shards, &self.finished);
         let ttl = self.options.lease_ttl.as_millis() as i64;
-        let held = self.metastore.balance_leases(&self.stream, &all, &self.options.consumer_id, ttl).await?;
+        let held = self.metastore.balance_leases(&self.stream, &readable, &self.options.consumer_id, ttl).await?;
         self.assign(&held).await?;
         Ok(held)
+    }
+
+    /// Held shards that are closed and read to their end, with their ending sequence
+    /// numbers, whose end the valid table has not stored yet. The next commit stores it.
+    async fn drained_shards(&self) -> BTreeMap<String, String> {
+        let mut drained = BTreeMap::new();
+        for (id, state) in &self.shards {
+            let Some(end) = self.endings.get(id) else { continue };
+            let stored = state.positions[VALID].as_deref().is_some_and(|p| compare_sequence_numbers(p, end).is_ge());
+            if !stored && state.cursor.lock().await.closed {
+                drained.insert(id.clone(), end.clone());
+            }
+        }
+        drained
+    }
+
+    /// Commits the end of each drained shard that has no record left to store (a
+    /// checkpoint-only snapshot), so its children can be read.
+    async fn finish_drained_shards(&mut self) -> StreamResult<()> {
+        let drained = self.drained_shards().await;
+        if drained.is_empty() {
+            return Ok(());
+        }
+        let empty: (SchemaRef, Vec<RecordBatch>) = (Arc::new(Schema::empty()), Vec::new());
+        let rows = [empty.clone(), empty.clone(), empty];
+        let properties = HashMap::from([
+            ("weir.consumer".to_string(), self.options.consumer_id.clone()),
+            ("weir.contract-version".to_string(), self.processor.contract().version.clone()),
+        ]);
+        match self.commit_chain(&[], &rows, &properties, &drained).await {
+            Ok(_) => {
+                tracing::info!(component = "consumer", event = "shards_finished", dataset = %self.dataset, shards = ?drained.keys().collect::<Vec<_>>());
+                Ok(())
+            }
+            Err(StreamError::Lake(e @ LakeError::CheckpointMoved { .. })) => {
+                tracing::warn!(component = "consumer", event = "fenced", dataset = %self.dataset, error = %e);
+                self.reload().await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Gives back this consumer's leases (on a clean stop).
@@ -247,7 +318,9 @@ impl Consumer {
                 Some(sequence) => StartPosition::AfterSequenceNumber(sequence.clone()),
                 // Another table has a position: a first batch crashed half-way; start over.
                 None if state.positions.iter().any(Option::is_some) => StartPosition::TrimHorizon,
-                None if self.options.start_from == StartFrom::Newest => StartPosition::Latest,
+                None if self.options.start_from == StartFrom::Newest && !self.children.contains(shard) => {
+                    StartPosition::Latest
+                }
                 None => StartPosition::TrimHorizon,
             };
             state.cursor.lock().await.reset(start);
@@ -302,6 +375,7 @@ impl Consumer {
         let records = self.read().await?;
         let read_ms = started.elapsed().as_secs_f64() * 1e3;
         if records.is_empty() {
+            self.finish_drained_shards().await?;
             return Ok(None);
         }
         let mut lag_ms = 0;
@@ -421,7 +495,7 @@ impl Consumer {
     /// Processes and commits one batch.
     async fn store(&mut self, records: &[SourceRecord], metrics: &mut BatchMetrics) -> StreamResult<Attempt> {
         let started = Instant::now();
-        let prepared = self.prepare(records).await?;
+        let prepared = self.prepare(records, &|t: usize, record: &SourceRecord| self.stored_in(t, record)).await?;
         metrics.process_ms = started.elapsed().as_secs_f64() * 1e3;
         metrics.events = prepared.events;
         metrics.valid = prepared.valid;
@@ -440,7 +514,8 @@ impl Consumer {
             ("weir.batch.rejected".to_string(), metrics.rejected.to_string()),
             ("weir.batch.dead-lettered".to_string(), metrics.dead_lettered.to_string()),
         ]);
-        let outcome = self.commit_chain(records, &prepared.rows, &properties).await;
+        let drained = self.drained_shards().await;
+        let outcome = self.commit_chain(records, &prepared.rows, &properties, &drained).await;
         metrics.commit_ms = committing.elapsed().as_secs_f64() * 1e3;
         match outcome {
             Ok(snapshot_id) => {
@@ -456,18 +531,21 @@ impl Consumer {
         }
     }
 
-    /// Commits the rows of each table in order, each with its fenced checkpoint advance.
-    /// Returns the valid table's snapshot.
+    /// Commits the rows of each table in order, each with its fenced checkpoint advance:
+    /// per shard, to its last record in `records`, or to its end for a shard in `drained`
+    /// (closed and read to its end). Returns the valid table's snapshot.
     async fn commit_chain(
         &mut self,
         records: &[SourceRecord],
         rows: &[(SchemaRef, Vec<RecordBatch>); 3],
         properties: &HashMap<String, String>,
+        drained: &BTreeMap<String, String>,
     ) -> StreamResult<Option<i64>> {
         let mut ends: BTreeMap<String, String> = BTreeMap::new();
         for r in records {
             ends.insert(r.shard_id.to_string(), r.sequence_number.clone());
         }
+        ends.extend(drained.iter().map(|(shard, end)| (shard.clone(), end.clone())));
         let mut snapshot_id = None;
         for t in [DEAD_LETTER, REJECTED, VALID] {
             let (schema, batches) = &rows[t];
@@ -499,16 +577,21 @@ impl Consumer {
         Ok(snapshot_id)
     }
 
-    /// Unpacks, processes and splits one batch into the rows of each table.
-    async fn prepare(&self, records: &[SourceRecord]) -> StreamResult<Prepared> {
-        let Unpacked { decoded, dead, inputs } = unpack(records, &self.dataset);
+    /// Unpacks, processes and splits one batch into the rows of each table, leaving out the
+    /// rows of records `stored` says a table (by commit order) has already.
+    async fn prepare(&self, records: &[SourceRecord], stored: &(dyn Fn(usize, &SourceRecord) -> bool + Sync)) -> StreamResult<Prepared> {
+        let Unpacked { decoded, dead, inputs } = unpack(records, &self.dataset, self.processor.contract());
         let output_schema = self.output_schema.clone();
         let mut valid_batches: Vec<RecordBatch> = Vec::new();
         let mut rejected_batches: Vec<RecordBatch> = Vec::new();
-        // Rejected events per (record, segment).
+        // Rejected events of Weir records per (record, segment).
         let mut rejected_per_segment: HashMap<(usize, usize), i64> = HashMap::new();
-        for (data, format, spans) in inputs {
+        let (mut events, mut rejected_total) = (0i64, 0i64);
+        for Input { data, format, mut spans, counted } in inputs {
             let outcome = self.processor.process(&data, format).await?;
+            if !counted {
+                spans[0].events = outcome.stats.records;
+            }
             let expected: usize = spans.iter().map(|s| s.events).sum();
             if outcome.stats.records != expected {
                 let first = spans[0].record;
@@ -522,18 +605,25 @@ impl Consumer {
                     ),
                 });
             }
+            events += outcome.stats.records as i64;
+            rejected_total += outcome.rejected.num_rows() as i64;
             valid_batches.extend(outcome.output);
-            let stored = |i: usize| self.stored_in(REJECTED, &records[i]);
-            rejected_batches.push(label_rejected(&outcome.rejected, &spans, &decoded, &mut rejected_per_segment, stored)?);
+            let stored_rejected = |i: usize| stored(REJECTED, &records[i]);
+            rejected_batches.push(label_rejected(
+                &outcome.rejected,
+                &spans,
+                records,
+                &decoded,
+                &mut rejected_per_segment,
+                stored_rejected,
+            )?);
         }
 
         let job_records = job_records(records, &decoded, &rejected_per_segment);
-        let events: i64 = job_records.iter().map(|r| r.events).sum();
-        let rejected_total: i64 = job_records.iter().map(|r| r.rejected).sum();
         let dead_rows: Vec<(usize, String)> =
-            dead.into_iter().filter(|(i, _)| !self.stored_in(DEAD_LETTER, &records[*i])).collect();
+            dead.iter().filter(|(i, _)| !stored(DEAD_LETTER, &records[*i])).cloned().collect();
         let dead_lettered = dead_rows.len() as i64;
-        let dead_letter = dead_letter_batch(&self.stream, records, &dead_rows)?;
+        let dead_letter = dead_letter_batch(&self.stream, records, &dead_rows, |_| false)?;
         Ok(Prepared {
             rows: [
                 (dead_letter.schema(), vec![dead_letter]),
@@ -545,6 +635,7 @@ impl Consumer {
             valid: events - rejected_total,
             rejected: rejected_total,
             dead_lettered,
+            unreadable: dead,
         })
     }
 
@@ -562,7 +653,7 @@ impl Consumer {
             let attempt = async {
                 let job_records = failed_job_records(records);
                 self.metastore.job_records_pending(&self.stream, &self.processor.contract().version, &job_records).await?;
-                let batch = dead_letter_batch(&self.stream, records, &rows)?;
+                let batch = dead_letter_batch(&self.stream, records, &rows, |i| self.stored_in(REJECTED, &records[i]))?;
                 let empty: (SchemaRef, Vec<RecordBatch>) = (Arc::new(Schema::empty()), Vec::new());
                 let chain = [(batch.schema(), vec![batch]), empty.clone(), empty];
                 let properties = HashMap::from([
@@ -571,7 +662,7 @@ impl Consumer {
                     ("weir.contract-version".to_string(), self.processor.contract().version.clone()),
                     ("weir.failed".to_string(), "true".to_string()),
                 ]);
-                let snapshot_id = self.commit_chain(records, &chain, &properties).await?;
+                let snapshot_id = self.commit_chain(records, &chain, &properties, &BTreeMap::new()).await?;
                 self.metastore.job_records_done(&self.stream, &job_records, None, Some(&message)).await?;
                 Ok::<_, StreamError>((snapshot_id, rows.len()))
             };
@@ -604,5 +695,67 @@ impl Consumer {
                 }
             }
         }
+    }
+}
+
+/// Closed shards whose end the valid table has stored (`position`: its checkpoint per shard).
+fn finished_shards(shards: &[ShardInfo], position: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    shards
+        .iter()
+        .filter(|s| {
+            let (Some(end), Some(stored)) = (s.ending_sequence_number.as_deref(), position(&s.shard_id)) else {
+                return false;
+            };
+            compare_sequence_numbers(&stored, end).is_ge()
+        })
+        .map(|s| s.shard_id.clone())
+        .collect()
+}
+
+/// The shards to read: every shard not `finished` whose parents are finished or no longer
+/// listed (trimmed after the stream's retention period), as the Kinesis Client Library reads.
+fn readable_shards(shards: &[ShardInfo], finished: &HashSet<String>) -> Vec<String> {
+    let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
+    shards
+        .iter()
+        .filter(|s| !finished.contains(&s.shard_id))
+        .filter(|s| s.parents.iter().all(|p| finished.contains(p) || !listed.contains(p.as_str())))
+        .map(|s| s.shard_id.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(id: &str, parents: &[&str], end: Option<&str>) -> ShardInfo {
+        ShardInfo {
+            shard_id: id.into(),
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+            ending_sequence_number: end.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn children_are_read_once_their_parents_are_finished() {
+        // Shard 0 split into 2 and 3; 1 and 3 merged into 4.
+        let shards = [
+            shard("s0", &[], Some("500")),
+            shard("s1", &[], Some("900")),
+            shard("s2", &["s0"], None),
+            shard("s3", &["s0"], Some("800")),
+            shard("s4", &["s1", "s3"], None),
+        ];
+        let none = HashSet::new();
+        assert_eq!(readable_shards(&shards, &none), ["s0", "s1"]);
+        let positions = HashMap::from([("s0", "500"), ("s1", "899"), ("s3", "800")]);
+        let finished: HashSet<String> =
+            finished_shards(&shards, |id| positions.get(id).map(|p| p.to_string())).into_iter().collect();
+        assert_eq!(finished, HashSet::from(["s0".to_string(), "s3".to_string()]));
+        assert_eq!(readable_shards(&shards, &finished), ["s1", "s2"]);
+        let all: HashSet<String> = ["s0", "s1", "s3"].map(String::from).into();
+        assert_eq!(readable_shards(&shards, &all), ["s2", "s4"]);
+        // A parent trimmed from the stream (past its retention) holds nothing back.
+        assert_eq!(readable_shards(&shards[2..], &none), ["s2", "s3"]);
     }
 }

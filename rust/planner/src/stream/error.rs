@@ -25,6 +25,10 @@ pub enum StreamError {
     #[error("dataset {dataset}: {message}")]
     Input { dataset: String, message: String },
 
+    /// A dead-letter replay that cannot go on (e.g. another replay committed meanwhile).
+    #[error("replay of dataset {dataset}: {message}")]
+    Replay { dataset: String, message: String },
+
     /// The metastore tables of jobs, leases and batch metrics.
     #[error("metastore ({table}): {message}")]
     Metastore { table: &'static str, message: String },

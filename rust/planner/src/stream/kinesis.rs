@@ -1,6 +1,6 @@
 //! [`Kinesis`]: the AWS SDK client for the configured endpoint (the local Kinesis-API server
 //! or AWS), plus the few stream-level calls Weir needs: create a stream if missing and list
-//! its shards.
+//! its shards (with their parents after a split or merge).
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,16 @@ use aws_sdk_kinesis::Client;
 
 use super::config::StreamConfig;
 use super::error::{StreamError, StreamResult};
+
+/// A shard as ListShards describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub shard_id: String,
+    /// The shards it was split or merged from (none for a shard the stream began with).
+    pub parents: Vec<String>,
+    /// Set once the shard is closed (split or merged): no record of it comes after this.
+    pub ending_sequence_number: Option<String>,
+}
 
 /// A Kinesis client. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -118,9 +128,9 @@ impl Kinesis {
         Ok(names)
     }
 
-    /// The ids of every shard of `stream`, sorted.
-    pub async fn shard_ids(&self, stream: &str) -> StreamResult<Vec<String>> {
-        let mut ids = Vec::new();
+    /// The stream's shards, with their parents and, for a closed one, its end.
+    pub async fn shards(&self, stream: &str) -> StreamResult<Vec<ShardInfo>> {
+        let mut shards = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let request = match &token {
@@ -132,13 +142,25 @@ impl Kinesis {
                 stream: stream.into(),
                 message: sdk_message(&e),
             })?;
-            ids.extend(out.shards().iter().map(|s| s.shard_id().to_string()));
+            shards.extend(out.shards().iter().map(|s| ShardInfo {
+                shard_id: s.shard_id().to_string(),
+                parents: s.parent_shard_id().into_iter().chain(s.adjacent_parent_shard_id()).map(str::to_string).collect(),
+                ending_sequence_number: s
+                    .sequence_number_range()
+                    .and_then(|range| range.ending_sequence_number())
+                    .map(str::to_string),
+            }));
             token = out.next_token().map(str::to_string);
             if token.is_none() {
                 break;
             }
         }
-        ids.sort();
-        Ok(ids)
+        shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        Ok(shards)
+    }
+
+    /// The ids of the stream's shards, sorted.
+    pub async fn shard_ids(&self, stream: &str) -> StreamResult<Vec<String>> {
+        Ok(self.shards(stream).await?.into_iter().map(|s| s.shard_id).collect())
     }
 }

@@ -470,6 +470,9 @@ impl Metastore {
     /// that judged it, before the batch commits. A record seen before (a replay after a
     /// crash) keeps its first row: the counts are the same.
     pub async fn job_records_pending(&self, stream: &str, contract_version: &str, records: &[JobRecord]) -> StreamResult<()> {
+        if records.is_empty() {
+            return Ok(()); // a batch of other producers' records only: no job
+        }
         let statement = |chunk: &[JobRecord]| {
             self.sql(&format!(
                 "INSERT INTO weir_job_records (job_id, stream, shard_id, sequence_number, events, valid, rejected, state, \
@@ -561,6 +564,64 @@ impl Metastore {
         jobs.dedup();
         self.finalize_jobs(&jobs).await?;
         Ok(())
+    }
+
+    /// A dead-letter replay stored `records` of `stream` (`snapshot_id` of the valid table):
+    /// their rows, failed when their batch was dead-lettered, take the counts of the replay
+    /// and the contract version that judged it, and their jobs, reopened, are finalized
+    /// again (a job whose every record is now stored ends `committed` or
+    /// `partially_rejected`). Rows not failed are left as they are, so running it twice
+    /// changes nothing more. Returns how many rows changed.
+    pub async fn job_records_replayed(
+        &self,
+        stream: &str,
+        contract_version: &str,
+        records: &[JobRecord],
+        snapshot_id: Option<i64>,
+    ) -> StreamResult<u64> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let update = self.sql(
+            "UPDATE weir_job_records SET events = ?, valid = ?, rejected = ?, state = ?, snapshot_id = ?, error = NULL, \
+             contract_version = ? WHERE stream = ? AND job_id = ? AND shard_id = ? AND sequence_number = ? AND state = ?",
+        );
+        let reopen = self.sql("UPDATE weir_jobs SET status = ? WHERE job_id = ? AND status = ?");
+        let mut tx = self.pool.begin().await.map_err(db(JOB_RECORDS_TABLE))?;
+        let mut changed = 0;
+        for r in records {
+            changed += sqlx::query(&update)
+                .bind(r.events)
+                .bind(r.valid)
+                .bind(r.rejected)
+                .bind(status::COMMITTED)
+                .bind(snapshot_id)
+                .bind(contract_version.to_string())
+                .bind(stream.to_string())
+                .bind(r.job_id.clone())
+                .bind(r.shard_id.clone())
+                .bind(r.sequence_number.clone())
+                .bind(status::FAILED)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(JOB_RECORDS_TABLE))?
+                .rows_affected();
+        }
+        let mut jobs: Vec<String> = records.iter().map(|r| r.job_id.clone()).collect();
+        jobs.sort();
+        jobs.dedup();
+        for job in &jobs {
+            sqlx::query(&reopen)
+                .bind(status::PUBLISHED)
+                .bind(job.as_str())
+                .bind(status::FAILED)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(JOBS_TABLE))?;
+        }
+        tx.commit().await.map_err(db(JOB_RECORDS_TABLE))?;
+        self.finalize_jobs(&jobs).await?;
+        Ok(changed)
     }
 
     /// After a restart: pending records of `stream` that the valid table's checkpoint

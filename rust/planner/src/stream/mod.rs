@@ -8,6 +8,8 @@
 //!           ─▶ raw.<dataset>_dead_letter, raw.<dataset>_rejected, raw.<dataset>
 //!              (each commit carries its checkpoint: per shard, the last sequence number stored)
 //! ```
+//! Records other producers wrote (one JSON event, NDJSON, CSV lines, gzip, KPL aggregated)
+//! are read too ([`foreign`], as the contract's `x-weir-record-format` says).
 //! The same shard reads are a DataFusion table ([`KinesisTable`]) for ad-hoc SQL.
 //! The ingest API's path ([`Ingest`]): grouped validation, then the producer.
 //! Jobs, job records, batch metrics and shard leases live in the metastore ([`Metastore`]).
@@ -15,6 +17,7 @@
 mod config;
 mod consumer;
 mod error;
+mod foreign;
 mod ingest;
 mod kinesis;
 mod ledger;
@@ -26,7 +29,7 @@ pub mod source;
 mod unpack;
 
 pub use config::StreamConfig;
-pub use consumer::{Consumer, ConsumerOptions, OnFailure, StartFrom};
+pub use consumer::{Consumer, ConsumerOptions, OnFailure, ReplayReport, StartFrom};
 pub use error::{StreamError, StreamResult};
 pub use ingest::{publish_job, Checked, Ingest, IngestMode, IngestOutcome, Refusal, Timings, MAX_GROUPED_BODY};
 pub use kinesis::Kinesis;

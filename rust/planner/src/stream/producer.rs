@@ -47,6 +47,10 @@ pub struct ProducerOptions {
     /// Uncompressed events of one shared record at most (well below the record limit even
     /// if they do not compress).
     pub max_shared_record_bytes: usize,
+    /// How long the flusher waits after the first record of a group for others to join it
+    /// (the Kinesis Producer Library's `RecordMaxBufferedTime`). Zero sends what is waiting
+    /// at once: concurrent calls still share records, sequential ones do not wait.
+    pub linger: Duration,
 }
 
 impl Default for ProducerOptions {
@@ -59,6 +63,7 @@ impl Default for ProducerOptions {
             max_in_flight: 2,
             max_segment_bytes: 64 * 1024,
             max_shared_record_bytes: 512 * 1024,
+            linger: Duration::ZERO,
         }
     }
 }
@@ -370,13 +375,19 @@ async fn flush(kinesis: Kinesis, options: ProducerOptions, mut queue: mpsc::Rece
         let mut by_stream: HashMap<String, Vec<Pending>> = HashMap::new();
         let mut count = 1;
         by_stream.entry(first.stream.clone()).or_default().push(first);
+        let deadline = tokio::time::Instant::now() + options.linger;
         while count < MAX_RECORDS_PER_CALL * options.max_in_flight {
-            match queue.try_recv() {
-                Ok(p) => {
+            let next = match queue.try_recv() {
+                Ok(p) => Some(p),
+                Err(_) if options.linger.is_zero() => None,
+                Err(_) => tokio::time::timeout_at(deadline, queue.recv()).await.ok().flatten(),
+            };
+            match next {
+                Some(p) => {
                     by_stream.entry(p.stream.clone()).or_default().push(p);
                     count += 1;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         let mut calls: Vec<(String, Vec<Outgoing>)> = Vec::new();

@@ -142,6 +142,11 @@ pub fn decode(data: &[u8]) -> Result<WeirRecord, String> {
     Ok(WeirRecord { header, events })
 }
 
+/// Whether `data` starts with Weir's magic bytes (a Weir record, possibly a damaged one).
+pub fn is_weir_record(data: &[u8]) -> bool {
+    data.starts_with(MAGIC)
+}
+
 /// Reads only the header (no decompression, no checksum), e.g. to name a record's jobs.
 pub fn decode_header(data: &[u8]) -> Result<RecordHeader, String> {
     Ok(split(data)?.0)
