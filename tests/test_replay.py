@@ -133,3 +133,32 @@ def test_replay_stores_what_an_outage_dead_lettered_exactly_once(
     ]
     assert marked == report["snapshot_ids"] and marked
     assert weir.lake.read("raw.shop_events_dead_letter").num_rows == len(dead)
+
+
+def test_a_failing_batch_with_an_unreadable_record_keeps_every_record_for_replay(
+    stream_env, running_consumer, kinesis_endpoint
+):
+    """An unreadable record and a job in one batch while the storage is down: the attempt
+    stores the unreadable record's dead-letter row (moving that table's checkpoint past the
+    whole batch), then fails; the batch's dead-lettering must still keep the job's records
+    (once each), so the replay after the outage stores them."""
+    weir.lake.ensure_dataset("shop_events")
+    broken = break_folder(data_folder("raw.shop_events"))
+    weir.stream.producer().ensure_stream("shop_events")
+    stream = kinesis_settings().stream_name("shop_events")
+    client = kinesis_client(kinesis_endpoint)
+    [unreadable] = foreign.put_records(client, stream, [b"\x1f\x8b\x08\x00 not gzip"])
+    events = samples.generate_shop_events(200, seed=61)
+    failed = weir.publish("shop_events", samples.to_ndjson(events))  # the same first batch
+    with running_consumer(retries=1, retry_backoff_s=0.1):
+        job = wait_final([failed.job_id])[failed.job_id]
+    assert job.status == "failed", job
+    dead = weir.lake.read("raw.shop_events_dead_letter").to_pylist()
+    keys = [(d["shard_id"], d["sequence_number"]) for d in dead]
+    positions = {(r.shard_id, r.sequence_number) for r in failed.records}
+    assert len(keys) == len(set(keys)) and set(keys) == positions | {unreadable}
+    broken.unlink()
+    report = weir.stream.replay("shop_events")
+    assert (report["replayed"], report["valid"]) == (len(keys), 200)
+    assert event_ids("raw.shop_events") == collections.Counter(e["event_id"] for e in events)
+    assert weir.stream.job(failed.job_id).status == "committed"

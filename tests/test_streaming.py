@@ -9,6 +9,7 @@ producer retries and record sizes in ``test_producer.py``."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -309,9 +310,11 @@ def test_retention_forgets_old_jobs_and_keeps_recent_ones_while_the_consumer_com
     stream_env, running_consumer
 ):
     """``weir.stream.prune`` (what consumers run hourly and ``weir maintain`` runs) deletes
-    finished jobs, their per-record rows and batch metrics from before the cutoff, while the
-    consumer keeps committing: recent jobs and batches stay, the next job commits, and every
-    row and the checkpoint stay in the lake."""
+    finished jobs, their per-record rows and batch metrics from before the cutoff, and the
+    maintenance policy deletes orphan data files older than the safety age, while the
+    consumer keeps committing: recent jobs and batches stay, a young orphan (what a commit
+    in flight looks like) stays, the next job commits, and every row and the checkpoint
+    stay in the lake."""
     inputs = [samples.to_ndjson(samples.generate_shop_events(50, seed=200 + k)) for k in range(6)]
     with running_consumer() as consumer:
         old = [weir.publish("shop_events", data, "ndjson").job_id for data in inputs[:3]]
@@ -322,10 +325,23 @@ def test_retention_forgets_old_jobs_and_keeps_recent_ones_while_the_consumer_com
         recent = [weir.publish("shop_events", data, "ndjson").job_id for data in inputs[3:5]]
         wait_final(recent)
         before = weir.stream.batches()
+        # Files a crashed commit left: one older than the safety age (orphan_age_hours,
+        # default 6), one as young as a file a commit in flight has just written.
+        folder = data_folder("raw.shop_events")
+        old_orphan, young_orphan = folder / "left-by-a-crash.parquet", folder / "in-flight.parquet"
+        for orphan in (old_orphan, young_orphan):
+            orphan.write_bytes(b"never committed")
+        eight_hours_ago = time.time() - 8 * 3600
+        os.utime(old_orphan, (eight_hours_ago, eight_hours_ago))
         report = weir.stream.prune(older_than=datetime.now(UTC) - cutoff)
         late = weir.publish("shop_events", inputs[5], "ndjson").job_id
+        [maintained] = weir.maintain(["raw.shop_events"])
         final = wait_final([late])
     assert consumer.error is None, consumer.error
+    # (The consumer's own background maintenance may have been first to delete it.)
+    assert not old_orphan.exists() and young_orphan.exists(), maintained
+    live = weir.lake.files("raw.shop_events")["file_path"].to_pylist()
+    assert all(Path(f.removeprefix("file://")).exists() for f in live)
 
     cutoff_ms = int(cutoff.timestamp() * 1000)
     assert report["jobs"] == 3 and report["job_records"] >= 3, report

@@ -131,6 +131,8 @@ pub struct Consumer {
     children: HashSet<String>,
     /// Closed shards whose every record is stored (never read again).
     finished: HashSet<String>,
+    /// Which tables (commit order) the last [`Consumer::commit_chain`] committed to.
+    chain_committed: [bool; 3],
     last_job_sweep: Instant,
     maintainer: Option<Maintainer>,
 }
@@ -186,6 +188,7 @@ impl Consumer {
             endings: HashMap::new(),
             children: HashSet::new(),
             finished: HashSet::new(),
+            chain_committed: [false; 3],
             last_job_sweep: Instant::now(),
             maintainer,
         })
@@ -546,6 +549,7 @@ impl Consumer {
             ends.insert(r.shard_id.to_string(), r.sequence_number.clone());
         }
         ends.extend(drained.iter().map(|(shard, end)| (shard.clone(), end.clone())));
+        self.chain_committed = [false; 3];
         let mut snapshot_id = None;
         for t in [DEAD_LETTER, REJECTED, VALID] {
             let (schema, batches) = &rows[t];
@@ -565,6 +569,7 @@ impl Consumer {
             }
             let advance = CheckpointAdvance { stream: self.stream.clone(), shards };
             let info = self.lake.write(&self.tables[t], schema, batches, WriteMode::Checkpointed(&advance), properties.clone()).await?;
+            self.chain_committed[t] = true;
             for (shard, step) in &advance.shards {
                 if let Some(state) = self.shards.get_mut(shard) {
                     state.positions[t] = Some(step.to.clone());
@@ -645,9 +650,16 @@ impl Consumer {
     async fn dead_letter_batch(&mut self, records: &[SourceRecord], error: &StreamError, metrics: &mut BatchMetrics) -> StreamResult<()> {
         let message = error.to_string();
         let mut delay = self.options.retry_backoff;
+        // The records the dead-letter table holds already: unreadable ones an attempt stored.
+        // (Its checkpoint then covers the whole batch, not only them: the others are not
+        // there yet.)
+        let unreadable: HashSet<usize> =
+            unpack(records, &self.dataset, self.processor.contract()).dead.into_iter().map(|(i, _)| i).collect();
+        let mut in_dead_letter: HashSet<usize> =
+            unreadable.into_iter().filter(|&i| self.stored_in(DEAD_LETTER, &records[i])).collect();
         loop {
             let rows: Vec<(usize, String)> = (0..records.len())
-                .filter(|&i| !self.stored_in(DEAD_LETTER, &records[i]) && !self.stored_in(VALID, &records[i]))
+                .filter(|&i| !in_dead_letter.contains(&i) && !self.stored_in(VALID, &records[i]))
                 .map(|i| (i, message.clone()))
                 .collect();
             let attempt = async {
@@ -690,6 +702,9 @@ impl Consumer {
                 }
                 Err(e) => {
                     tracing::error!(component = "consumer", event = "dead_letter_failed", dataset = %self.dataset, error = %e);
+                    if self.chain_committed[DEAD_LETTER] {
+                        in_dead_letter.extend(rows.iter().map(|(i, _)| *i)); // not twice
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(60));
                 }
