@@ -411,6 +411,11 @@ def test_kinesis_on_aws_uses_the_aws_variables(tmp_path: Path, monkeypatch) -> N
     # An empty endpoint variable also means AWS, overriding the file.
     write_config(tmp_path, monkeypatch, '[kinesis]\nendpoint = "http://127.0.0.1:1"\n')
     assert kinesis_settings({"WEIR_KINESIS_ENDPOINT": ""}).is_aws
+    # An empty stream prefix variable names a stream exactly like its dataset (an existing
+    # stream on AWS), overriding the file; unset, the file's or the default prefix holds.
+    write_config(tmp_path, monkeypatch, '[kinesis]\nstream_prefix = "prod-"\n')
+    assert kinesis_settings({"WEIR_KINESIS_STREAM_PREFIX": ""}).stream_name("orders") == "orders"
+    assert kinesis_settings({}).stream_name("orders") == "prod-orders"
 
 
 @pytest.mark.parametrize(

@@ -573,8 +573,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    refuse_breaking_contracts("replay", [args.dataset])
     weir.init_logging(os.environ.get("WEIR_LOG", "warn"))
+    refuse_breaking_contracts("replay", [args.dataset])
     report = weir.stream.replay(args.dataset, since=args.since, dry_run=args.dry_run)
     if args.format == "json":
         print(json.dumps(report))

@@ -355,14 +355,17 @@ class KinesisSettings(_Settings):
 
 def kinesis_settings(env: Mapping[str, str] | None = None) -> KinesisSettings:
     """The Kinesis settings from defaults, ``weir.toml`` (``[kinesis]``) and the environment
-    (``WEIR_KINESIS_*``), later sources winning. An empty endpoint means AWS: then the keys and
-    the region not configured for Weir come from ``AWS_ACCESS_KEY_ID``,
+    (``WEIR_KINESIS_*``), later sources winning. An empty stream prefix variable names the
+    streams exactly like their datasets. An empty endpoint means AWS: then the keys and the
+    region not configured for Weir come from ``AWS_ACCESS_KEY_ID``,
     ``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``) and ``AWS_REGION`` (or
     ``AWS_DEFAULT_REGION``), and no keys at all leaves them to AWS's credential chain."""
     env = os.environ if env is None else env
     variables = _variables(env, _KINESIS_VARIABLES)
     if env.get("WEIR_KINESIS_ENDPOINT") == "":  # an empty endpoint variable means AWS
         variables.insert(0, ("kinesis.endpoint", "", "WEIR_KINESIS_ENDPOINT"))
+    if env.get("WEIR_KINESIS_STREAM_PREFIX") == "":  # streams named exactly like datasets
+        variables.insert(0, ("kinesis.stream_prefix", "", "WEIR_KINESIS_STREAM_PREFIX"))
     sources = [*_toml_sources("kinesis"), *variables, *_variables(env, _AWS_VARIABLES)]
     return KinesisSettings._from_sources(sources)
 
