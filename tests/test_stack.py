@@ -374,7 +374,7 @@ def test_kinesis_toml_then_environment(tmp_path: Path, monkeypatch) -> None:
         {
             "WEIR_KINESIS_SHARDS": " 8 ",
             "WEIR_KINESIS_REGION": "ap-south-1",
-            "WEIR_KINESIS_STREAM_PREFIX": "",  # empty variables count as unset
+            "WEIR_KINESIS_SESSION_TOKEN": "",  # empty variables count as unset
             "WEIR_KINESIS_ENDPOINT": "http://10.0.0.5:4567",
             "AWS_ACCESS_KEY_ID": "ignored for a non-AWS endpoint",
         }
