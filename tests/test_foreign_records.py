@@ -2,9 +2,9 @@
 server and a real lake: boto3 puts one JSON event, a pretty-printed one, a JSON array,
 NDJSON, CSV lines with and without a header, gzip, and KPL-aggregated records (built by
 ``aws-kinesis-agg``) between two of Weir's own jobs; the consumer stores each valid event
-once, quarantines each rejected one with its Kinesis position (no job), and dead-letters a
-record it cannot read with its position, moving on past it. The SIGKILL crash test with
-foreign records is in ``test_streaming_crash.py``."""
+once with its Kinesis position, quarantines each rejected one with its position (no job),
+and dead-letters a record it cannot read with its position, moving on past it. The SIGKILL
+crash test with foreign records is in ``test_streaming_crash.py``."""
 
 from __future__ import annotations
 
@@ -55,9 +55,22 @@ def test_records_of_other_producers_are_stored_once_with_their_position(
     ]
     for result in jobs_results:
         want.valid.update(result.output.column("event_id").to_pylist())
-    stored = collections.Counter(weir.lake.read("raw.shop_events").column("event_id").to_pylist())
+    rows = weir.lake.read("raw.shop_events").to_pylist()
+    stored = collections.Counter(row["event_id"] for row in rows)
     assert stored == want.valid, "valid events lost or stored twice"
     assert sum(want.valid.values()) > 60 and want.rejected
+    # Each stored event keeps the Kinesis record (and KPL user record) it came in.
+    publications = {p.job_id: p for p in (first, last)}
+    weir_positions = {
+        (x.shard_id, x.sequence_number, None) for p in publications.values() for x in p.records
+    }
+    for row in rows:
+        at = (row["kinesis_shard_id"], row["kinesis_sequence_number"])
+        at += (row["kinesis_sub_sequence_number"],)
+        allowed = want.positions.get(row["event_id"], set())
+        assert at in allowed or (not allowed and at in weir_positions), (row["event_id"], at)
+        assert row["kinesis_arrival_time"] is not None
+    assert sum(row["kinesis_sub_sequence_number"] is not None for row in rows) > 5
 
     rejected = weir.lake.read("raw.shop_events_rejected").to_pylist()
     got = foreign.stored_rejected(rejected)
@@ -68,7 +81,6 @@ def test_records_of_other_producers_are_stored_once_with_their_position(
     assert all(r["arrival_time"] is not None for r in rejected)
     # Weir's own jobs' rejected rows carry their Kinesis record too.
     weir_rows = [r for r in rejected if r["job_id"] is not None]
-    publications = {p.job_id: p for p in (first, last)}
     for row in weir_rows:
         record_positions = {
             (x.shard_id, x.sequence_number) for x in publications[row["job_id"]].records

@@ -38,6 +38,19 @@ def sorted_rows(table: pa.Table, key: str) -> list[dict]:
     return sorted(table.to_pylist(), key=lambda r: (r[key] is None, r[key]))
 
 
+#: The columns the shipped pipeline SQL keeps the Kinesis position in (null in weir.process).
+POSITION = [
+    "kinesis_shard_id",
+    "kinesis_sequence_number",
+    "kinesis_sub_sequence_number",
+    "kinesis_arrival_time",
+]
+
+
+def without_position(table: pa.Table) -> pa.Table:
+    return table.drop_columns([c for c in ["ingested_at", *POSITION] if c in table.column_names])
+
+
 def test_events_come_out_exactly_with_rejected_records_and_final_jobs(stream_env, running_consumer):
     mixed = samples.generate_shop_events(1500, invalid_fraction=0.06, seed=11)
     clean = samples.generate_shop_events(400, seed=12)
@@ -52,10 +65,23 @@ def test_events_come_out_exactly_with_rejected_records_and_final_jobs(stream_env
 
     expected = [weir.process(data, fmt) for data, fmt in inputs]
     # Every valid event, every value, exactly once (types as the lake stores them).
-    stored = rows("raw.shop_events").drop_columns(["ingested_at"])
-    want = pa.concat_tables([r.output.cast(stored.schema) for r in expected])
+    stored_rows = rows("raw.shop_events")
+    stored = without_position(stored_rows)
+    want = pa.concat_tables([without_position(r.output).cast(stored.schema) for r in expected])
     assert stored.num_rows == want.num_rows == sum(r.stats["valid"] for r in expected)
     assert sorted_rows(stored, "event_id") == sorted_rows(want, "event_id")
+    # Each event keeps the Kinesis record of its job it came in, and when that arrived.
+    records_of_event = {
+        event_id: {(x.shard_id, x.sequence_number) for x in p.records}
+        for p, result in zip(published, expected, strict=True)
+        for event_id in result.output.column("event_id").to_pylist()
+    }
+    for row in stored_rows.select(["event_id", *POSITION]).to_pylist():
+        assert (row["kinesis_shard_id"], row["kinesis_sequence_number"]) in records_of_event[
+            row["event_id"]
+        ], row
+        assert row["kinesis_sub_sequence_number"] is None
+        assert row["kinesis_arrival_time"] is not None
 
     # Every rejected record, named by its job and its index in that job's input.
     rejected = rows("raw.shop_events_rejected")
@@ -284,8 +310,8 @@ def test_maintenance_runs_beside_the_consumer_and_loses_or_doubles_nothing(
     assert consumer.error is None, consumer.error
 
     expected = [weir.process(data, "ndjson") for data in inputs]
-    stored = rows("raw.shop_events").drop_columns(["ingested_at"])
-    want = pa.concat_tables([r.output.cast(stored.schema) for r in expected])
+    stored = without_position(rows("raw.shop_events"))
+    want = pa.concat_tables([without_position(r.output).cast(stored.schema) for r in expected])
     assert stored.num_rows == want.num_rows
     assert sorted_rows(stored, "event_id") == sorted_rows(want, "event_id")
     rejected = rows("raw.shop_events_rejected")

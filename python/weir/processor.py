@@ -8,6 +8,7 @@ without copies, and the GIL is released while Rust works::
     table = weir.parse(b'{"event_id": ...}', "ndjson")            # pyarrow.Table, strict
     result = weir.validate(data, "shop_events", format="ndjson")  # .valid / .rejected / .violations
     output = weir.transform(result.valid)                         # the dataset's pipeline SQL
+    events = weir.pipeline_events(result.valid)                   # what that SQL reads as events
     result = weir.process(data, "ndjson")                         # all three, as the consumer does
 """
 
@@ -176,6 +177,19 @@ def transform(
     which the SQL reads as ``events``."""
     compiled = processor(contract, sql)
     return pa.table(compiled.transform(table))
+
+
+def pipeline_events(table: pa.Table, contract: ContractRef = DEFAULT_DATASET) -> pa.Table:
+    """The table pipeline SQL reads as ``events``, made from ``table`` (the contract's
+    columns, e.g. ``weir.validate(...).valid``) the way the processor makes it: with
+    ``_record_index`` (the row numbers, unless ``table`` has one) and the Kinesis position
+    columns ``_kinesis_shard_id``, ``_kinesis_sequence_number``,
+    ``_kinesis_sub_sequence_number`` and ``_kinesis_arrival_time``, null here (the consumer
+    fills them with where each event was on the stream). For running a pipeline's queries
+    by hand, e.g. in a notebook with DataFusion."""
+    if "_record_index" not in table.column_names:
+        table = table.append_column("_record_index", pa.array(range(table.num_rows), pa.uint64()))
+    return transform(table, "SELECT * FROM events", contract=contract)
 
 
 def process(

@@ -1,6 +1,9 @@
 -- Pipeline SQL for the shop_events dataset, run by Weir's processor (DataFusion) on every batch
 -- after the contract checks in contracts/shop_events.json. Edit it to change behaviour: no
--- recompilation. Both queries read `events`: the contract's columns plus `_record_index`.
+-- recompilation. Both queries read `events`: the contract's columns, `_record_index` and where
+-- the event was on Kinesis (`_kinesis_shard_id`, `_kinesis_sequence_number`,
+-- `_kinesis_sub_sequence_number`, `_kinesis_arrival_time`: filled by the consumer for
+-- `transformed`, null in `violations` and in weir.process).
 -- Try it in a notebook: ctx = weir.connect(); weir.register_udfs(ctx); then run the queries.
 
 -- name: violations
@@ -25,7 +28,8 @@ ORDER BY _record_index, missing.position;
 
 -- name: transformed
 -- One row per valid event, in input order: timestamps in UTC, normalised contact fields,
--- dbt_utils-compatible surrogate keys and fields lifted out of `properties`.
+-- dbt_utils-compatible surrogate keys, fields lifted out of `properties`, and the Kinesis
+-- record the event came in (to trace a row back to the stream).
 SELECT
     event_id,
     event_type,
@@ -46,5 +50,9 @@ SELECT
     currency,
     unit_price * quantity AS amount,
     properties,
-    weir_json_get(properties, 'referrer') AS referrer
+    weir_json_get(properties, 'referrer') AS referrer,
+    _kinesis_shard_id AS kinesis_shard_id,
+    _kinesis_sequence_number AS kinesis_sequence_number,
+    _kinesis_sub_sequence_number AS kinesis_sub_sequence_number,
+    _kinesis_arrival_time AS kinesis_arrival_time
 FROM events;

@@ -127,6 +127,13 @@ OUTPUT_FIELDS: tuple[str, ...] = (
     "user_country", "user_plan", "session_id", "product_id", "product_key", "product_name",
     "product_category", "unit_price", "quantity", "currency", "amount", "properties", "referrer",
 )  # fmt: skip
+#: Where the consumer read each event on Kinesis: the pipeline keeps the ``_kinesis_*``
+#: columns after the output fields; a processor run over bytes has no Kinesis record, so they
+#: are null there, and the reference leaves them out.
+POSITION_FIELDS: tuple[str, ...] = (
+    "kinesis_shard_id", "kinesis_sequence_number", "kinesis_sub_sequence_number",
+    "kinesis_arrival_time",
+)  # fmt: skip
 OUTPUT_SCHEMA = pa.schema(
     [
         ("event_id", pa.string()),

@@ -113,29 +113,39 @@ def put_records(client: Any, stream: str, datas: Sequence[bytes]) -> list[tuple[
 
 @dataclass
 class Expected:
-    """What the lake must hold for some foreign records: valid event ids (with counts) and
-    rejected rows keyed by (shard id, sequence number, sub-sequence number, record index)."""
+    """What the lake must hold for some foreign records: valid event ids (with counts), the
+    Kinesis positions (shard id, sequence number, sub-sequence number) each valid event id
+    may be stored with, and rejected rows keyed by (shard id, sequence number, sub-sequence
+    number, record index)."""
 
     valid: collections.Counter[str]
     rejected: set[tuple[str, str, int | None, int]]
+    positions: dict[str, set[tuple[str, str, int | None]]]
 
 
 def expected(records: Sequence[ForeignRecord], positions: Sequence[tuple[str, str]]) -> Expected:
     valid: collections.Counter[str] = collections.Counter()
     rejected: set[tuple[str, str, int | None, int]] = set()
+    stored_at: dict[str, set[tuple[str, str, int | None]]] = collections.defaultdict(set)
     for record, (shard, sequence) in zip(records, positions, strict=True):
         if record.csv:
             result = weir.process(samples.to_csv(record.events), "csv")
         else:
             result = weir.process(samples.to_ndjson(record.events), "ndjson")
-        valid.update(result.output.column("event_id").to_pylist())
+        valid_ids = result.output.column("event_id").to_pylist()
+        valid.update(valid_ids)
+        for event_id in valid_ids:
+            # A KPL user record holds one event: its index is its sub-sequence number.
+            subs = [i for i, e in enumerate(record.events) if e.get("event_id") == event_id]
+            for sub in subs if record.aggregated else [None]:
+                stored_at[event_id].add((shard, sequence, sub))
         for index in result.rejected.column("record_index").to_pylist():
             # A KPL user record holds one event: it is the event's sub-sequence number.
             key = (
                 (shard, sequence, index, 0) if record.aggregated else (shard, sequence, None, index)
             )
             rejected.add(key)
-    return Expected(valid, rejected)
+    return Expected(valid, rejected, dict(stored_at))
 
 
 def stored_rejected(rejected_rows: list[dict]) -> list[tuple[str, str, int | None, int]]:

@@ -34,8 +34,8 @@ mod processor;
 pub mod stream;
 
 pub use processor::{
-    check_rules, conform_table, decode, rejected_schema, session_state, violations_batch,
-    violations_schema, Contract, Decoded, FieldKind, FieldSpec, InputFormat, PipelineSql,
+    check_rules, conform_table, decode, position_fields, rejected_schema, session_state, violations_batch,
+    violations_schema, with_positions, Contract, Decoded, FieldKind, FieldSpec, InputFormat, KinesisPosition, PipelineSql,
     ProcessOutcome, ProcessStats, Processor, ProcessorError, RecordFormat, Result, ValidationOutcome, Violation,
-    EVENTS_TABLE, RECORD_INDEX_COLUMN, SUPPORTED_INPUT_FORMATS,
+    EVENTS_TABLE, POSITION_COLUMNS, RECORD_INDEX_COLUMN, SUPPORTED_INPUT_FORMATS,
 };

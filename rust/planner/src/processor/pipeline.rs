@@ -8,8 +8,9 @@
 //!   and `message`. Those records are rejected like contract violations.
 //! * `transformed` (required): the output rows, computed from the records that passed.
 //!
-//! Both read the table `events`: the contract's columns plus `_record_index`. Users change
-//! behaviour here without recompiling anything.
+//! Both read the table `events`: the contract's columns, `_record_index` and the Kinesis
+//! position columns `_kinesis_*` (see [`super::position`]; null but where the consumer runs
+//! `transformed`). Users change behaviour here without recompiling anything.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
 
 use crate::processor::error::{ProcessorError, Result};
+use crate::processor::position::with_positions;
 use crate::processor::prepared::PreparedQuery;
 use crate::processor::violation::{clip_value, Violation};
 
@@ -99,7 +101,9 @@ impl PipelineSql {
         ProcessorError::PipelineSql { origin: self.origin.clone(), message: format!("query {query:?}: {e}") }
     }
 
+    /// Runs one query over `events`, given null position columns if it has none.
     async fn run(&self, name: &str, query: &PreparedQuery, events: RecordBatch) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let events = with_positions(&events, |_| None)?;
         query.run(events).await.map_err(|e| self.sql_error(name, e))
     }
 

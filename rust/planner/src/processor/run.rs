@@ -22,6 +22,7 @@ use crate::processor::contract::Contract;
 use crate::processor::decode::{decode, Decoded, InputFormat, RECORD_INDEX_COLUMN};
 use crate::processor::error::{ProcessorError, Result};
 use crate::processor::pipeline::PipelineSql;
+use crate::processor::position::{with_positions, KinesisPosition};
 use crate::processor::validate::{check_rules, conform_table};
 use crate::processor::violation::{violation_fields, Violation};
 
@@ -211,9 +212,20 @@ impl Processor {
 
     /// Parse, validate and transform `data`, keeping every rejected record with its violations.
     pub async fn process(&self, data: &[u8], format: InputFormat) -> Result<ProcessOutcome> {
+        self.process_at(data, format, |_| None).await
+    }
+
+    /// [`Self::process`] for events read from Kinesis: `position(record_index)` is where the
+    /// record was, for the `_kinesis_*` columns the `transformed` query reads.
+    pub async fn process_at<'a>(
+        &self,
+        data: &[u8],
+        format: InputFormat,
+        position: impl Fn(u64) -> Option<KinesisPosition<'a>>,
+    ) -> Result<ProcessOutcome> {
         let started = Instant::now();
         let outcome = self.validate_bytes(data, format).await?;
-        let (output_schema, output) = self.transform(outcome.valid.clone()).await?;
+        let (output_schema, output) = self.transform(with_positions(&outcome.valid, position)?).await?;
         let stats = ProcessStats {
             records: outcome.records,
             valid: outcome.valid.num_rows(),

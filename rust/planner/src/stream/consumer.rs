@@ -35,7 +35,9 @@ use super::kinesis::{Kinesis, ShardInfo};
 use super::maintainer::{Maintainer, MAINTENANCE_SCOPE};
 use super::metastore::{now_ms, BatchMetrics, JobRecord, Metastore};
 use super::source::{read_shards, ReadLimits, ShardCursor, SourceRecord, StartPosition};
-use super::unpack::{dead_letter_batch, failed_job_records, job_records, label_rejected, unpack, Input, Unpacked};
+use super::unpack::{
+    dead_letter_batch, event_position, failed_job_records, job_records, label_rejected, unpack, Input, Unpacked,
+};
 use crate::dataset::{ensure_dataset, rejected_table_schema, DatasetTables};
 use crate::lake::{compare_sequence_numbers, CheckpointAdvance, Checkpoint, Lake, LakeError, ShardAdvance, WriteMode};
 use crate::Processor;
@@ -593,7 +595,7 @@ impl Consumer {
         let mut rejected_per_segment: HashMap<(usize, usize), i64> = HashMap::new();
         let (mut events, mut rejected_total) = (0i64, 0i64);
         for Input { data, format, mut spans, counted } in inputs {
-            let outcome = self.processor.process(&data, format).await?;
+            let outcome = self.processor.process_at(&data, format, |event| Some(event_position(&spans, records, event))).await?;
             if !counted {
                 spans[0].events = outcome.stats.records;
             }

@@ -2,7 +2,8 @@
 //! [`super::record`]) or, when another producer wrote them, as the contract's record format
 //! says (see [`super::foreign`]), become the processor's inputs (every NDJSON event of the
 //! batch in one input, each CSV record in its own), with [`EventSpan`]s leading each event
-//! back to its record, segment and job. After processing, rejected rows are labelled with
+//! back to its record, segment and job, and to its Kinesis position ([`event_position`],
+//! for the pipeline's `_kinesis_*` columns). After processing, rejected rows are labelled with
 //! their job (none for foreign records), index and Kinesis position, and each segment of a
 //! Weir record becomes a [`JobRecord`]. Records that cannot be read become dead-letter rows.
 //!
@@ -24,7 +25,7 @@ use super::metastore::JobRecord;
 use super::record::{decode, decode_header, is_weir_record, WeirRecord};
 use super::source::SourceRecord;
 use crate::dataset::{dead_letter_schema, rejected_table_schema};
-use crate::{Contract, InputFormat, RecordFormat};
+use crate::{Contract, InputFormat, KinesisPosition, RecordFormat};
 
 /// Where one segment's events are in a processor input.
 pub(super) struct EventSpan {
@@ -153,6 +154,25 @@ pub(super) fn unpack(records: &[SourceRecord], dataset: &str, contract: &Contrac
     Unpacked { decoded, dead, inputs }
 }
 
+/// The span of the input's event with index `event`. (A foreign CSV input's one span holds
+/// every event, even before processing has counted them.)
+fn span_of(spans: &[EventSpan], event: usize) -> &EventSpan {
+    &spans[spans.partition_point(|s| s.first + s.events <= event).min(spans.len() - 1)]
+}
+
+/// Where the input's event with index `event` was on the stream: its Kinesis record, and
+/// the KPL user record inside it if it was aggregated.
+pub(super) fn event_position<'a>(spans: &[EventSpan], records: &'a [SourceRecord], event: u64) -> KinesisPosition<'a> {
+    let span = span_of(spans, event as usize);
+    let record = &records[span.record];
+    KinesisPosition {
+        shard_id: record.shard_id.as_ref(),
+        sequence_number: &record.sequence_number,
+        sub_sequence_number: span.sub_record.map(i64::from),
+        arrival_micros: record.arrival_ms.map(|ms| ms * 1000),
+    }
+}
+
 /// The processor's rejected rows of one input as rows of the rejected table: each to its
 /// Kinesis record and job (none for a foreign record), renumbered within the job (within the
 /// record, or KPL user record, for a foreign one), with the record's position; rows of
@@ -175,7 +195,7 @@ pub(super) fn label_rejected(
     let mut positions: Vec<&SourceRecord> = Vec::with_capacity(rows);
     for row in 0..rows {
         let event = index.value(row) as usize;
-        let span = &spans[spans.partition_point(|s| s.first + s.events <= event)];
+        let span = span_of(spans, event);
         let within = (event - span.first) as u64;
         match &decoded[span.record] {
             Some(weir) => {
