@@ -71,7 +71,7 @@ def test_pipeline_sql_runs_unchanged_in_datafusion_python():
     ).valid
     ctx = datafusion.SessionContext()
     weir.register_udfs(ctx)
-    ctx.register_record_batches("events", [data.to_batches()])
+    ctx.register_record_batches("events", [weir.pipeline_events(data).to_batches()])
     in_datafusion = ctx.sql(transformed.strip().rstrip(";")).to_arrow_table()
     in_weir = weir.transform(data)
     assert in_datafusion.to_pylist() == in_weir.to_pylist()
