@@ -15,7 +15,9 @@ What it measures, on a fresh SQLite metastore and local warehouse in a temporary
 * **group-by**: the table grown to ``--groupby-rows`` rows (appends of ``--rows``), then
   ``select event_date, event_type, count(*), sum(amount) ... group by 1, 2`` through
   ``weir.connect()`` (DataFusion) and through DuckDB's ``iceberg_scan`` on the same
-  metadata file (best of 3 each) → ratio.
+  metadata file (best of 3 each) → ratio;
+* **one day**: ``count(*)`` and ``sum(amount)`` of one day of the thirty, both engines
+  (best of 3 each) → ratio, and the data files the scan read of the table's (``EXPLAIN``).
 
 What it checks (outside the timed calls; any disagreement is printed and the exit code is 1):
 
@@ -36,6 +38,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -298,6 +301,52 @@ def main() -> int:
             "datafusion_vs_duckdb": round(min(timings["duckdb"]) / min(timings["datafusion"]), 2),
         }
         print(json.dumps(results["groupby"]), flush=True)
+
+        # 4. A selective query: one day of thirty, where the scan reads only that day's files.
+        day = sorted(fusion["event_date"].to_pylist())[fusion.num_rows // 2]
+        since, until = day.isoformat(), (day + timedelta(days=1)).isoformat()
+        one_day = {
+            "datafusion": (
+                "select count(*) as n, sum(amount) as amount from lake.raw.shop_events "
+                f"where event_time >= timestamp '{since}T00:00:00Z' "
+                f"and event_time < timestamp '{until}T00:00:00Z'"
+            ),
+            "duckdb": (
+                f"select count(*) as n, sum(amount) as amount from iceberg_scan('{location}') "
+                f"where event_time >= timestamptz '{since} 00:00:00+00' "
+                f"and event_time < timestamptz '{until} 00:00:00+00'"
+            ),
+        }
+        plan = "\n".join(ctx.sql(f"explain {one_day['datafusion']}").to_pydict()["plan"])
+        scanned = re.search(r"files=(\d+) of (\d+)", plan)
+        timings = {"datafusion": [], "duckdb": []}
+        for _ in range(3):
+            started = time.perf_counter()
+            day_fusion = ctx.sql(one_day["datafusion"]).to_pylist()[0]
+            timings["datafusion"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            day_duck = con.sql(one_day["duckdb"]).fetchone()
+            timings["duckdb"].append(time.perf_counter() - started)
+        want = sum(
+            n
+            for d, n in zip(fusion["event_date"].to_pylist(), fusion["n"].to_pylist(), strict=True)
+            if d == day
+        )
+        if not (day_fusion["n"] == day_duck[0] == want):
+            problems.append(
+                f"one day {day}: DataFusion {day_fusion['n']} rows, "
+                f"DuckDB {day_duck[0]}, want {want}"
+            )
+        results["one_day"] = {
+            "day": since,
+            "rows": want,
+            "files_scanned": int(scanned.group(1)) if scanned else None,
+            "files_total": int(scanned.group(2)) if scanned else None,
+            "datafusion_best_s": round(min(timings["datafusion"]), 4),
+            "duckdb_best_s": round(min(timings["duckdb"]), 4),
+            "datafusion_vs_duckdb": round(min(timings["duckdb"]) / min(timings["datafusion"]), 2),
+        }
+        print(json.dumps(results["one_day"]), flush=True)
     results["disagreements"] = problems
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

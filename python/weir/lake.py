@@ -240,14 +240,24 @@ def overwrite(
     return open_lake(settings).write(table, _arrow(data), "overwrite", _properties(properties))
 
 
-def connect(settings: LakeSettings | None = None, *, read_only: bool = False) -> Any:
+def connect(
+    settings: LakeSettings | None = None, *, read_only: bool = False, partitions: int | None = None
+) -> Any:
     """A ``datafusion.SessionContext`` with the lake registered as catalog ``lake`` and all
     of Weir's UDFs: ``weir.connect().sql("select ... from lake.raw.shop_events")``. Each
     query reads the newest snapshot, tables created after ``connect()`` included; DataFrames
     stay usable after the context is gone. Each dataset's raw tables are created first if
     missing, unless ``read_only`` (what a reader such as the dashboard passes: it sees only
-    the tables that exist)."""
+    the tables that exist).
+
+    Scans run on ``partitions`` cores (default: all of them): the files Iceberg keeps for a
+    query (partitions and column statistics pruned by its filters) are dealt out by size,
+    large ones split by row group; ``EXPLAIN`` shows the ``LakeScanExec`` with the files
+    read and pruned."""
     import datafusion
+
+    if partitions is not None and partitions < 1:
+        raise ValueError(f"partitions must be at least 1, not {partitions}")
 
     settings = settings or lake_settings()
     for dataset in [] if read_only else project.datasets():
@@ -257,7 +267,10 @@ def connect(settings: LakeSettings | None = None, *, read_only: bool = False) ->
             except IncompatibleChangeError as e:
                 # Reading stays possible (e.g. to backfill a new dataset from the old tables).
                 warnings.warn(f"{e}; its tables are read as they are", stacklevel=2)
-    ctx = datafusion.SessionContext()
+    config = datafusion.SessionConfig()
+    if partitions is not None:
+        config = config.with_target_partitions(partitions)
+    ctx = datafusion.SessionContext(config)
     ctx.register_catalog_provider("lake", open_lake(settings).catalog_provider())
     register_udfs(ctx)
     return ctx

@@ -118,6 +118,7 @@ impl PyLakeConfig {
         write.set_item("target_file_size_bytes", self.inner.target_file_size_bytes)?;
         write.set_item("row_group_rows", self.inner.row_group_rows)?;
         write.set_item("zstd_level", self.inner.zstd_level)?;
+        write.set_item("concurrency", self.inner.write_concurrency())?;
         Ok(write)
     }
 

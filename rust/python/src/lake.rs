@@ -10,13 +10,12 @@ use datafusion::catalog::{CatalogProvider, TableProvider};
 use datafusion_ffi::catalog_provider::FFI_CatalogProvider;
 use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
 use datafusion_ffi::table_provider::FFI_TableProvider;
-use iceberg_datafusion::IcebergStaticTableProvider;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict};
 use weir_planner::dataset;
 use weir_planner::lake::{
-    self, inspect, CompactOptions, ExpireOptions, LakeConfig, LakeError, PartitionField, SupersededMetadata, TableDef,
+    self, inspect, CompactOptions, ExpireOptions, LakeConfig, LakeError, LakeTable, PartitionField, SupersededMetadata, TableDef,
     WriteMode,
 };
 
@@ -412,8 +411,7 @@ impl Lake {
             if loaded.metadata().snapshot_by_id(snapshot_id).is_none() {
                 return Err(LakeError::Table { table: table.clone(), message: format!("no snapshot {snapshot_id}") });
             }
-            IcebergStaticTableProvider::try_new_from_table_snapshot(loaded, snapshot_id)
-                .await
+            LakeTable::at_snapshot(loaded, snapshot_id)
                 .map_err(|source| LakeError::Iceberg { table, context: "cannot open the snapshot".into(), source: Box::new(source) })
         })?;
         Ok(DataFusionTable { provider: Arc::new(provider) })

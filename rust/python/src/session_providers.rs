@@ -7,6 +7,8 @@
 //! - The catalog looks up namespaces and tables it has not seen in the metastore, so a session
 //!   sees tables created after it was opened; known tables cost nothing extra (each scan reads
 //!   the table's current snapshot anyway).
+//! - Tables are scanned on every core by the lake's [`LakeTable`]; metadata tables
+//!   (`t$snapshots`, ...) are iceberg-datafusion's.
 //! - They outlive the session object: datafusion-ffi reaches the session's task context through
 //!   a weak reference, which dies with a temporary `weir.connect()` while its DataFrames live
 //!   on (`weir.connect().sql(...).to_pylist()`); [`SessionOrOwnContext`] then falls back to
@@ -34,8 +36,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use datafusion_ffi::execution::FFI_TaskContextProvider;
 use datafusion_ffi::proto::logical_extension_codec::{FFI_LogicalExtensionCodec, ForeignLogicalExtensionCodec};
-use iceberg::Catalog;
+use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use iceberg_datafusion::IcebergCatalogProvider;
+use weir_planner::lake::LakeTable;
 
 use crate::runtime::runtime;
 
@@ -193,13 +196,21 @@ impl SchemaProvider for LakeSchemaProvider {
         self.schema_of(&self.lake.refresh_blocking()).map(|s| s.table_names()).unwrap_or_default()
     }
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if let Some(schema) = self.schema_of(&self.lake.current()) {
-            if let Some(table) = InRuntime(schema.table(name)).await? {
-                return Ok(Some(self.wrap(table)));
-            }
+        let known = |catalog: &IcebergCatalogProvider| self.schema_of(catalog).is_some_and(|s| s.table_exist(name));
+        if !known(&self.lake.current()) && !known(self.lake.refresh().await.as_ref()) {
+            return Ok(None);
         }
-        let Some(schema) = self.schema_of(self.lake.refresh().await.as_ref()) else { return Ok(None) };
-        Ok(InRuntime(schema.table(name)).await?.map(|t| self.wrap(t)))
+        if name.contains('$') {
+            // A metadata table (`t$snapshots`, ...): iceberg-datafusion's.
+            let Some(schema) = self.schema_of(&self.lake.current()) else { return Ok(None) };
+            return Ok(InRuntime(schema.table(name)).await?.map(|t| self.wrap(t)));
+        }
+        // A table: scanned on every core.
+        let ident = TableIdent::new(NamespaceIdent::new(self.namespace.clone()), name.to_string());
+        let table = InRuntime(LakeTable::current(self.lake.catalog.clone(), ident))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Some(self.wrap(Arc::new(table))))
     }
     fn table_exist(&self, name: &str) -> bool {
         let has = |catalog: &IcebergCatalogProvider| self.schema_of(catalog).is_some_and(|s| s.table_exist(name));
@@ -235,8 +246,10 @@ impl TableProvider for LakeTableProvider {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // iceberg-datafusion 0.10 returns every column for an empty projection (`count(*)`),
-        // which DataFusion rejects: read one column and project it away.
-        if projection.is_some_and(|p| p.is_empty()) && !self.inner.schema().fields().is_empty() {
+        // which DataFusion rejects: read one column and project it away. (A `LakeTable` scans
+        // no columns itself.)
+        let own_scan = self.inner.as_any().is::<LakeTable>();
+        if projection.is_some_and(|p| p.is_empty()) && !self.inner.schema().fields().is_empty() && !own_scan {
             let plan = InRuntime(self.inner.scan(state, Some(&vec![0]), filters, limit)).await?;
             let no_columns: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
             return Ok(Arc::new(ProjectionExec::try_new(no_columns, plan)?));

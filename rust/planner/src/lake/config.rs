@@ -48,6 +48,8 @@ pub struct LakeConfig {
     pub row_group_rows: usize,
     /// zstd level for data files (default 3).
     pub zstd_level: i32,
+    /// Partitions one write encodes at once (default: the machine's cores).
+    pub write_concurrency: Option<usize>,
     /// Commit attempts before a conflict with other writers is reported (default 100).
     pub commit_attempts: u32,
     /// How continuously written tables are kept small and fast (`[lake.maintenance]`).
@@ -61,7 +63,7 @@ pub struct LakeConfig {
 }
 
 /// The settings `weir.toml` may hold under `[lake]` (keys as properties spell them).
-const TOML_KEYS: [&str; 21] = [
+const TOML_KEYS: [&str; 22] = [
     "metastore",
     "warehouse",
     "s3.endpoint",
@@ -72,6 +74,7 @@ const TOML_KEYS: [&str; 21] = [
     "s3.path-style-access",
     "write.target-file-size-bytes",
     "write.row-group-rows",
+    "write.concurrency",
     "write.zstd-level",
     "maintenance.enabled",
     "maintenance.interval-seconds",
@@ -361,6 +364,7 @@ impl LakeConfig {
             target_file_size_bytes: 128 * 1024 * 1024,
             row_group_rows: 128 * 1024,
             zstd_level: 3,
+            write_concurrency: None,
             commit_attempts: 100,
             maintenance: MaintenancePolicy::default(),
             extra: HashMap::new(),
@@ -426,6 +430,9 @@ impl LakeConfig {
         if let Some(n) = number_setting(&mut settings, "write.zstd-level", 1..=22, "a whole number from 1 to 22")? {
             config.zstd_level = n as i32;
         }
+        if let Some(n) = number_setting(&mut settings, "write.concurrency", 1..=1024, "a whole number from 1 to 1024")? {
+            config.write_concurrency = Some(n as usize);
+        }
         if let Some(n) = number_setting(&mut settings, "commit.attempts", 1..=u32::MAX as u64, positive)? {
             config.commit_attempts = n as u32;
         }
@@ -446,6 +453,11 @@ impl LakeConfig {
         Self::from_sources(&SettingSource::properties(properties))
     }
 
+    /// Partitions one write encodes at once: the setting, else the machine's cores.
+    pub fn write_concurrency(&self) -> usize {
+        self.write_concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+
     /// The settings as the string properties [`LakeConfig::from_properties`] reads back.
     pub fn to_properties(&self) -> BTreeMap<String, String> {
         let mut props = BTreeMap::new();
@@ -460,6 +472,9 @@ impl LakeConfig {
         props.insert("write.target-file-size-bytes".into(), self.target_file_size_bytes.to_string());
         props.insert("write.row-group-rows".into(), self.row_group_rows.to_string());
         props.insert("write.zstd-level".into(), self.zstd_level.to_string());
+        if let Some(n) = self.write_concurrency {
+            props.insert("write.concurrency".into(), n.to_string());
+        }
         props.insert("commit.attempts".into(), self.commit_attempts.to_string());
         props.extend(self.maintenance.to_properties());
         props.extend(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -7,8 +7,9 @@
 //! Parquet in one fast-append snapshot per call ([`Lake::append`]) or replaces a table's
 //! contents in one snapshot ([`Lake::write`] with [`WriteMode::Overwrite`]), lists snapshots and data files for the
 //! dashboard ([`inspect`]), keeps tables fast with compaction and snapshot expiry
-//! ([`maintain`]), and evolves a table's schema when its definition changes compatibly
-//! ([`Lake::evolve_table`]). pyiceberg (`SqlCatalog` named [`CATALOG_NAME`]) and DuckDB
+//! ([`maintain`]), evolves a table's schema when its definition changes compatibly
+//! ([`Lake::evolve_table`]), and scans tables for DataFusion on every core ([`LakeTable`]).
+//! pyiceberg (`SqlCatalog` named [`CATALOG_NAME`]) and DuckDB
 //! (`iceberg_scan`) read the same tables.
 
 mod append;
@@ -22,6 +23,7 @@ pub mod inspect;
 pub mod maintain;
 mod orphans;
 pub mod policy;
+mod scan;
 pub mod tables;
 mod write;
 
@@ -34,4 +36,5 @@ pub use evolve::{SchemaChange, SCHEMA_ID_PROPERTY};
 pub use maintain::{CompactOptions, CompactReport, ExpireOptions, ExpireReport};
 pub use orphans::{OrphanReport, SupersededMetadata};
 pub use policy::MaintenanceReport;
+pub use scan::{LakeScanExec, LakeTable};
 pub use tables::{ingested_at_type, PartitionField, TableDef, INGESTED_AT_COLUMN};

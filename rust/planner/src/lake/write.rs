@@ -1,8 +1,11 @@
 //! Turning Arrow batches into Iceberg data files: conform the batches to the table schema
 //! (by column name), split them by partition and write zstd Parquet through iceberg-rust's
-//! writers. Nothing here commits; see [`super::append`] and [`super::maintain`].
+//! writers, partitions on all cores at once. Nothing here commits; see [`super::append`] and [`super::maintain`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
 
 use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch, RecordBatchOptions, TimestampMicrosecondArray};
 use datafusion::arrow::compute::{can_cast_types, cast};
@@ -10,14 +13,12 @@ use datafusion::arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use iceberg::arrow::{schema_to_arrow_schema, RecordBatchPartitionSplitter};
-use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::spec::{DataFile, DataFileFormat, PartitionKey, Struct};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
-use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 
 use super::config::LakeConfig;
@@ -116,7 +117,8 @@ fn writer_properties(config: &LakeConfig) -> WriterProperties {
         .build()
 }
 
-/// Writes conformed batches as Parquet data files of `table`, one or more per partition.
+/// Writes conformed batches as Parquet data files of `table`, one or more per partition,
+/// up to [`LakeConfig::write_concurrency`] partitions encoded at once.
 pub(crate) async fn write_data_files(
     table: &Table,
     name: &str,
@@ -146,11 +148,41 @@ pub(crate) async fn write_data_files(
     }
     let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
         .context(name, "cannot compute partitions")?;
-    let mut writer = FanoutWriter::new(builder);
+    // Each partition's rows, in arrival order, then one writer per partition: up to one
+    // partition encoding per core.
+    let mut partitions: Vec<(PartitionKey, Vec<RecordBatch>)> = Vec::new();
+    let mut index: HashMap<Struct, usize> = HashMap::new();
     for batch in batches {
         for (key, part) in splitter.split(&batch).context(name, "cannot compute partitions")? {
-            writer.write(key, part).await.context(name, "cannot write a data file")?;
+            match index.get(key.data()) {
+                Some(&i) => partitions[i].1.push(part),
+                None => {
+                    index.insert(key.data().clone(), partitions.len());
+                    partitions.push((key, vec![part]));
+                }
+            }
         }
     }
-    writer.close().await.context(name, "cannot finish a data file")
+    let builder = Arc::new(builder);
+    let written: Vec<Vec<DataFile>> = futures::stream::iter(partitions.into_iter().map(|(key, parts)| {
+        let builder = builder.clone();
+        let table = name.to_string();
+        async move {
+            let task = tokio::spawn({
+                let table = table.clone();
+                async move {
+                    let mut writer = builder.build(Some(key)).await.context(&table, "cannot open a data file")?;
+                    for part in parts {
+                        writer.write(part).await.context(&table, "cannot write a data file")?;
+                    }
+                    writer.close().await.context(&table, "cannot finish a data file")
+                }
+            });
+            task.await.map_err(|e| LakeError::Table { table, message: format!("a data file writer stopped: {e}") })?
+        }
+    }))
+    .buffered(config.write_concurrency())
+    .try_collect()
+    .await?;
+    Ok(written.into_iter().flatten().collect())
 }
