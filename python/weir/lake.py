@@ -267,7 +267,8 @@ def connect(
             except IncompatibleChangeError as e:
                 # Reading stays possible (e.g. to backfill a new dataset from the old tables).
                 warnings.warn(f"{e}; its tables are read as they are", stacklevel=2)
-    config = datafusion.SessionConfig()
+    # As datafusion.SessionContext() without a config: information_schema on.
+    config = datafusion.SessionConfig().with_information_schema(True)
     if partitions is not None:
         config = config.with_target_partitions(partitions)
     ctx = datafusion.SessionContext(config)
