@@ -282,13 +282,40 @@ impl LakeScanExec {
         text
     }
 
+    /// Whether every column read (and every field nested in it) has had one name and one
+    /// field id in all the table's schemas: no rename (same id, another name) and no drop
+    /// and re-add (same name, another id, whose old files' values Iceberg reads as null).
+    /// Only then does matching by name, as DataFusion's Parquet reader does, give Iceberg's
+    /// rows.
+    fn columns_kept_their_names(&self) -> bool {
+        let metadata = self.table.metadata();
+        let current = metadata.current_schema();
+        let read: Vec<(i32, &String)> = current
+            .field_id_to_name_map()
+            .iter()
+            .filter(|(_, full)| {
+                self.columns.iter().any(|c| *full == c || full.strip_prefix(c.as_str()).is_some_and(|r| r.starts_with('.')))
+            })
+            .map(|(id, full)| (*id, full))
+            .collect();
+        if self.columns.iter().any(|c| current.field_by_name(c).is_none()) {
+            return false;
+        }
+        metadata.schemas_iter().all(|schema| {
+            read.iter().all(|(id, full)| {
+                schema.name_by_field_id(*id).is_none_or(|n| n == full.as_str())
+                    && schema.field_id_by_name(full).is_none_or(|other| other == *id)
+            })
+        })
+    }
+
     /// Reads the pieces with DataFusion's Parquet reader (`DataSourceExec`: row groups and
     /// pages pruned by `predicate`, the next file fetched while one is decoded) instead of
     /// Iceberg's Arrow reader, when that gives exactly Iceberg's rows: local files, no delete
-    /// files, and every column read still named as when any file was written (columns are
-    /// matched by name there, by field id in Iceberg; Weir never renames, other writers
-    /// might). A column older files lack reads as null, a widened type is cast, as Iceberg
-    /// does.
+    /// files, and every column read with one name and one field id in every schema the table
+    /// had (columns are matched by name there, by field id in Iceberg; Weir never renames or
+    /// drops, other writers might). A column older files lack reads as null, a widened type
+    /// is cast, as Iceberg does.
     fn read_natively(
         &mut self,
         table_schema: SchemaRef,
@@ -303,13 +330,8 @@ impl LakeScanExec {
         if tasks.clone().any(|t| !t.deletes.is_empty() || local(&t.data_file_path).is_none()) {
             return Ok(());
         }
-        let metadata = self.table.metadata();
-        let current = metadata.current_schema();
-        for name in &self.columns {
-            let Some(field) = current.field_by_name(name) else { return Ok(()) };
-            if metadata.schemas_iter().any(|s| s.name_by_field_id(field.id).is_some_and(|n| n != name)) {
-                return Ok(());
-            }
+        if !self.columns_kept_their_names() {
+            return Ok(());
         }
         let indices: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..table_schema.fields().len()).collect());
         let mut source = ParquetSource::new(table_schema);
