@@ -109,6 +109,37 @@ def test_a_filter_on_the_partition_reads_only_that_days_files(settings: LakeSett
     assert got == want and len(got) == APPENDS * ROWS // 3
 
 
+def test_a_session_plans_each_query_on_the_tables_snapshot_now(settings: LakeSettings) -> None:
+    """Plans are kept per metadata file (they never change), so a query run again on an
+    unchanged table reads no manifest; but the same query on the same session after a
+    commit, or after compaction, reads the new snapshot's files and rows."""
+    append_all(settings)
+    ctx = weir.connect(settings, partitions=2)
+    one_day = (
+        f"select count(*) as n, sum(amount) as amount from lake.{TABLE} "
+        "where event_date = date '2026-11-26'"
+    )
+    count = f"select count(*) as n from lake.{TABLE}"
+    first = ctx.sql(one_day).to_pylist()
+    assert ctx.sql(one_day).to_pylist() == first and first[0]["n"] == APPENDS * ROWS // 3
+    assert files_read(explain(ctx, one_day)) == (APPENDS, APPENDS * 3)
+
+    events = "\n".join(json.dumps(e) for e in shop_events(APPENDS * ROWS, ROWS))
+    weir.append(TABLE, weir.process(events, "ndjson", strict=True).output, settings=settings)
+    assert files_read(explain(ctx, one_day)) == (APPENDS + 1, (APPENDS + 1) * 3)
+    assert ctx.sql(one_day).to_pylist()[0]["n"] == (APPENDS + 1) * ROWS // 3
+    assert ctx.sql(count).to_pydict()["n"] == [(APPENDS + 1) * ROWS]
+
+    compacting = LakeSettings(
+        settings.metastore, settings.warehouse, maintenance={"compact_min_files": 2}
+    )
+    weir.maintain([TABLE], expire=False, settings=compacting)
+    assert files_read(explain(ctx, one_day)) == (1, 3)
+    after = ctx.sql(one_day).to_pylist()
+    assert after[0]["n"] == (APPENDS + 1) * ROWS // 3
+    assert ctx.sql(count).to_pydict()["n"] == [(APPENDS + 1) * ROWS]
+
+
 def test_scans_after_compaction_and_at_an_old_snapshot_agree_with_iceberg(
     settings: LakeSettings,
 ) -> None:

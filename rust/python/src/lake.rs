@@ -396,7 +396,7 @@ impl Lake {
     fn catalog_provider(&self, py: Python<'_>) -> PyResult<LakeCatalog> {
         let lake = self.inner.clone();
         let catalog = self.run(py, async move {
-            RefreshingCatalog::open(lake.catalog())
+            RefreshingCatalog::open(lake)
                 .await
                 .map_err(|source| LakeError::Iceberg { table: "*".into(), context: "cannot list the catalog".into(), source: Box::new(source) })
         })?;

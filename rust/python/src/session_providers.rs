@@ -36,9 +36,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use datafusion_ffi::execution::FFI_TaskContextProvider;
 use datafusion_ffi::proto::logical_extension_codec::{FFI_LogicalExtensionCodec, ForeignLogicalExtensionCodec};
-use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use iceberg::Catalog;
 use iceberg_datafusion::IcebergCatalogProvider;
-use weir_planner::lake::LakeTable;
+use weir_planner::lake::{Lake, LakeTable};
 
 use crate::runtime::runtime;
 
@@ -112,14 +112,16 @@ impl<F: Future> Future for InRuntime<F> {
 /// namespace or table it does not know yet.
 #[derive(Debug)]
 pub struct RefreshingCatalog {
+    lake: Arc<Lake>,
     catalog: Arc<dyn Catalog>,
     current: RwLock<Arc<IcebergCatalogProvider>>,
 }
 
 impl RefreshingCatalog {
-    pub async fn open(catalog: Arc<dyn Catalog>) -> iceberg::Result<Self> {
+    pub async fn open(lake: Arc<Lake>) -> iceberg::Result<Self> {
+        let catalog = lake.catalog();
         let current = IcebergCatalogProvider::try_new(catalog.clone()).await?;
-        Ok(Self { catalog, current: RwLock::new(Arc::new(current)) })
+        Ok(Self { lake, catalog, current: RwLock::new(Arc::new(current)) })
     }
 
     fn current(&self) -> Arc<IcebergCatalogProvider> {
@@ -206,8 +208,7 @@ impl SchemaProvider for LakeSchemaProvider {
             return Ok(InRuntime(schema.table(name)).await?.map(|t| self.wrap(t)));
         }
         // A table: scanned on every core.
-        let ident = TableIdent::new(NamespaceIdent::new(self.namespace.clone()), name.to_string());
-        let table = InRuntime(LakeTable::current(self.lake.catalog.clone(), ident))
+        let table = InRuntime(LakeTable::current(self.lake.lake.clone(), &format!("{}.{name}", self.namespace)))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(Some(self.wrap(Arc::new(table))))

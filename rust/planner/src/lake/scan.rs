@@ -12,12 +12,17 @@
 //! reports the row count (exact when nothing filters or deletes) to DataFusion in the same
 //! process (datafusion-ffi, between Weir and datafusion-python, carries no statistics).
 //!
+//! Each scan asks the catalog for the table's metadata file; the parsed metadata (the
+//! lake's) and the planned files (here) are kept per metadata file, which never changes,
+//! so a query run again on an unchanged table reads no metadata or manifest.
+//!
 //! Used by `weir.connect()` (through the Python crate's session providers) for every table
 //! of the lake and for time travel (a snapshot).
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
@@ -44,8 +49,10 @@ use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::expr::Predicate;
 use iceberg::scan::FileScanTask;
 use iceberg::table::Table;
-use iceberg::{Catalog, TableIdent};
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
+
+use super::catalog::Lake;
+use super::error::{IcebergContext, LakeResult};
 
 /// Files smaller than this are not split: one row group's worth of reading.
 const MIN_PIECE_BYTES: u64 = 4 * 1024 * 1024;
@@ -61,8 +68,9 @@ fn df_error(e: iceberg::Error) -> DataFusionError {
 /// Where a [`LakeTable`] reads from.
 #[derive(Debug, Clone)]
 enum Source {
-    /// The table's current snapshot, loaded from the catalog at every scan.
-    Current { catalog: Arc<dyn Catalog>, ident: TableIdent },
+    /// The table's current snapshot, looked up in the catalog at every scan (the lake
+    /// reuses its parsed metadata while the catalog's pointer has not moved).
+    Current { lake: Arc<Lake>, name: String },
     /// One snapshot of a loaded table (time travel).
     Snapshot { table: Table, snapshot_id: i64 },
 }
@@ -75,12 +83,12 @@ pub struct LakeTable {
 }
 
 impl LakeTable {
-    /// The table `ident` of `catalog`: each scan reads its current snapshot; the columns are
-    /// those of its schema now.
-    pub async fn current(catalog: Arc<dyn Catalog>, ident: TableIdent) -> iceberg::Result<Self> {
-        let table = catalog.load_table(&ident).await?;
-        let schema = Arc::new(schema_to_arrow_schema(table.metadata().current_schema())?);
-        Ok(Self { source: Source::Current { catalog, ident }, schema })
+    /// The table `name` (`namespace.table`) of `lake`: each scan reads its current
+    /// snapshot; the columns are those of its schema now.
+    pub async fn current(lake: Arc<Lake>, name: &str) -> LakeResult<Self> {
+        let table = lake.load_table(name).await?;
+        let schema = schema_to_arrow_schema(table.metadata().current_schema()).context(name, "cannot read the schema")?;
+        Ok(Self { source: Source::Current { lake, name: name.to_string() }, schema: Arc::new(schema) })
     }
 
     /// `table` as it was at `snapshot_id`, with that snapshot's schema.
@@ -119,7 +127,9 @@ impl TableProvider for LakeTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let (table, snapshot_id) = match &self.source {
-            Source::Current { catalog, ident } => (catalog.load_table(ident).await.map_err(df_error)?, None),
+            Source::Current { lake, name } => {
+                (lake.load_table(name).await.map_err(|e| DataFusionError::External(Box::new(e)))?, None)
+            }
             Source::Snapshot { table, snapshot_id } => (table.clone(), Some(*snapshot_id)),
         };
         let options = state.config_options();
@@ -146,6 +156,49 @@ impl TableProvider for LakeTable {
         // still filters every row.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
+}
+
+/// The files Iceberg plans for a scan of `columns` of `table` (at `snapshot_id`, else its
+/// current snapshot) with `predicate`. Metadata files never change once written, so the
+/// plan is kept per metadata file, snapshot, columns and predicate: a query run again on an
+/// unchanged table reads no manifest (a few hundred files' manifests cost tens of
+/// milliseconds, a good part of a query over a small day).
+async fn planned_files(
+    table: &Table,
+    snapshot_id: Option<i64>,
+    columns: &[String],
+    predicate: Option<&Predicate>,
+) -> DFResult<Vec<FileScanTask>> {
+    /// Plans kept at most; all are dropped when it is reached (tables change rarely
+    /// within one process's queries, and a plan is a few hundred bytes per file).
+    const KEPT: usize = 256;
+    static PLANS: OnceLock<Mutex<HashMap<String, Arc<Vec<FileScanTask>>>>> = OnceLock::new();
+    let key = table
+        .metadata_location()
+        .map(|location| format!("{location}\n{snapshot_id:?}\n{columns:?}\n{predicate:?}"));
+    let plans = PLANS.get_or_init(Default::default);
+    if let Some(key) = &key {
+        if let Some(tasks) = plans.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return Ok(tasks.as_ref().clone());
+        }
+    }
+    let mut builder = table.scan().select(columns.iter().cloned());
+    if let Some(id) = snapshot_id {
+        builder = builder.snapshot_id(id);
+    }
+    if let Some(p) = predicate {
+        builder = builder.with_filter(p.clone());
+    }
+    let tasks: Vec<FileScanTask> =
+        builder.build().map_err(df_error)?.plan_files().await.map_err(df_error)?.try_collect().await.map_err(df_error)?;
+    if let Some(key) = key {
+        let mut plans = plans.lock().unwrap_or_else(|e| e.into_inner());
+        if plans.len() >= KEPT {
+            plans.clear();
+        }
+        plans.insert(key, Arc::new(tasks.clone()));
+    }
+    Ok(tasks)
 }
 
 /// What a scan reads: the snapshot's files Iceberg kept, as pieces per partition.
@@ -209,15 +262,7 @@ impl LakeScanExec {
             }
         }
         let predicate = convert_filters_to_predicate(filters);
-        let mut builder = table.scan().select(columns.clone());
-        if let Some(id) = snapshot_id {
-            builder = builder.snapshot_id(id);
-        }
-        if let Some(p) = &predicate {
-            builder = builder.with_filter(p.clone());
-        }
-        let tasks: Vec<FileScanTask> =
-            builder.build().map_err(df_error)?.plan_files().await.map_err(df_error)?.try_collect().await.map_err(df_error)?;
+        let tasks = planned_files(&table, snapshot_id, &columns, predicate.as_ref()).await?;
         let files_scanned = tasks.len();
         let snapshot = match snapshot_id {
             Some(id) => table.metadata().snapshot_by_id(id),
