@@ -612,8 +612,11 @@ mod tests {
             .build()
     }
 
-    /// Per group: its bytes, and its pieces as (path, start, length).
-    fn shape(groups: &[Vec<FileScanTask>]) -> Vec<(u64, Vec<(&str, u64, u64)>)> {
+    /// A piece of a file: (path, start, length).
+    type Piece<'a> = (&'a str, u64, u64);
+
+    /// Per group: its bytes, and its pieces.
+    fn shape(groups: &[Vec<FileScanTask>]) -> Vec<(u64, Vec<Piece<'_>>)> {
         groups
             .iter()
             .map(|g| (g.iter().map(|t| t.length).sum(), g.iter().map(|t| (t.data_file_path.as_str(), t.start, t.length)).collect()))

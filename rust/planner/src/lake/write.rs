@@ -7,13 +7,17 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 
-use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch, RecordBatchOptions, TimestampMicrosecondArray};
-use datafusion::arrow::compute::{can_cast_types, cast};
+use datafusion::arrow::array::{
+    new_null_array, Array, ArrayRef, RecordBatch, RecordBatchOptions, StructArray, TimestampMicrosecondArray, UInt32Array,
+};
+use datafusion::arrow::compute::{can_cast_types, cast, take_record_batch};
 use datafusion::arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
-use iceberg::arrow::{schema_to_arrow_schema, RecordBatchPartitionSplitter};
-use iceberg::spec::{DataFile, DataFileFormat, PartitionKey, Struct};
+use iceberg::arrow::{arrow_struct_to_literal, schema_to_arrow_schema, PartitionValueCalculator};
+use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, PartitionSpecRef};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
@@ -146,23 +150,7 @@ pub(crate) async fn write_data_files(
         }
         return writer.close().await.context(name, "cannot finish a data file");
     }
-    let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
-        .context(name, "cannot compute partitions")?;
-    // Each partition's rows, in arrival order, then one writer per partition: up to one
-    // partition encoding per core.
-    let mut partitions: Vec<(PartitionKey, Vec<RecordBatch>)> = Vec::new();
-    let mut index: HashMap<Struct, usize> = HashMap::new();
-    for batch in batches {
-        for (key, part) in splitter.split(&batch).context(name, "cannot compute partitions")? {
-            match index.get(key.data()) {
-                Some(&i) => partitions[i].1.push(part),
-                None => {
-                    index.insert(key.data().clone(), partitions.len());
-                    partitions.push((key, vec![part]));
-                }
-            }
-        }
-    }
+    let partitions = split_by_partition(&schema, &spec, &batches).context(name, "cannot compute partitions")?;
     let builder = Arc::new(builder);
     let written: Vec<Vec<DataFile>> = futures::stream::iter(partitions.into_iter().map(|(key, parts)| {
         let builder = builder.clone();
@@ -172,7 +160,12 @@ pub(crate) async fn write_data_files(
                 let table = table.clone();
                 async move {
                     let mut writer = builder.build(Some(key)).await.context(&table, "cannot open a data file")?;
-                    for part in parts {
+                    for (batch, rows) in parts {
+                        let part = match rows {
+                            Some(rows) => take_record_batch(&batch, &rows)
+                                .map_err(|e| LakeError::Table { table: table.clone(), message: e.to_string() })?,
+                            None => batch,
+                        };
                         writer.write(part).await.context(&table, "cannot write a data file")?;
                     }
                     writer.close().await.context(&table, "cannot finish a data file")
@@ -185,4 +178,135 @@ pub(crate) async fn write_data_files(
     .try_collect()
     .await?;
     Ok(written.into_iter().flatten().collect())
+}
+
+/// Rows of one input batch that belong to one partition: all of it (`None`) or these row
+/// indices, in arrival order. The rows are gathered by the partition's writer task, so
+/// partitions are gathered on all cores too.
+type PartitionRows = (RecordBatch, Option<UInt32Array>);
+
+/// Groups the rows of `batches` by partition (in order of first appearance, rows in arrival
+/// order). Partition values are computed column-wise by the spec's transforms and rows are
+/// grouped by their encoded values: iceberg-rust's `RecordBatchPartitionSplitter` builds a
+/// literal per row and filters the whole batch once per partition, which for a bulk append
+/// over thirty days took longer than encoding the files.
+fn split_by_partition(
+    schema: &iceberg::spec::SchemaRef,
+    spec: &PartitionSpecRef,
+    batches: &[RecordBatch],
+) -> iceberg::Result<Vec<(PartitionKey, Vec<PartitionRows>)>> {
+    let calculator = PartitionValueCalculator::try_new(spec, schema)?;
+    let partition_type = calculator.partition_type().clone();
+    let arrow_error = |e: ArrowError| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e.to_string());
+    let mut partitions: Vec<(PartitionKey, Vec<PartitionRows>)> = Vec::new();
+    let mut known: HashMap<Vec<u8>, usize> = HashMap::new();
+    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+        let values = calculator.calculate(batch)?;
+        let values = values.as_any().downcast_ref::<StructArray>().ok_or_else(|| {
+            iceberg::Error::new(iceberg::ErrorKind::DataInvalid, "partition values are not a struct")
+        })?;
+        let converter = RowConverter::new(values.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())
+            .map_err(arrow_error)?;
+        let encoded = converter.convert_columns(values.columns()).map_err(arrow_error)?;
+        // Per partition met in this batch: (index in `partitions`, its rows here).
+        let mut here: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut in_batch: HashMap<&[u8], usize> = HashMap::new();
+        for row in 0..batch.num_rows() {
+            let key = encoded.row(row).data();
+            let slot = match in_batch.get(key) {
+                Some(&slot) => slot,
+                None => {
+                    let index = match known.get(key) {
+                        Some(&index) => index,
+                        None => {
+                            let first = values.slice(row, 1);
+                            let data = match arrow_struct_to_literal(&(Arc::new(first) as ArrayRef), &partition_type)?.pop() {
+                                Some(Some(Literal::Struct(data))) => data,
+                                _ => {
+                                    return Err(iceberg::Error::new(
+                                        iceberg::ErrorKind::DataInvalid,
+                                        "a partition value is not a struct",
+                                    ))
+                                }
+                            };
+                            known.insert(key.to_vec(), partitions.len());
+                            partitions.push((PartitionKey::new(spec.as_ref().clone(), schema.clone(), data), Vec::new()));
+                            partitions.len() - 1
+                        }
+                    };
+                    in_batch.insert(key, here.len());
+                    here.push((index, Vec::new()));
+                    here.len() - 1
+                }
+            };
+            here[slot].1.push(row as u32);
+        }
+        for (index, rows) in here {
+            let rows = (rows.len() < batch.num_rows()).then(|| UInt32Array::from(rows));
+            partitions[index].1.push((batch.clone(), rows));
+        }
+    }
+    Ok(partitions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int32Array, Int64Array};
+    use iceberg::spec::{NestedField, PartitionSpec, PrimitiveType, Schema, Transform, Type};
+
+    /// Rows of two batches over partitions `value % 3` (and a null value): grouped in order
+    /// of first appearance, each partition's rows in arrival order, with its key.
+    #[test]
+    fn rows_are_grouped_by_partition_in_arrival_order() {
+        let schema = Arc::new(
+            Schema::builder()
+                .with_fields(vec![
+                    NestedField::required(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+                    NestedField::optional(2, "bucket", Type::Primitive(PrimitiveType::Int)).into(),
+                ])
+                .build()
+                .unwrap(),
+        );
+        let spec = Arc::new(
+            PartitionSpec::builder(schema.clone()).add_partition_field("bucket", "bucket", Transform::Identity).unwrap().build().unwrap(),
+        );
+        let arrow = Arc::new(schema_to_arrow_schema(&schema).unwrap());
+        let batch = |ids: Vec<i64>, buckets: Vec<Option<i32>>| {
+            RecordBatch::try_new(arrow.clone(), vec![Arc::new(Int64Array::from(ids)), Arc::new(Int32Array::from(buckets))]).unwrap()
+        };
+        let batches = vec![
+            batch(vec![0, 1, 2, 3, 4], vec![Some(1), Some(2), Some(1), None, Some(2)]),
+            batch(vec![5, 6], vec![Some(7), Some(7)]),
+            batch(vec![7, 8], vec![Some(2), None]),
+        ];
+        let partitions = split_by_partition(&schema, &spec, &batches).unwrap();
+        let seen: Vec<(Option<Literal>, Vec<i64>)> = partitions
+            .iter()
+            .map(|(key, parts)| {
+                let ids = parts
+                    .iter()
+                    .flat_map(|(batch, rows)| {
+                        let part = match rows {
+                            Some(rows) => take_record_batch(batch, rows).unwrap(),
+                            None => batch.clone(),
+                        };
+                        part.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
+                    })
+                    .collect();
+                (key.data().fields()[0].clone(), ids)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (Some(Literal::int(1)), vec![0, 2]),
+                (Some(Literal::int(2)), vec![1, 4, 7]),
+                (None, vec![3, 8]),
+                (Some(Literal::int(7)), vec![5, 6]),
+            ]
+        );
+        // A batch wholly in one partition is passed on without gathering.
+        assert!(partitions[3].1[0].1.is_none());
+    }
 }
