@@ -152,7 +152,11 @@ pub(crate) async fn write_data_files(
     }
     let partitions = split_by_partition(&schema, &spec, &batches).context(name, "cannot compute partitions")?;
     let builder = Arc::new(builder);
-    let written: Vec<Vec<DataFile>> = futures::stream::iter(partitions.into_iter().map(|(key, parts)| {
+    // Largest partitions first, and a new one started as soon as any finishes, so no core
+    // waits behind a large partition at the end; the files are listed in partition order.
+    let mut partitions: Vec<(usize, (PartitionKey, Vec<PartitionRows>))> = partitions.into_iter().enumerate().collect();
+    partitions.sort_by_key(|(_, (_, parts))| std::cmp::Reverse(parts.iter().map(PartitionRows::len).sum::<usize>()));
+    let mut written: Vec<(usize, Vec<DataFile>)> = futures::stream::iter(partitions.into_iter().map(|(order, (key, parts))| {
         let builder = builder.clone();
         let table = name.to_string();
         async move {
@@ -160,30 +164,87 @@ pub(crate) async fn write_data_files(
                 let table = table.clone();
                 async move {
                     let mut writer = builder.build(Some(key)).await.context(&table, "cannot open a data file")?;
-                    for (batch, rows) in parts {
-                        let part = match rows {
-                            Some(rows) => take_record_batch(&batch, &rows)
-                                .map_err(|e| LakeError::Table { table: table.clone(), message: e.to_string() })?,
-                            None => batch,
-                        };
-                        writer.write(part).await.context(&table, "cannot write a data file")?;
+                    for rows in parts {
+                        let batches =
+                            rows.parts().map_err(|e| LakeError::Table { table: table.clone(), message: e.to_string() })?;
+                        for batch in batches {
+                            writer.write(batch).await.context(&table, "cannot write a data file")?;
+                        }
                     }
                     writer.close().await.context(&table, "cannot finish a data file")
                 }
             });
-            task.await.map_err(|e| LakeError::Table { table, message: format!("a data file writer stopped: {e}") })?
+            let files =
+                task.await.map_err(|e| LakeError::Table { table, message: format!("a data file writer stopped: {e}") })??;
+            Ok::<_, LakeError>((order, files))
         }
     }))
-    .buffered(config.write_concurrency())
+    .buffer_unordered(config.write_concurrency())
     .try_collect()
     .await?;
-    Ok(written.into_iter().flatten().collect())
+    written.sort_by_key(|(order, _)| *order);
+    Ok(written.into_iter().flat_map(|(_, files)| files).collect())
 }
 
-/// Rows of one input batch that belong to one partition: all of it (`None`) or these row
-/// indices, in arrival order. The rows are gathered by the partition's writer task, so
-/// partitions are gathered on all cores too.
-type PartitionRows = (RecordBatch, Option<UInt32Array>);
+/// Rows of one input batch that belong to one partition, in arrival order. They are cut
+/// out by the partition's writer task ([`PartitionRows::parts`]), so on all cores too.
+struct PartitionRows {
+    batch: RecordBatch,
+    rows: Rows,
+}
+
+#[derive(Clone)]
+enum Rows {
+    /// The whole batch.
+    All,
+    /// Runs of consecutive rows as (offset, length): zero-copy slices. Events mostly arrive
+    /// in time order, so a day's rows come in long runs.
+    Runs(Vec<(usize, usize)>),
+    /// Scattered rows, gathered into a new batch.
+    Scattered(UInt32Array),
+}
+
+/// Runs shorter than this on average are gathered instead of sliced (many tiny slices cost
+/// the Parquet writer more than one copy).
+const MIN_AVERAGE_RUN: usize = 256;
+
+impl PartitionRows {
+    fn new(batch: RecordBatch, rows: Vec<u32>) -> Self {
+        if rows.len() == batch.num_rows() {
+            return Self { batch, rows: Rows::All };
+        }
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for &row in &rows {
+            match runs.last_mut() {
+                Some((offset, length)) if *offset + *length == row as usize => *length += 1,
+                _ => runs.push((row as usize, 1)),
+            }
+        }
+        let rows = if runs.len() * MIN_AVERAGE_RUN <= rows.len() {
+            Rows::Runs(runs)
+        } else {
+            Rows::Scattered(UInt32Array::from(rows))
+        };
+        Self { batch, rows }
+    }
+
+    fn len(&self) -> usize {
+        match &self.rows {
+            Rows::All => self.batch.num_rows(),
+            Rows::Runs(runs) => runs.iter().map(|(_, length)| length).sum(),
+            Rows::Scattered(rows) => rows.len(),
+        }
+    }
+
+    /// The rows as batches to write.
+    fn parts(self) -> Result<Vec<RecordBatch>, ArrowError> {
+        Ok(match self.rows {
+            Rows::All => vec![self.batch],
+            Rows::Runs(runs) => runs.into_iter().map(|(offset, length)| self.batch.slice(offset, length)).collect(),
+            Rows::Scattered(rows) => vec![take_record_batch(&self.batch, &rows)?],
+        })
+    }
+}
 
 /// Groups the rows of `batches` by partition (in order of first appearance, rows in arrival
 /// order). Partition values are computed column-wise by the spec's transforms and rows are
@@ -211,10 +272,16 @@ fn split_by_partition(
         // Per partition met in this batch: (index in `partitions`, its rows here).
         let mut here: Vec<(usize, Vec<u32>)> = Vec::new();
         let mut in_batch: HashMap<&[u8], usize> = HashMap::new();
+        // Rows usually come in runs of one partition (events arrive in time order).
+        let mut last: Option<(&[u8], usize)> = None;
         for row in 0..batch.num_rows() {
             let key = encoded.row(row).data();
-            let slot = match in_batch.get(key) {
-                Some(&slot) => slot,
+            let known_slot = match last {
+                Some((last_key, slot)) if last_key == key => Some(slot),
+                _ => in_batch.get(key).copied(),
+            };
+            let slot = match known_slot {
+                Some(slot) => slot,
                 None => {
                     let index = match known.get(key) {
                         Some(&index) => index,
@@ -239,11 +306,11 @@ fn split_by_partition(
                     here.len() - 1
                 }
             };
+            last = Some((key, slot));
             here[slot].1.push(row as u32);
         }
         for (index, rows) in here {
-            let rows = (rows.len() < batch.num_rows()).then(|| UInt32Array::from(rows));
-            partitions[index].1.push((batch.clone(), rows));
+            partitions[index].1.push(PartitionRows::new(batch.clone(), rows));
         }
     }
     Ok(partitions)
@@ -286,13 +353,8 @@ mod tests {
             .map(|(key, parts)| {
                 let ids = parts
                     .iter()
-                    .flat_map(|(batch, rows)| {
-                        let part = match rows {
-                            Some(rows) => take_record_batch(batch, rows).unwrap(),
-                            None => batch.clone(),
-                        };
-                        part.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
-                    })
+                    .flat_map(|rows| PartitionRows { batch: rows.batch.clone(), rows: rows.rows.clone() }.parts().unwrap())
+                    .flat_map(|part| part.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
                     .collect();
                 (key.data().fields()[0].clone(), ids)
             })
@@ -306,7 +368,34 @@ mod tests {
                 (Some(Literal::int(7)), vec![5, 6]),
             ]
         );
-        // A batch wholly in one partition is passed on without gathering.
-        assert!(partitions[3].1[0].1.is_none());
+        // A batch wholly in one partition is passed on as it is.
+        assert!(matches!(partitions[3].1[0].rows, Rows::All));
+    }
+
+    /// Long runs of a partition's rows are cut out as slices, scattered rows gathered.
+    #[test]
+    fn long_runs_are_sliced_and_scattered_rows_gathered() {
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+            "id",
+            datafusion::arrow::datatypes::DataType::Int64,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..2000))]).unwrap();
+        let ids = |rows: PartitionRows| -> Vec<i64> {
+            rows.parts()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+                .collect()
+        };
+        let runs: Vec<u32> = (0..600).chain(1000..1500).collect();
+        let sliced = PartitionRows::new(batch.clone(), runs.clone());
+        assert!(matches!(&sliced.rows, Rows::Runs(r) if r == &vec![(0, 600), (1000, 500)]));
+        assert_eq!(sliced.len(), 1100);
+        assert_eq!(ids(sliced), runs.iter().map(|&r| r as i64).collect::<Vec<_>>());
+        let every_other: Vec<u32> = (0..2000).step_by(2).collect();
+        let scattered = PartitionRows::new(batch, every_other.clone());
+        assert!(matches!(scattered.rows, Rows::Scattered(_)));
+        assert_eq!(ids(scattered), every_other.iter().map(|&r| r as i64).collect::<Vec<_>>());
     }
 }
