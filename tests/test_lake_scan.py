@@ -266,3 +266,38 @@ def test_a_column_dropped_and_added_again_reads_its_old_files_as_null(
     assert all(v is None for e, v in got if e not in new_ids)
     assert sum(v is not None for e, v in got if e in new_ids) > 0
     assert "reader=parquet" in scan_line(explain(ctx, f"select event_id from lake.{TABLE}"))
+
+
+def test_columns_changed_since_the_last_commit_are_read_from_the_snapshot(
+    settings: LakeSettings,
+) -> None:
+    """Iceberg plans a scan in the snapshot's schema, which lags the table's when a column
+    was added or renamed after the last commit (a contract change applied on start does
+    that). Such a column is read under its name in the snapshot (same field id), or as null
+    when the snapshot has none; filters on it are left to DataFusion."""
+    append_all(settings)
+    before = rows(weir.lake.read(TABLE, settings=settings))
+    table = weir.lake.catalog(settings).load_table(TABLE)
+    with table.update_schema() as update:
+        update.add_column("coupon", StringType())
+    with table.update_schema() as update:
+        update.rename_column("referrer", "referrer_url")
+    snapshots = weir.lake.catalog(settings).load_table(TABLE).snapshots()
+    assert len(snapshots) == APPENDS  # no commit since the schema changes
+
+    ctx = weir.connect(settings, partitions=2, read_only=True)
+    got = ctx.sql(f"select event_id, coupon, referrer_url from lake.{TABLE}").to_pylist()
+    assert sorted((r["event_id"], r["referrer_url"]) for r in got) == [
+        (r["event_id"], r["referrer"]) for r in before
+    ]
+    assert all(r["coupon"] is None for r in got) and len(got) == APPENDS * ROWS
+    referrer = before[0]["referrer"]
+    with_referrer = sum(r["referrer"] == referrer for r in before)
+    assert 0 < with_referrer < len(before)
+    filtered = (
+        f"select count(*) as n from lake.{TABLE} "
+        f"where referrer_url = '{referrer}' and coupon is null"
+    )
+    assert ctx.sql(filtered).to_pydict()["n"] == [with_referrer]
+    only_new = ctx.sql(f"select coupon from lake.{TABLE}").to_arrow_table()
+    assert only_new.num_rows == APPENDS * ROWS and only_new["coupon"].null_count == APPENDS * ROWS

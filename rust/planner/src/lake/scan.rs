@@ -25,7 +25,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::array::{new_null_array, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
@@ -45,6 +45,7 @@ use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSe
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::TryStreamExt;
+use datafusion::parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::expr::Predicate;
 use iceberg::scan::FileScanTask;
@@ -205,8 +206,12 @@ async fn planned_files(
 pub struct LakeScanExec {
     table: Table,
     snapshot_id: Option<i64>,
-    /// Columns read from the files (the first column for a scan of no columns).
+    /// Columns read from the files, named as in the snapshot's schema (the first column for
+    /// a scan of no columns).
     columns: Vec<String>,
+    /// Where each output column comes from when the snapshot lacks some (read them as
+    /// null): its index in `columns`, or `None`.
+    sources: Option<Vec<Option<usize>>>,
     predicate: Option<Predicate>,
     limit: Option<usize>,
     batch_size: usize,
@@ -255,19 +260,54 @@ impl LakeScanExec {
             Some(p) => Arc::new(schema.project(p)?),
             None => schema.clone(),
         };
-        let mut columns: Vec<String> = output.fields().iter().map(|f| f.name().clone()).collect();
-        if columns.is_empty() {
-            if let Some(first) = schema.fields().first() {
-                columns.push(first.name().clone());
-            }
-        }
-        let predicate = convert_filters_to_predicate(filters);
-        let tasks = planned_files(&table, snapshot_id, &columns, predicate.as_ref()).await?;
-        let files_scanned = tasks.len();
         let snapshot = match snapshot_id {
             Some(id) => table.metadata().snapshot_by_id(id),
             None => table.metadata().current_snapshot(),
         };
+        // Iceberg resolves the columns of a scan in the *snapshot's* schema. The table's
+        // schema can be newer (a column added or renamed since the last commit, as a
+        // contract change applied on start does): read each column under its name in the
+        // snapshot's schema (same field id) and give null for columns it lacks.
+        let snapshot_schema = match snapshot {
+            Some(s) => Some(s.schema(table.metadata()).map_err(df_error)?),
+            None => None,
+        };
+        let mut columns: Vec<String> = Vec::new();
+        let mut sources: Vec<Option<usize>> = Vec::new();
+        for field in output.fields() {
+            let id = field.metadata().get(PARQUET_FIELD_ID_META_KEY).and_then(|id| id.parse::<i32>().ok());
+            let name = match (&snapshot_schema, id) {
+                (Some(schema), Some(id)) => schema.name_by_field_id(id).filter(|n| !n.contains('.')).map(str::to_string),
+                _ => Some(field.name().clone()),
+            };
+            sources.push(name.map(|name| {
+                columns.push(name);
+                columns.len() - 1
+            }));
+        }
+        let missing = sources.iter().any(Option::is_none);
+        if columns.is_empty() {
+            let first = snapshot_schema.as_ref().and_then(|s| s.as_struct().fields().first().map(|f| f.name.clone()));
+            if let Some(first) = first.or_else(|| schema.fields().first().map(|f| f.name().clone())) {
+                columns.push(first);
+            }
+        }
+        // Filters on columns the snapshot lacks or names differently are left to DataFusion
+        // (they are inexact anyway).
+        let same_in_snapshot = |name: &str| {
+            let Some(snapshot_schema) = &snapshot_schema else { return true };
+            let id = schema
+                .field_with_name(name)
+                .ok()
+                .and_then(|f| f.metadata().get(PARQUET_FIELD_ID_META_KEY))
+                .and_then(|id| id.parse::<i32>().ok());
+            id.is_some() && snapshot_schema.field_by_name(name).map(|f| f.id) == id
+        };
+        let readable: Vec<Expr> =
+            filters.iter().filter(|f| f.column_refs().iter().all(|c| same_in_snapshot(c.name()))).cloned().collect();
+        let predicate = convert_filters_to_predicate(&readable);
+        let tasks = planned_files(&table, snapshot_id, &columns, predicate.as_ref()).await?;
+        let files_scanned = tasks.len();
         let files_total =
             snapshot.and_then(|s| s.summary().additional_properties.get("total-data-files")).and_then(|n| n.parse().ok());
         let rows: Option<usize> = tasks
@@ -291,6 +331,7 @@ impl LakeScanExec {
             table,
             snapshot_id,
             columns,
+            sources: missing.then_some(sources),
             predicate,
             limit,
             batch_size,
@@ -565,6 +606,7 @@ impl ExecutionPlan for LakeScanExec {
         .map_err(df_error)
         .try_flatten();
         let schema_out = schema.clone();
+        let sources = self.sources.clone();
         let mut remaining = self.limit.unwrap_or(usize::MAX);
         let stream = stream
             .try_filter_map(move |batch| {
@@ -577,7 +619,22 @@ impl ExecutionPlan for LakeScanExec {
                         let options = RecordBatchOptions::new().with_row_count(Some(kept));
                         Some(RecordBatch::try_new_with_options(schema_out.clone(), Vec::new(), &options).map_err(DataFusionError::from))
                     }
-                    _ => Some(Ok(batch.slice(0, kept))),
+                    _ => Some(match &sources {
+                        // Columns the snapshot lacks, as nulls, in the table's order.
+                        Some(sources) => {
+                            let columns = sources
+                                .iter()
+                                .zip(schema_out.fields())
+                                .map(|(source, field)| match source {
+                                    Some(i) => batch.column(*i).slice(0, kept),
+                                    None => new_null_array(field.data_type(), kept),
+                                })
+                                .collect();
+                            let options = RecordBatchOptions::new().with_row_count(Some(kept));
+                            RecordBatch::try_new_with_options(schema_out.clone(), columns, &options).map_err(DataFusionError::from)
+                        }
+                        None => Ok(batch.slice(0, kept)),
+                    }),
                 };
                 futures::future::ready(batch.transpose())
             })
