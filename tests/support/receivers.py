@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,14 @@ class WebhookReceiver(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/services/T000/B000/secret-token"
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that gave up (the timeout tests) has closed the connection before the
+        delayed answer: no traceback for that. Printed from the handler's thread, it landed
+        in whichever test's captured stderr ran next, failing its one-log-line check."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _WebhookHandler(BaseHTTPRequestHandler):
