@@ -217,12 +217,11 @@ def main() -> int:
             "ingested_at", pa.array([None] * table.num_rows, pa.timestamp("us", "UTC"))
         )
         with_ingested = with_ingested.cast(baseline.schema().as_arrow())
-        weir_times, pyiceberg_times, weir_bytes, baseline_bytes = [], [], [], []
+        weir_times, pyiceberg_times, baseline_bytes = [], [], []
         for _ in range(args.append_repeat):
             started = time.perf_counter()
             info = weir.append("raw.shop_events", table, settings=settings)
             weir_times.append(time.perf_counter() - started)
-            weir_bytes.append(info.bytes)
             started = time.perf_counter()
             baseline.append(with_ingested)
             pyiceberg_times.append(time.perf_counter() - started)
