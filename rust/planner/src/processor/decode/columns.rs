@@ -34,13 +34,13 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    /// A builder with room for `rows` values (string bytes grow as needed).
+    /// A builder with room for `rows` values (text bytes: a first guess, see [`Self::resize_for`]).
     fn for_type(data_type: &DataType, rows: usize) -> Self {
         match data_type {
             DataType::Float64 => Self::F64(Float64Builder::with_capacity(rows)),
             DataType::Int64 => Self::I64(Int64Builder::with_capacity(rows)),
             DataType::Boolean => Self::Bool(BooleanBuilder::with_capacity(rows)),
-            _ => Self::Utf8(StringBuilder::with_capacity(rows, rows * 16)),
+            _ => Self::Utf8(StringBuilder::with_capacity(rows, rows * TEXT_BYTES_GUESS)),
         }
     }
 
@@ -55,6 +55,19 @@ impl ColumnBuilder {
             (Self::I64(b), _) => b.append_null(),
             (Self::Bool(b), _) => b.append_null(),
         }
+    }
+
+    /// Re-sizes a text column's byte buffer for `rows` rows from the values so far (`sampled`
+    /// rows), so it does not grow by doubling and copying through a large input.
+    fn resize_for(&mut self, sampled: usize, rows: usize) {
+        let Self::Utf8(builder) = self else { return };
+        let bytes = builder.values_slice().len() * rows / sampled.max(1);
+        let wanted = bytes + bytes / 8;
+        if wanted <= rows * TEXT_BYTES_GUESS {
+            return;
+        }
+        let sample = std::mem::replace(builder, StringBuilder::with_capacity(rows, wanted)).finish();
+        builder.extend(sample.iter());
     }
 
     fn finish(self) -> ArrayRef {
@@ -148,11 +161,18 @@ pub(super) fn csv_cell(kind: FieldKind, text: &str) -> std::result::Result<Cell<
     }
 }
 
+/// Bytes per value a text column starts with.
+const TEXT_BYTES_GUESS: usize = 16;
+
+/// Rows decoded before text columns are sized from their values (see [`ColumnBuilder::resize_for`]).
+const SIZING_SAMPLE_ROWS: usize = 512;
+
 /// Builds the columns of one input, record by record.
 pub(super) struct RecordDecoder<'c> {
     pub(super) contract: &'c Contract,
     schema: SchemaRef,
     builders: Vec<ColumnBuilder>,
+    expected_rows: usize,
     record_index: UInt64Builder,
     rows: usize,
     pub(super) violations: Vec<Violation>,
@@ -175,6 +195,7 @@ impl<'c> RecordDecoder<'c> {
             contract,
             schema: Arc::new(Schema::new(fields)),
             builders,
+            expected_rows: rows,
             record_index: UInt64Builder::with_capacity(rows),
             rows: 0,
             violations: Vec::new(),
@@ -214,6 +235,11 @@ impl<'c> RecordDecoder<'c> {
         self.type_errors.extend(mismatched.iter().map(|&field| (self.rows, field)));
         self.record_index.append_value(record_index);
         self.rows += 1;
+        if self.rows == SIZING_SAMPLE_ROWS && self.expected_rows > 2 * SIZING_SAMPLE_ROWS {
+            for builder in &mut self.builders {
+                builder.resize_for(self.rows, self.expected_rows);
+            }
+        }
     }
 }
 

@@ -1,5 +1,8 @@
 //! JSON records: documents and arrays split into records, and the serde visitor that decodes
-//! one record's object straight from the parser's tokens into staged cells.
+//! one record's object straight from the parser's tokens into staged cells. Most records are
+//! first tried by the [`fast`] path, which hands anything unusual to the visitor.
+
+mod fast;
 
 use std::borrow::Cow;
 
@@ -68,6 +71,10 @@ impl<'c> RecordDecoder<'c> {
         line: Option<usize>,
     ) {
         state.reset(record_index);
+        if fast_path_enabled() && fast::decode_flat_record(state, text) {
+            return self.commit(record_index, &state.cells, &state.mismatched);
+        }
+        state.reset(record_index);
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let parsed = de::Deserializer::deserialize_any(&mut deserializer, RecordVisitor { state: &mut *state })
             .and_then(|()| deserializer.end());
@@ -81,6 +88,19 @@ impl<'c> RecordDecoder<'c> {
             }
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by tests to decode with the serde visitor only, to compare it with the fast path.
+    pub(super) static SERDE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn fast_path_enabled() -> bool {
+    #[cfg(test)]
+    return !SERDE_ONLY.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    true
 }
 
 /// serde_json's message with its position, as a line and column of the input.
@@ -133,7 +153,7 @@ impl<'c, 'de> RecordState<'c, 'de> {
     fn lookup(&mut self, key: &str) -> Option<usize> {
         let fields = &self.contract.fields;
         let guess = self.next_guess;
-        let found = if guess < fields.len() && fields[guess].name == key {
+        let found = if guess < fields.len() && same_key(fields[guess].name.as_bytes(), key.as_bytes()) {
             Some(guess)
         } else {
             self.contract.field_index(key)
@@ -182,6 +202,25 @@ impl<'c, 'de> RecordState<'c, 'de> {
         });
         // No field can be trusted: every cell stays NULL and is marked as already reported.
         self.mismatched = (0..self.contract.fields.len()).collect();
+    }
+}
+
+/// `a == b` for short keys without a call to `memcmp` (the call costs more than the compare).
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    // Two overlapping loads cover every length from the word size to twice it.
+    match a.len() {
+        8..=16 => {
+            let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("eight bytes"));
+            word(a, 0) == word(b, 0) && word(a, a.len() - 8) == word(b, a.len() - 8)
+        }
+        4..=7 => {
+            let word = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("four bytes"));
+            word(a, 0) == word(b, 0) && word(a, a.len() - 4) == word(b, a.len() - 4)
+        }
+        _ => a.iter().zip(b).all(|(x, y)| x == y),
     }
 }
 
@@ -431,6 +470,20 @@ mod tests {
         assert_eq!(rules(&d), [(0, None, "syntax")]);
         assert_eq!(d.batch.num_rows(), 0);
         assert_eq!((d.spans.len(), d.spans[0].clone()), (1, 0..19));
+    }
+
+    #[test]
+    fn same_key_agrees_with_equality() {
+        let keys = [
+            "", "a", "ab", "abc", "abcd", "abce", "abcde", "user_id", "user_ix", "event_id", "event_ix",
+            "event_type_x", "event_tzpe_x", "product_category", "product_categorz", "xroduct_category",
+            "a_seventeen_bytes", "a_seventeen_bytez", "a_sevenxeen_bytes",
+        ];
+        for a in keys {
+            for b in keys {
+                assert_eq!(super::same_key(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -85,6 +85,10 @@ impl RecordDecoder<'_> {
     /// `lines_before` lines); blank lines are skipped, a bad line is one violation.
     fn decode_lines(&mut self, data: &[u8], range: Range<usize>, lines_before: usize) {
         let mut state = RecordState::new(self.contract);
+        // One SIMD check of the whole chunk; lines are then cut from it as text (a line
+        // break is always a character boundary). Only a chunk with bad bytes is checked
+        // line by line, to say which lines.
+        let text = simdutf8::basic::from_utf8(&data[range.clone()]).ok();
         let mut line_start = range.start;
         let mut line_number = lines_before;
         let ends = memchr::memchr_iter(b'\n', &data[range.clone()])
@@ -104,8 +108,12 @@ impl RecordDecoder<'_> {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let record_index = self.next_record(span);
-            match std::str::from_utf8(line) {
+            let record_index = self.next_record(span.clone());
+            let line_text = match text {
+                Some(text) => Ok(&text[span.start - range.start..span.start - range.start + line.len()]),
+                None => std::str::from_utf8(line),
+            };
+            match line_text {
                 Ok(text) => self.decode_json_record(&mut state, record_index, text, Some(line_number)),
                 Err(e) => self.syntax(
                     record_index,

@@ -12,8 +12,8 @@
 //!
 //! The work is split by concern: [`sniff`] recognises foreign formats and line-delimited JSON,
 //! [`lines`] cuts line-delimited input into chunks decoded in parallel, [`columns`] stages
-//! cells and builds the Arrow columns, [`json`] is the serde visitor that decodes one JSON
-//! record, and [`csv`] decodes CSV rows.
+//! cells and builds the Arrow columns, [`json`] decodes one JSON record (a fast scan for
+//! flat records, else a serde visitor), and [`csv`] decodes CSV rows.
 
 mod columns;
 mod csv;
@@ -124,9 +124,18 @@ pub fn decode(contract: &Contract, data: &[u8], format: InputFormat) -> Result<D
     decoder.finish()
 }
 
-/// One record per line is the common case; counting lines is cheap next to decoding.
+/// About how many records `data` holds, for sizing column builders: one record per line is
+/// the common case, and the first lines tell the average length (counting every line would
+/// be one more pass over the input; builders grow if the guess is short).
 fn estimate_rows(data: &[u8]) -> usize {
-    memchr::memchr_iter(b'\n', data).count() + 1
+    const SAMPLE_BYTES: usize = 64 << 10;
+    let sample = &data[..data.len().min(SAMPLE_BYTES)];
+    let lines = memchr::memchr_iter(b'\n', sample).count() + 1;
+    if sample.len() == data.len() {
+        return lines;
+    }
+    let estimate = (data.len() as u128 * lines as u128 / sample.len() as u128) as usize;
+    estimate + estimate / 16
 }
 
 #[cfg(test)]
@@ -150,6 +159,14 @@ mod tests {
 
     pub(super) fn decode_str(data: &str, format: InputFormat) -> Decoded {
         decode(&contract(), data.as_bytes(), format).unwrap()
+    }
+
+    /// NDJSON decoded by the serde visitor alone (no fast path), on this thread.
+    pub(super) fn decode_str_without_fast_path(data: &str) -> Decoded {
+        json::SERDE_ONLY.with(|s| s.set(true));
+        let decoded = decode_str(data, InputFormat::Ndjson);
+        json::SERDE_ONLY.with(|s| s.set(false));
+        decoded
     }
 
     #[test]
