@@ -36,6 +36,9 @@ What it does:
   after the call minus ``ru_maxrss`` after loading the input, reported as a
   multiple of the input size (the measuring process is started from a small relay
   process, because on Linux ``ru_maxrss`` is inherited from the forking parent);
+* times parsing alone when weir is a candidate: ``weir.parse`` (a typed Arrow table)
+  against ``json.loads`` per line, on ``--records`` valid events (same seed, no broken
+  ones: parsing is strict), best of ``--repeat``;
 * pins itself (and so the subprocesses) to one core with
   ``os.sched_setaffinity(0, {0})`` before importing any candidate, so
   records/s are single-core figures;
@@ -318,6 +321,36 @@ def _measure_memory(candidate: str, fmt: str, input_path: Path) -> tuple[int | N
         return None, f"memory subprocess gave no result ({exc})"
 
 
+def _time_parsing(weir: Any, samples: Any, records: int, repeat: int) -> dict[str, Any]:
+    """Parsing alone: ``weir.parse`` (typed Arrow table) against ``json.loads`` per line on
+    the same valid NDJSON events (strict parsing rejects the benchmark's broken ones)."""
+    data = samples.to_ndjson(samples.generate_shop_events(records, invalid_fraction=0.0, seed=SEED))
+    lines = data.splitlines()
+
+    def best(call: Callable[[], Any]) -> tuple[float, Any]:
+        result = call()
+        times = []
+        for _ in range(repeat):
+            gc.collect()
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return min(times), result
+
+    weir_s, table = best(lambda: weir.parse(data, "ndjson", "shop_events"))
+    loads_s, objects = best(lambda: [json.loads(line) for line in lines])
+    if table.num_rows != len(objects):
+        raise SystemExit(
+            f"parsing: weir.parse gave {table.num_rows} rows, json.loads {len(objects)}"
+        )
+    return {
+        "records": len(objects),
+        "weir_parse_best_s": weir_s,
+        "json_loads_best_s": loads_s,
+        "weir_parse_vs_json_loads": loads_s / weir_s,
+    }
+
+
 def _fmt_float(value: float | None, digits: int = 2, suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}{suffix}"
 
@@ -490,6 +523,17 @@ def _main_benchmark(args: argparse.Namespace) -> int:
     else:
         print("\n(weir not available: no weir ratios)")
 
+    parsing = None
+    if weir is not None and "weir" in selected:
+        print("timing parsing alone (weir.parse vs json.loads per line) ...", end=" ", flush=True)
+        parsing = _time_parsing(weir, samples, args.records, args.repeat)
+        print(
+            f"weir.parse {parsing['weir_parse_best_s']:.3f} s, json.loads"
+            f" {parsing['json_loads_best_s']:.3f} s:"
+            f" {parsing['weir_parse_vs_json_loads']:.1f}x (best times)",
+            flush=True,
+        )
+
     report = {
         "benchmark": "processor",
         "contract": "shop_events",
@@ -509,6 +553,7 @@ def _main_benchmark(args: argparse.Namespace) -> int:
         "reference_for_outputs": reference_name,
         "results": [asdict(t) for t in timings],
         "ratios_best_time": ratios,
+        "parsing": parsing,
         "disagreements": disagreements,
     }
     out = args.json_out
