@@ -39,11 +39,21 @@ impl Default for JsonGet {
 
 /// The raw JSON text of `key` in the object `text`, without building a document: other
 /// values are skipped. `None` when the key is missing or `text` is not an object.
-fn member<'a>(text: &'a str, key: &str) -> Result<Option<&'a RawValue>, serde_json::Error> {
+fn member<'a>(text: &'a str, key: &str) -> Result<Option<&'a str>, serde_json::Error> {
+    if let Some(found) = scan::member(text, key) {
+        // The scan only answers for text it fully checked, so its slice boundaries are
+        // those of JSON tokens, which are character boundaries.
+        return Ok(found.map(|range| &text[range]));
+    }
+    member_with_serde(text, key)
+}
+
+/// [`member`] by serde_json: every document, and the error for text that is not JSON.
+fn member_with_serde<'a>(text: &'a str, key: &str) -> Result<Option<&'a str>, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let found = de::Deserializer::deserialize_any(&mut deserializer, FindMember { key })?;
     deserializer.end()?;
-    Ok(found)
+    Ok(found.map(RawValue::get))
 }
 
 /// The raw JSON text at a dotted `path`.
@@ -51,11 +61,166 @@ fn lookup<'a>(text: &'a str, path: &str) -> Result<Option<&'a str>, serde_json::
     let mut current = text;
     for key in path.split('.') {
         match member(current, key)? {
-            Some(raw) => current = raw.get(),
+            Some(raw) => current = raw,
             None => return Ok(None),
         }
     }
     Ok(Some(current))
+}
+
+/// A fast path for [`member`]: one pass over a flat-ish object, checking JSON's grammar as it
+/// goes. It answers only when it is sure to agree with serde_json (same value, same "not
+/// found"); at anything it does not handle (an escaped key, a control character, malformed
+/// text, a document that is not an object) it gives `None` and serde_json decides.
+mod scan {
+    use std::ops::Range;
+
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    struct Cursor<'a> {
+        text: &'a str,
+        bytes: &'a [u8],
+        at: usize,
+    }
+
+    impl Cursor<'_> {
+        fn peek(&self) -> Option<u8> {
+            self.bytes.get(self.at).copied()
+        }
+
+        fn skip_space(&mut self) {
+            while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                self.at += 1;
+            }
+        }
+
+        fn eat(&mut self, byte: u8) -> Option<()> {
+            (self.peek()? == byte).then(|| self.at += 1)
+        }
+
+        /// A string whose opening quote is at the cursor; `Some(true)` if it has escapes.
+        fn string(&mut self) -> Option<bool> {
+            self.eat(b'"')?;
+            let mut escaped = false;
+            loop {
+                let rest = &self.bytes[self.at..];
+                let stop = memchr::memchr2(b'"', b'\\', rest)?;
+                if rest[..stop].iter().any(|&b| b < 0x20) {
+                    return None;
+                }
+                self.at += stop;
+                match rest[stop] {
+                    b'"' => {
+                        self.at += 1;
+                        return Some(escaped);
+                    }
+                    b'\\' => {
+                        escaped = true;
+                        match *self.bytes.get(self.at + 1)? {
+                            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
+                            // \u escapes: surrogate pairing rules are serde_json's to judge.
+                            _ => return None,
+                        }
+                    }
+                    _ => unreachable!("memchr2 stops at a quote or a backslash"),
+                }
+            }
+        }
+
+        fn digits(&mut self) -> usize {
+            let start = self.at;
+            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                self.at += 1;
+            }
+            self.at - start
+        }
+
+        /// A number by JSON's grammar.
+        fn number(&mut self) -> Option<()> {
+            if self.peek() == Some(b'-') {
+                self.at += 1;
+            }
+            match self.peek()? {
+                b'0' => self.at += 1,
+                b'1'..=b'9' => {
+                    self.digits();
+                }
+                _ => return None,
+            }
+            if self.peek() == Some(b'.') {
+                self.at += 1;
+                (self.digits() > 0).then_some(())?;
+            }
+            if matches!(self.peek(), Some(b'e' | b'E')) {
+                self.at += 1;
+                if matches!(self.peek(), Some(b'+' | b'-')) {
+                    self.at += 1;
+                }
+                (self.digits() > 0).then_some(())?;
+            }
+            Some(())
+        }
+
+        fn value(&mut self) -> Option<()> {
+            match self.peek()? {
+                b'"' => self.string().map(drop),
+                b't' => self.word(b"true"),
+                b'f' => self.word(b"false"),
+                b'n' => self.word(b"null"),
+                b'{' | b'[' => {
+                    // Nested values: serde_json delimits (and checks) them. The cursor is on
+                    // an ASCII byte, so a character boundary.
+                    let mut deserializer = serde_json::Deserializer::from_str(&self.text[self.at..]);
+                    let raw = <&RawValue>::deserialize(&mut deserializer).ok()?;
+                    self.at += raw.get().len();
+                    Some(())
+                }
+                _ => self.number(),
+            }
+        }
+
+        fn word(&mut self, word: &[u8]) -> Option<()> {
+            self.bytes[self.at..].starts_with(word).then(|| self.at += word.len())
+        }
+    }
+
+    /// Where the value of the first `key` member of the object `text` is: `Some(None)` when
+    /// it has no such member, `None` when serde_json must decide.
+    pub(super) fn member(document: &str, key: &str) -> Option<Option<Range<usize>>> {
+        let (text, key) = (document.as_bytes(), key.as_bytes());
+        let mut cursor = Cursor { text: document, bytes: text, at: 0 };
+        cursor.skip_space();
+        cursor.eat(b'{')?;
+        cursor.skip_space();
+        let mut found = None;
+        if cursor.eat(b'}').is_none() {
+            loop {
+                let key_start = cursor.at + 1;
+                if cursor.string()? {
+                    return None;
+                }
+                let name = &text[key_start..cursor.at - 1];
+                cursor.skip_space();
+                cursor.eat(b':')?;
+                cursor.skip_space();
+                let value_start = cursor.at;
+                cursor.value()?;
+                if found.is_none() && name == key {
+                    found = Some(value_start..cursor.at);
+                }
+                cursor.skip_space();
+                if cursor.eat(b',').is_some() {
+                    cursor.skip_space();
+                    continue;
+                }
+                cursor.eat(b'}')?;
+                break;
+            }
+        }
+        cursor.skip_space();
+        (cursor.at == text.len()).then_some(found)
+    }
 }
 
 struct FindMember<'k> {
@@ -176,6 +341,65 @@ mod tests {
     async fn escaped_keys_and_values() {
         let table = sql_table(r#"select weir_json_get('{"a\u0062":"x\"y","n":[1, 2]}', 'ab') as v, weir_json_get('{"n":[1, 2]}', 'n') as n"#).await;
         assert!(table.contains(r#"| x"y | [1, 2] |"#), "{table}");
+    }
+
+    /// Documents the fast scan answers for, and ones it must leave to serde_json.
+    const DOCUMENTS: &[&str] = &[
+        r#"{"referrer":"https://t.co/x","device":"desktop"}"#,
+        r#"{"referrer": "ad", "device": "tablet"}"#,
+        " \t{ \"a\" : 1 ,\"b\":-0.5e+3, \"c\" : true,\"d\":null,\"e\":false } \n",
+        r#"{"a":"x\"y","b":"\\","c":"\/\n\t"}"#,
+        r#"{"nested":{"a":[1,{"b":"c"}]},"a":{"x":1}}"#,
+        r#"{"a":[],"b":{}}"#,
+        r#"{"a":1,"a":2}"#,
+        r#"{}"#,
+        r#"{"é":"ü","a":"日本"}"#,
+        // Escaped key, \u escape, control character: serde_json decides.
+        r#"{"a\u0062":1}"#,
+        r#"{"a":"\u00e9"}"#,
+        "{\"a\":\"x\u{1}y\"}",
+        // Not objects.
+        "[1,2]",
+        r#""a""#,
+        "3",
+        "null",
+        // Not JSON.
+        "{oops",
+        r#"{"a":1,}"#,
+        r#"{"a":01}"#,
+        r#"{"a":1.}"#,
+        r#"{"a":-}"#,
+        r#"{"a":1e}"#,
+        r#"{"a":tru}"#,
+        r#"{"a":1}x"#,
+        r#"{"a" 1}"#,
+        r#"{"a":1 "b":2}"#,
+        r#"{"a":"\x"}"#,
+        r#"{"a":{"b":}}"#,
+        r#"{"a":"unterminated}"#,
+        "",
+    ];
+
+    #[test]
+    fn the_fast_scan_agrees_with_serde_json() {
+        for document in DOCUMENTS {
+            for key in ["a", "b", "c", "d", "e", "ab", "referrer", "device", "nested", "é", "missing"] {
+                let serde = super::member_with_serde(document, key).map_err(|e| e.to_string());
+                let Some(fast) = super::scan::member(document, key) else { continue };
+                let fast = fast.map(|range| &document[range]);
+                assert_eq!(Ok(fast), serde, "{document:?} key {key:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn plain_objects_take_the_fast_scan() {
+        for document in &DOCUMENTS[..9] {
+            assert!(super::scan::member(document, "a").is_some(), "{document:?}");
+        }
+        for document in &DOCUMENTS[9..] {
+            assert!(super::scan::member(document, "a").is_none(), "{document:?}");
+        }
     }
 
     #[tokio::test]

@@ -58,9 +58,22 @@ pub fn map_strings(
         return exec_err!("{name} takes exactly one argument, got {}", arrays.len());
     };
     let strings = to_utf8(input)?;
-    let mut out = StringBuilder::with_capacity(strings.len(), strings.value_data().len());
     let mut buffer = String::new();
-    for value in strings.iter() {
+    // Often every value is already normal (a contract pattern may even require it): then the
+    // input is the result, and no value is copied.
+    let first_changed = strings.iter().position(|value| {
+        value.is_some_and(|value| {
+            buffer.clear();
+            f(value, &mut buffer);
+            buffer != value
+        })
+    });
+    let Some(first_changed) = first_changed else {
+        return into_columnar(Arc::new(strings), all_scalar);
+    };
+    let mut out = StringBuilder::with_capacity(strings.len(), strings.value_data().len());
+    out.extend(strings.iter().take(first_changed));
+    for value in strings.iter().skip(first_changed) {
         match value {
             None => out.append_null(),
             Some(value) => {

@@ -60,6 +60,11 @@ mod tests {
             table,
             "+-----------------+\n| e               |\n+-----------------+\n| ann@example.com |\n|                 |\n| b@c.io          |\n+-----------------+"
         );
+        // Values before the first one that changes are kept as they were (with their nulls).
+        let later = sql_table("select weir_normalize_email(e) as e from (values ('b@c.io'), (null), (' Ann@X.COM ')) t(e)").await;
+        assert_eq!(later, "+-----------+\n| e         |\n+-----------+\n| b@c.io    |\n|           |\n| ann@x.com |\n+-----------+");
+        let unchanged = sql_table("select weir_normalize_email(e) as e from (values ('b@c.io'), (null)) t(e)").await;
+        assert_eq!(unchanged, "+--------+\n| e      |\n+--------+\n| b@c.io |\n|        |\n+--------+");
         let scalar = sql_table("select weir_normalize_email('\tX@Y.ORG') as e").await;
         assert!(scalar.contains("| x@y.org |"), "{scalar}");
     }

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{new_null_array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit, UInt64Type};
 
 use crate::processor::decode::RECORD_INDEX_COLUMN;
@@ -51,22 +51,26 @@ pub fn with_positions<'a>(
         return Ok(events.clone());
     }
     // A table from Python may come without record indexes: then nothing has a position.
-    let positions: Vec<Option<KinesisPosition<'a>>> =
-        match events.column_by_name(RECORD_INDEX_COLUMN).and_then(|c| c.as_primitive_opt::<UInt64Type>()) {
-            Some(index) => index.iter().map(|i| i.and_then(&position)).collect(),
-            None => vec![None; events.num_rows()],
-        };
-    let columns: [ArrayRef; 4] = [
+    let index = events.column_by_name(RECORD_INDEX_COLUMN).and_then(|c| c.as_primitive_opt::<UInt64Type>());
+    let extra = position_fields();
+    let columns: [ArrayRef; 4] = if !index.is_some_and(|index| index.iter().any(|i| i.and_then(&position).is_some())) {
+        // weir.process, the API's checks and the `violations` query: no column to fill.
+        std::array::from_fn(|i| new_null_array(extra[i].data_type(), events.num_rows()))
+    } else {
+        let index = index.expect("checked above");
+        let positions: Vec<Option<KinesisPosition<'a>>> = index.iter().map(|i| i.and_then(&position)).collect();
+        [
         Arc::new(positions.iter().map(|p| p.map(|p| p.shard_id)).collect::<StringArray>()),
         Arc::new(positions.iter().map(|p| p.map(|p| p.sequence_number)).collect::<StringArray>()),
         Arc::new(positions.iter().map(|p| p.and_then(|p| p.sub_sequence_number)).collect::<Int64Array>()),
         Arc::new(
             positions.iter().map(|p| p.and_then(|p| p.arrival_micros)).collect::<TimestampMicrosecondArray>().with_timezone("UTC"),
         ),
-    ];
+        ]
+    };
     let schema = events.schema();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.extend(position_fields());
+    fields.extend(extra);
     let mut all = events.columns().to_vec();
     all.extend(columns);
     Ok(RecordBatch::try_new(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())), all)?)

@@ -245,6 +245,9 @@ fn keep_unrejected(batch: &RecordBatch, rejected: &[bool]) -> Result<RecordBatch
         .column_by_name(RECORD_INDEX_COLUMN)
         .expect("decoded batches carry the record index")
         .as_primitive::<UInt64Type>();
+    if !index.values().iter().any(|&i| rejected[i as usize]) {
+        return Ok(batch.clone());
+    }
     let keep: BooleanArray = index.values().iter().map(|&i| Some(!rejected[i as usize])).collect();
     Ok(filter_record_batch(batch, &keep)?)
 }
