@@ -30,12 +30,19 @@ What it does:
   the timings carry no comparison cost and no retained Python objects). Any
   disagreement is printed with the first differing values, after the table, and the
   exit code is 1;
-* measures each candidate's peak memory in a fresh subprocess
-  (``run.py --memory-of CANDIDATE --format FMT [--input FILE]``; without
-  ``--input`` it makes the ``--records`` events in another process first): ``ru_maxrss``
-  after the call minus ``ru_maxrss`` after loading the input, reported as a
-  multiple of the input size (the measuring process is started from a small relay
-  process, because on Linux ``ru_maxrss`` is inherited from the forking parent);
+* measures each candidate's peak memory in fresh subprocesses
+  (``run.py --memory-of CANDIDATE --format FMT [--input FILE] [--warm]``; without
+  ``--input`` it makes the ``--records`` events in another process first), as a multiple
+  of the input size, twice:
+
+  - warm (the table's column): after one call on the input's first 100 records, so
+    that one-time costs (code pages of the candidate's libraries mapped in, caches,
+    sessions) are not counted; the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``)
+    and the peak during the call is compared with the resident size just before it.
+    This is what processing one more input costs a running consumer or notebook;
+  - first call: ``ru_maxrss`` after the process's first call minus ``ru_maxrss`` after
+    loading the input (the measuring process is started from a small relay process,
+    because on Linux ``ru_maxrss`` is inherited from the forking parent);
 * times parsing alone when weir is a candidate: ``weir.parse`` (a typed Arrow table)
   against ``json.loads`` per line, on ``--records`` valid events (same seed, no broken
   ones: parsing is strict), best of ``--repeat``;
@@ -109,6 +116,8 @@ class Timing:
     speedup_vs_a: float | None = None
     peak_memory_bytes: int | None = None
     peak_memory_x_input: float | None = None
+    first_call_peak_memory_bytes: int | None = None
+    first_call_peak_memory_x_input: float | None = None
     agrees: bool | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -261,8 +270,21 @@ def _time(
     return timing, outputs
 
 
-def _memory_of(candidate: str, fmt: str, input_path: Path) -> int:
-    """Subprocess mode: peak RSS growth (bytes) of one call, after imports and loading the input."""
+WARM_UP_RECORDS = 100
+"""Records of the input a candidate processes before its warm memory measurement."""
+
+
+def _status_kib(name: str) -> int:
+    """A memory figure of this process from ``/proc/self/status`` (``VmRSS``, ``VmHWM``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {name}")
+
+
+def _memory_of(candidate: str, fmt: str, input_path: Path, warm: bool) -> int:
+    """Subprocess mode: peak RSS growth (bytes) of one call, after imports and loading the
+    input; ``warm``: after a first call on the input's first records (see the module doc)."""
     _pin_to_one_core()
     weir, _ = _import_weir() if candidate == "weir" else (None, None)
     runners = _runners(weir)
@@ -270,6 +292,17 @@ def _memory_of(candidate: str, fmt: str, input_path: Path) -> int:
         raise SystemExit(f"candidate {candidate!r} is not available")
     run = runners[candidate]
     data = input_path.read_bytes()
+    if warm:
+        # CSV: the header line and 100 records; NDJSON: 100 records.
+        lines = WARM_UP_RECORDS + (1 if fmt == "csv" else 0)
+        run(b"".join(data.splitlines(keepends=True)[:lines]), fmt)
+        gc.collect()
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        before = _status_kib("VmRSS")
+        result = run(data, fmt)
+        peak = _status_kib("VmHWM")
+        del result
+        return (peak - before) * 1024
     gc.collect()
     before = _maxrss_bytes()
     result = run(data, fmt)
@@ -286,12 +319,13 @@ def _generate_to(path: Path, fmt: str, records: int) -> None:
     path.write_bytes(samples.to_ndjson(events) if fmt == "ndjson" else samples.to_csv(events))
 
 
-def _print_memory(candidate: str, fmt: str, input_path: Path) -> int:
-    peak = _memory_of(candidate, fmt, input_path)
+def _print_memory(candidate: str, fmt: str, input_path: Path, warm: bool) -> int:
+    peak = _memory_of(candidate, fmt, input_path, warm)
     size = input_path.stat().st_size
     report = {
         "candidate": candidate,
         "format": fmt,
+        "warm": warm,
         "input_bytes": size,
         "peak_bytes": peak,
         "x_input": peak / size,
@@ -300,7 +334,9 @@ def _print_memory(candidate: str, fmt: str, input_path: Path) -> int:
     return 0
 
 
-def _measure_memory(candidate: str, fmt: str, input_path: Path) -> tuple[int | None, str | None]:
+def _measure_memory(
+    candidate: str, fmt: str, input_path: Path, warm: bool
+) -> tuple[int | None, str | None]:
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -311,6 +347,8 @@ def _measure_memory(candidate: str, fmt: str, input_path: Path) -> tuple[int | N
         "--input",
         str(input_path),
     ]
+    if warm:
+        command.append("--warm")
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -364,17 +402,18 @@ def _ratio_text(ratio: float, label: str) -> str:
 def _table(timings: list[Timing]) -> str:
     header = (
         "| candidate | format | best s | median s | records/s | MB/s | speed-up vs (a)"
-        " | peak memory / input |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|"
+        " | peak memory / input (warm) | (first call) |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|"
     )
     rows = [header]
     for t in timings:
         speedup = _fmt_float(t.speedup_vs_a, 1, "x")
         memory = _fmt_float(t.peak_memory_x_input, 2, "x")
+        first_call = _fmt_float(t.first_call_peak_memory_x_input, 2, "x")
         rows.append(
             f"| {LABELS[t.candidate]} | {t.format} | {t.best_s:.3f} | {t.median_s:.3f}"
             f" | {t.records_per_s:,.0f}"
-            f" | {t.mb_per_s:,.1f} | {speedup} | {memory} |"
+            f" | {t.mb_per_s:,.1f} | {speedup} | {memory} | {first_call} |"
         )
         if t.agrees is False:
             rows.append(
@@ -476,14 +515,22 @@ def _main_benchmark(args: argparse.Namespace) -> int:
                 print(
                     f"peak memory of {LABELS[t.candidate]} on {t.format} ...", end=" ", flush=True
                 )
-                peak, error = _measure_memory(t.candidate, t.format, paths[t.format])
-                if error is not None:
-                    t.notes.append(error)
-                    print(error, flush=True)
-                    continue
-                t.peak_memory_bytes = peak
-                t.peak_memory_x_input = None if peak is None else peak / len(inputs[t.format])
-                print(f"{_fmt_float(t.peak_memory_x_input)}x input", flush=True)
+                size = len(inputs[t.format])
+                first, error = _measure_memory(t.candidate, t.format, paths[t.format], False)
+                warm, warm_error = _measure_memory(t.candidate, t.format, paths[t.format], True)
+                for problem in (error, warm_error):
+                    if problem is not None:
+                        t.notes.append(problem)
+                        print(problem, end=" ", flush=True)
+                t.first_call_peak_memory_bytes = first
+                t.first_call_peak_memory_x_input = None if first is None else first / size
+                t.peak_memory_bytes = warm
+                t.peak_memory_x_input = None if warm is None else warm / size
+                print(
+                    f"{_fmt_float(t.peak_memory_x_input)}x input warm,"
+                    f" {_fmt_float(t.first_call_peak_memory_x_input)}x on a first call",
+                    flush=True,
+                )
 
     print()
     print(_table(timings))
@@ -597,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--generate-to", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.records < 1:
         parser.error("--records and --repeat must be at least 1")
@@ -626,9 +674,11 @@ def main(argv: list[str] | None = None) -> int:
             ]
             if args.input is not None:
                 command += ["--input", str(args.input)]
+            if args.warm:
+                command.append("--warm")
             return subprocess.run(command, check=False).returncode
         if args.input is not None:
-            return _print_memory(args.memory_of, args.format, args.input)
+            return _print_memory(args.memory_of, args.format, args.input, args.warm)
         # Standalone use: make the input in another process, so that generating it
         # does not raise this process's ru_maxrss high-water mark.
         with tempfile.TemporaryDirectory(prefix="weir-bench-") as tmp:
@@ -637,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(
                 [*command, "--format", args.format, "--records", str(args.records)], check=True
             )
-            return _print_memory(args.memory_of, args.format, path)
+            return _print_memory(args.memory_of, args.format, path, args.warm)
     return _main_benchmark(args)
 
 
