@@ -8,16 +8,16 @@
 //! whenever this path accepts a record, the serde path would have produced the same cells and
 //! no violation; `tests` below check that on valid and broken records alike.
 //!
-//! Nested objects and arrays (kept as raw JSON text) are delimited and validated by serde_json.
+//! Nested objects and arrays (kept as raw JSON text) are checked and delimited by the same scan.
 
 use std::borrow::Cow;
-
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::{same_key, RecordState};
 use crate::processor::contract::FieldKind;
 use crate::processor::decode::columns::Cell;
+
+/// Objects and arrays nested deeper than this are left to serde (its limit is 128).
+const MAX_NESTING: usize = 64;
 
 /// Decodes `text` into `state`'s cells; false when the serde decoder must decode it instead
 /// (the cells are then left half-filled, and that decoder resets them).
@@ -95,10 +95,9 @@ impl<'a> Scan<'a> {
                 Some(Cell::Str(self.string()?))
             }
             (b'{', FieldKind::Object) | (b'[', FieldKind::Array) => {
-                let mut deserializer = serde_json::Deserializer::from_str(&self.text[self.pos..]);
-                let raw = <&RawValue>::deserialize(&mut deserializer).ok()?.get();
-                self.pos += raw.len();
-                Some(Cell::Str(Cow::Borrowed(raw)))
+                let start = self.pos;
+                self.nested(0)?;
+                Some(Cell::Str(Cow::Borrowed(&self.text[start..self.pos])))
             }
             (b't', FieldKind::Boolean) => self.literal(b"true").then_some(Cell::Bool(true)),
             (b'f', FieldKind::Boolean) => self.literal(b"false").then_some(Cell::Bool(false)),
@@ -113,6 +112,55 @@ impl<'a> Scan<'a> {
                 value.is_finite().then_some(Cell::F64(value))
             }
             _ => None,
+        }
+    }
+
+    /// Skips an object or array (kept as its JSON text), checking it is well-formed. Deep
+    /// nesting is left to serde, whose recursion limit then decides.
+    fn nested(&mut self, depth: usize) -> Option<()> {
+        if depth >= MAX_NESTING {
+            return None;
+        }
+        let close = match self.peek()? {
+            b'{' => b'}',
+            b'[' => b']',
+            _ => return None,
+        };
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.eat(close) {
+            return Some(());
+        }
+        loop {
+            if close == b'}' {
+                self.expect(b'"')?;
+                self.string()?;
+                self.skip_whitespace();
+                self.expect(b':')?;
+                self.skip_whitespace();
+            }
+            self.any_value(depth)?;
+            self.skip_whitespace();
+            if self.eat(close) {
+                return Some(());
+            }
+            self.expect(b',')?;
+            self.skip_whitespace();
+        }
+    }
+
+    /// Skips any JSON value inside an object or array at `depth`.
+    fn any_value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.pos += 1;
+                self.string().map(drop)
+            }
+            b'{' | b'[' => self.nested(depth + 1),
+            b't' => self.literal(b"true").then_some(()),
+            b'f' => self.literal(b"false").then_some(()),
+            b'n' => self.literal(b"null").then_some(()),
+            _ => self.number().map(drop),
         }
     }
 
@@ -246,6 +294,9 @@ mod tests {
         r#"{"x":0.1,"n":-9223372036854775808}"#,
         r#"{"x":123456789012345678901234567890}"#,
         r#"{"x":2.2250738585072011e-308}"#,
+        r#"{"p":{ "a" : [ 1, -2.5e3, "x\"y", {"b":null,"c":[]}, true, false ] , "d" : {} }}"#,
+        r#"{"p":{"\u00e9":"\ud83d\ude00"}}"#,
+        r#"{"p":{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}"#,
         r#"{"n":2.0}"#,
         r#"{"n":2.5}"#,
         r#"{"n":1e2}"#,
@@ -275,6 +326,17 @@ mod tests {
         r#"{"ok":"true"}"#,
         r#"{"p":[1]}"#,
         r#"{"p":{"k":}}"#,
+        r#"{"p":{"a":1,}}"#,
+        r#"{"p":{"a" 1}}"#,
+        r#"{"p":{a:1}}"#,
+        r#"{"p":{"a":[1 2]}}"#,
+        r#"{"p":{"a":[1,]}}"#,
+        r#"{"p":{"a":"\ud800"}}"#,
+        r#"{"p":{"a":"tab	in"}}"#,
+        r#"{"p":{"a":01}}"#,
+        r#"{"p":{"a":nul}}"#,
+        r#"{"p":{"a":1]}"#,
+        r#"{"p":{"a":1}"#,
         r#"{"p":"text"}"#,
         r#"[1,2]"#,
         r#""text""#,
@@ -305,10 +367,11 @@ mod tests {
                 decode_flat_record(&mut state, record)
             })
             .collect();
-        // The first nine are flat, well-formed and well-typed; of the rest only the integers
-        // written as 2.0, 2.5 and 1e2 (left to serde's checks) are well-formed JSON at all.
-        assert_eq!(taken.iter().position(|t| !t), Some(9), "{taken:?}");
-        assert!(taken[9..].iter().all(|t| !t), "{taken:?}");
+        // The first eleven are well-formed and well-typed (the 12th nests deeper than the
+        // scan goes); of the rest only the integers written as 2.0, 2.5 and 1e2 (left to
+        // serde's checks) and the deep one are well-formed JSON at all.
+        assert_eq!(taken.iter().position(|t| !t), Some(11), "{taken:?}");
+        assert!(taken[11..].iter().all(|t| !t), "{taken:?}");
         state.reset(0);
         assert!(decode_flat_record(&mut state, r#"{"id":"a\u00e9","x":-1.5e-3,"ok":false}"#));
         assert!(matches!(&state.cells[0], Cell::Str(s) if s == "a\u{e9}"));
