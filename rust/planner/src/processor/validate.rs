@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Sche
 use serde_json::Value;
 
 use crate::processor::contract::{Contract, FieldKind, FieldSpec};
-use crate::processor::decode::{Decoded, RECORD_INDEX_COLUMN};
+use crate::processor::decode::{short_eq, Decoded, RECORD_INDEX_COLUMN};
 use crate::processor::error::Result;
 use crate::processor::violation::{clip_value, Violation};
 
@@ -40,9 +40,9 @@ pub fn check_rules(contract: &Contract, decoded: &Decoded) -> Vec<Violation> {
             })
         };
         let column = batch.column(i);
-        if spec.required {
-            for row in 0..column.len() {
-                if column.is_null(row) && !skip[i].contains(&row) {
+        if let Some(nulls) = column.nulls().filter(|_| spec.required) {
+            for row in (0..column.len()).filter(|&row| nulls.is_null(row)) {
+                if !skip[i].contains(&row) {
                     report(row, "required", None, format!("required field {:?} is missing", spec.name));
                 }
             }
@@ -72,7 +72,7 @@ fn check_strings(spec: &FieldSpec, column: &ArrayRef, report: &mut Report<'_>) {
         }
         let value = values.value(row);
         if let Some(allowed) = &allowed {
-            if !allowed.contains(&value) {
+            if !allowed.iter().any(|a| short_eq(a.as_bytes(), value.as_bytes())) {
                 report(row, "enum", Some(clip_value(value)), format!("must be one of {}", allowed.join(", ")));
             }
         }

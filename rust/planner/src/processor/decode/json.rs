@@ -153,7 +153,7 @@ impl<'c, 'de> RecordState<'c, 'de> {
     fn lookup(&mut self, key: &str) -> Option<usize> {
         let fields = &self.contract.fields;
         let guess = self.next_guess;
-        let found = if guess < fields.len() && same_key(fields[guess].name.as_bytes(), key.as_bytes()) {
+        let found = if guess < fields.len() && short_eq(fields[guess].name.as_bytes(), key.as_bytes()) {
             Some(guess)
         } else {
             self.contract.field_index(key)
@@ -205,8 +205,9 @@ impl<'c, 'de> RecordState<'c, 'de> {
     }
 }
 
-/// `a == b` for short keys without a call to `memcmp` (the call costs more than the compare).
-fn same_key(a: &[u8], b: &[u8]) -> bool {
+/// `a == b` for short byte strings (keys, enum values) without a call to `memcmp` (the call
+/// costs more than the compare).
+pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -473,7 +474,7 @@ mod tests {
     }
 
     #[test]
-    fn same_key_agrees_with_equality() {
+    fn short_eq_agrees_with_equality() {
         let keys = [
             "", "a", "ab", "abc", "abcd", "abce", "abcde", "user_id", "user_ix", "event_id", "event_ix",
             "event_type_x", "event_tzpe_x", "product_category", "product_categorz", "xroduct_category",
@@ -481,7 +482,7 @@ mod tests {
         ];
         for a in keys {
             for b in keys {
-                assert_eq!(super::same_key(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+                assert_eq!(super::short_eq(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
             }
         }
     }

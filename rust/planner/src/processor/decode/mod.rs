@@ -32,6 +32,7 @@ use crate::processor::violation::Violation;
 use columns::RecordDecoder;
 use lines::decode_lines_in_parallel;
 pub(crate) use sniff::json_is_line_delimited;
+pub(crate) use json::short_eq;
 use sniff::sniff_foreign_format;
 
 /// Name of the column that carries each record's position in its input through the pipeline.

@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use super::{same_key, RecordState};
+use super::{short_eq, RecordState};
 use crate::processor::contract::FieldKind;
 use crate::processor::decode::columns::Cell;
 
@@ -79,7 +79,7 @@ impl<'a> Scan<'a> {
         let guess = state.next_guess;
         let name = state.contract.fields.get(guess)?.name.as_bytes();
         let end = self.pos + name.len();
-        let found = self.bytes.get(end) == Some(&b'"') && same_key(&self.bytes[self.pos..end], name);
+        let found = self.bytes.get(end) == Some(&b'"') && short_eq(&self.bytes[self.pos..end], name);
         found.then(|| {
             self.pos = end + 1;
             state.next_guess = guess + 1;
