@@ -19,7 +19,7 @@ import pytest
 import weir
 from weir import alerts
 from weir.config import AlertSettings, alert_settings
-from weir.logs import json_logger, log_event
+from weir.logs import json_logger, level_for, log_event
 
 pytestmark = pytest.mark.integration
 
@@ -349,3 +349,21 @@ def test_passwords_and_webhook_secrets_never_appear_in_messages_or_repr(toml):
     assert "hooks.example.org" in shown[-1] and "***" in shown[-1]
     for text in shown:
         assert not any(secret in text for secret in secrets), text
+
+
+def test_weir_log_sets_the_python_loggers_levels(monkeypatch, capfd):
+    assert level_for("weir.alerts", "") == logging.INFO
+    assert level_for("weir.alerts", "error") == logging.ERROR
+    assert level_for("weir.alerts", "warn,weir.alerts=debug") == logging.DEBUG
+    assert level_for("weir.alerts.sub", "info,weir::alerts=error") == logging.ERROR
+    assert level_for("weir.alertsx", "info,weir.alerts=error") == logging.INFO
+    assert level_for("weir.api.access", "weir=warn,weir.api=error,debug") == logging.ERROR
+    assert level_for("weir.quality", "weir_planner=debug") == logging.INFO
+    assert level_for("weir.quality", "off") > logging.CRITICAL
+    assert level_for("weir.quality", "loud,error") == logging.ERROR
+    monkeypatch.setenv("WEIR_LOG", "error")
+    quiet = json_logger("weir.alerts_test.quiet")
+    log_event(quiet, "routine")
+    log_event(quiet, "broken", logging.ERROR)
+    (line,) = capfd.readouterr().err.splitlines()
+    assert json.loads(line)["event"] == "broken"

@@ -10,12 +10,19 @@ event's own fields.
     #  "event": "alert_sent", "channel": "webhook", "attempts": 1}
 
 The ingest API's access and error logs (``weir.api``) use the same formatter.
+
+Levels follow ``$WEIR_LOG``, the filter the Rust side reads (read when a logger is made):
+its global level (``WEIR_LOG=error``: errors only) and ``target=level`` directives naming a
+logger or a parent (``weir.alerts=debug``; ``weir::alerts`` works too), the longest match
+winning; ``off`` silences. Without ``$WEIR_LOG``, or with only other targets' directives,
+the level is INFO.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -64,16 +71,47 @@ def _component(name: str) -> str:
     return parts[1] if len(parts) > 1 and parts[0] == "weir" else name
 
 
+_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "off": logging.CRITICAL + 10,
+}
+
+
+def level_for(name: str, spec: str | None = None) -> int:
+    """The level of logger ``name`` under the ``WEIR_LOG`` filter ``spec`` (default: the
+    environment's): see the module doc. Directives with an unknown level are ignored."""
+    spec = os.environ.get("WEIR_LOG", "") if spec is None else spec
+    level, matched = logging.INFO, -1
+    for directive in (part.strip() for part in spec.split(",")):
+        target, _, word = directive.rpartition("=")
+        value = _LEVELS.get(word.strip().lower())
+        if value is None:
+            continue
+        target = target.strip().replace("::", ".")
+        if not target:
+            if matched < 0:
+                level = value
+        elif (name == target or name.startswith(target + ".")) and len(target) > matched:
+            level, matched = value, len(target)
+    return level
+
+
 def json_logger(name: str, component: str | None = None) -> logging.Logger:
-    """The logger ``name`` writing JSON lines to stderr at level INFO, not propagating to the
-    root logger. ``component`` defaults to the first part of the name under ``weir``
-    (``weir.api.access`` → ``api``). Calling it again returns the same logger unchanged."""
+    """The logger ``name`` writing JSON lines to stderr at the ``$WEIR_LOG`` level (INFO
+    by default), not propagating to the root logger. ``component`` defaults to the first
+    part of the name under ``weir`` (``weir.api.access`` → ``api``). Calling it again
+    returns the same logger unchanged."""
     logger = logging.getLogger(name)
     if not any(isinstance(h.formatter, JsonLines) for h in logger.handlers):
         handler = _StderrHandler()
         handler.setFormatter(JsonLines(component or _component(name)))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        logger.setLevel(level_for(name))
         logger.propagate = False
     return logger
 

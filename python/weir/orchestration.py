@@ -30,6 +30,7 @@ before anything is published), publishing the marts, the marts' suites, a summar
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -212,7 +213,14 @@ def on_failure(context: dict[str, Any], send: Callable[..., Any] | None = None) 
     run_id = getattr(instance, "run_id", None) or str(context.get("run_id", ""))
     error = str(context.get("exception") or "unknown error")[:2000]
     log_event(
-        _log, "task_failed", dag=dag_id, task=task_id, attempt=attempt, run_id=run_id, error=error
+        _log,
+        "task_failed",
+        logging.ERROR,
+        dag=dag_id,
+        task=task_id,
+        attempt=attempt,
+        run_id=run_id,
+        error=error,
     )
     try:
         (send or alerts.send)(
