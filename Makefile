@@ -103,7 +103,7 @@ bench: setup wrk
 
 lint: setup
 	$(VENV)/bin/ruff check python tests bench dags streamlit_app
-	cargo clippy --release --workspace --locked -- -D warnings
+	cargo clippy --release --workspace --all-targets --locked -- -D warnings
 
 clean:
 	rm -rf $(VENV) node_modules python/weir/_native*.so .pytest_cache
